@@ -1,0 +1,416 @@
+"""Random vectors in dimension d: coordinate laws and the tile-keyed stream that generates them.
+
+A vector of dimension ``d`` is generated in *tiles* of ``TILE`` consecutive coordinates. Coordinates
+``[t*TILE, (t+1)*TILE)`` of point ``i`` are drawn from the key ``fold_in(fold_in(key, i), t)``, so
+
+* coordinate ``j`` of point ``i`` is the same whatever ``d`` (vectors are nested in ``d``), whatever
+  the number of points, and whatever chunk or device computes it;
+* nothing forces a whole vector into memory: any range of tiles can be generated on its own.
+
+Laws (``Distribution`` subclasses, all frozen dataclasses so they can be static jit arguments):
+
+=============  =============================================  =====================================
+name           coordinates                                    parameters
+=============  =============================================  =====================================
+gaussian       N(0, 1)
+uniform        Uniform(0, 1) (not centred: cos -> 3/4)
+rademacher     +-1 with probability 1/2
+student-t      Student t with ``df`` degrees of freedom        df > 0
+cauchy         standard Cauchy (no moments)
+lognormal      exp(sigma * N(0, 1))                           sigma > 0
+powerlaw       independent N(0, lambda_j), lambda_j = j**-a    a >= 0 (j = 1..d)
+init           parameters of an MLP at initialisation         widths, scheme (he, lecun, glorot)
+=============  =============================================  =====================================
+
+``powerlaw`` is an anisotropic Gaussian written in its eigenbasis (distances are invariant under
+rotations, so this is no loss of generality): its concentration is governed by the effective rank
+``(tr S)^2 / tr S^2``, not by d. ``init`` lays out the parameters layer by layer (W1, b1, W2, b2, ...):
+weights are N(0, s_l^2) with s_l^2 = gain / fan (He: 2/fan_in, LeCun: 1/fan_in, Glorot:
+2/(fan_in + fan_out)), biases are 0 as in the usual schemes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import ClassVar
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from sim._util import as_key, float_dtype
+
+__all__ = [
+    "TILE",
+    "Distribution",
+    "Gaussian",
+    "Uniform",
+    "Rademacher",
+    "StudentT",
+    "Cauchy",
+    "LogNormal",
+    "PowerLaw",
+    "Init",
+    "DISTRIBUTIONS",
+    "make_distribution",
+    "mlp_widths_for_dim",
+    "sample",
+    "sample_tiles",
+    "init_params",
+]
+
+#: Coordinates per tile: the unit of key derivation. Part of the definition of the random stream.
+TILE = 4096
+
+
+@dataclasses.dataclass(frozen=True)
+class Distribution:
+    """Base class: a law for the coordinates of a random vector.
+
+    Subclasses implement ``draw`` (i.i.d. standard draws) and, when coordinates are not identically
+    distributed, ``scale`` (a per-coordinate standard deviation multiplier).
+    """
+
+    name: ClassVar[str] = ""
+    #: law of x -> -x invariant (then the cosine has mean exactly 0)
+    symmetric: ClassVar[bool] = True
+    #: law invariant under rotations of R^d (then the angle has the exact sin^(d-2) density)
+    isotropic: ClassVar[bool] = False
+    #: every coordinate has the same law
+    iid: ClassVar[bool] = True
+
+    def draw(self, key: jax.Array, shape: tuple[int, ...], dtype) -> jax.Array:
+        raise NotImplementedError
+
+    def scale(self, index: jax.Array, dtype) -> jax.Array:
+        """Standard deviation multiplier of the coordinates at 0-based positions ``index``."""
+        return jnp.ones(index.shape, dtype)
+
+    def raw_moment(self, k: int) -> float:
+        """E x^k of one (unscaled) coordinate; nan if it does not exist."""
+        return math.nan
+
+    def abs_diff_moment(self, q: float) -> float:
+        """E|x - y|^q for two independent unscaled coordinates; nan where no closed form is known."""
+        return math.nan
+
+    def scale_power_sum(self, d: int, s: float) -> float:
+        """sum_j scale_j^(2 s) over the d coordinates (d for i.i.d. laws)."""
+        return float(d)
+
+    def label(self) -> str:
+        """Short human-readable name with parameters, e.g. ``student-t(df=5)``."""
+        fields = [f"{f.name}={getattr(self, f.name)}" for f in dataclasses.fields(self)]
+        return f"{self.name}({', '.join(fields)})" if fields else self.name
+
+    def check_dim(self, d: int) -> None:
+        """Raise ValueError if this law cannot make vectors of dimension d."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Gaussian(Distribution):
+    name: ClassVar[str] = "gaussian"
+    isotropic: ClassVar[bool] = True
+
+    def draw(self, key, shape, dtype):
+        return jax.random.normal(key, shape, dtype)
+
+    def raw_moment(self, k):
+        return 0.0 if k % 2 else float(math.prod(range(k - 1, 0, -2)))
+
+    def abs_diff_moment(self, q):
+        # x - y ~ N(0, 2): E|x - y|^q = 2^q Gamma((q+1)/2) / sqrt(pi)
+        return 2.0**q * math.exp(math.lgamma((q + 1) / 2)) / math.sqrt(math.pi)
+
+
+@dataclasses.dataclass(frozen=True)
+class Uniform(Distribution):
+    name: ClassVar[str] = "uniform"
+    symmetric: ClassVar[bool] = False
+
+    def draw(self, key, shape, dtype):
+        return jax.random.uniform(key, shape, dtype)
+
+    def raw_moment(self, k):
+        return 1.0 / (k + 1)
+
+    def abs_diff_moment(self, q):
+        # |x - y| has density 2(1 - t) on [0, 1]
+        return 2.0 / ((q + 1) * (q + 2))
+
+
+@dataclasses.dataclass(frozen=True)
+class Rademacher(Distribution):
+    name: ClassVar[str] = "rademacher"
+
+    def draw(self, key, shape, dtype):
+        return jax.random.rademacher(key, shape, dtype)
+
+    def raw_moment(self, k):
+        return 0.0 if k % 2 else 1.0
+
+    def abs_diff_moment(self, q):
+        # |x - y| is 0 or 2 with probability 1/2 each
+        return 2.0 ** (q - 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class StudentT(Distribution):
+    name: ClassVar[str] = "student-t"
+    df: float = 5.0
+
+    def __post_init__(self):
+        if not (isinstance(self.df, (int, float)) and math.isfinite(self.df) and self.df > 0):
+            raise ValueError(f"student-t: df must be a finite number > 0, got {self.df!r}")
+
+    def draw(self, key, shape, dtype):
+        return jax.random.t(key, self.df, shape, dtype)
+
+    def raw_moment(self, k):
+        nu = self.df
+        if k >= nu:
+            return math.nan
+        if k % 2:
+            return 0.0
+        # E t^(2m) = nu^m prod_{i=1..m} (2i - 1) / (nu - 2i)
+        m = k // 2
+        return float(nu**m * math.prod((2 * i - 1) / (nu - 2 * i) for i in range(1, m + 1)))
+
+
+@dataclasses.dataclass(frozen=True)
+class Cauchy(Distribution):
+    name: ClassVar[str] = "cauchy"
+
+    def draw(self, key, shape, dtype):
+        return jax.random.cauchy(key, shape, dtype)
+
+    def abs_diff_moment(self, q):
+        # x - y is Cauchy with scale 2: E|x - y|^q = 2^q / cos(pi q / 2) for 0 < q < 1
+        return 2.0**q / math.cos(math.pi * q / 2) if 0 < q < 1 else math.nan
+
+
+@dataclasses.dataclass(frozen=True)
+class LogNormal(Distribution):
+    name: ClassVar[str] = "lognormal"
+    symmetric: ClassVar[bool] = False
+    sigma: float = 1.0
+
+    def __post_init__(self):
+        if not (isinstance(self.sigma, (int, float)) and math.isfinite(self.sigma) and self.sigma > 0):
+            raise ValueError(f"lognormal: sigma must be a finite number > 0, got {self.sigma!r}")
+
+    def draw(self, key, shape, dtype):
+        return jax.random.lognormal(key, self.sigma, shape, dtype)
+
+    def raw_moment(self, k):
+        return math.exp(k * k * self.sigma**2 / 2)
+
+
+@dataclasses.dataclass(frozen=True)
+class PowerLaw(Distribution):
+    """Anisotropic Gaussian, coordinate j (1-based) ~ N(0, j^-a)."""
+
+    name: ClassVar[str] = "powerlaw"
+    iid: ClassVar[bool] = False
+    a: float = 1.0
+
+    def __post_init__(self):
+        if not (isinstance(self.a, (int, float)) and math.isfinite(self.a) and self.a >= 0):
+            raise ValueError(f"powerlaw: exponent a must be a finite number >= 0, got {self.a!r}")
+
+    def draw(self, key, shape, dtype):
+        return jax.random.normal(key, shape, dtype)
+
+    def scale(self, index, dtype):
+        j = index.astype(dtype) + 1
+        return j ** jnp.asarray(-self.a / 2, dtype)
+
+    raw_moment = Gaussian.raw_moment
+    abs_diff_moment = Gaussian.abs_diff_moment
+
+    def scale_power_sum(self, d, s):
+        return harmonic(d, self.a * s)
+
+
+@dataclasses.dataclass(frozen=True)
+class Init(Distribution):
+    """All parameters of an MLP with layer ``widths`` (input first) at initialisation."""
+
+    name: ClassVar[str] = "init"
+    iid: ClassVar[bool] = False
+    widths: tuple[int, ...] = (784, 256, 256, 10)
+    scheme: str = "he"
+    SCHEMES: ClassVar[tuple[str, ...]] = ("he", "lecun", "glorot")
+
+    def __post_init__(self):
+        w = tuple(self.widths)
+        if len(w) < 2 or any(not isinstance(v, (int, np.integer)) or v < 1 for v in w):
+            raise ValueError(f"init: widths must be >= 2 positive integers, got {self.widths!r}")
+        if self.scheme not in self.SCHEMES:
+            raise ValueError(f"init: unknown scheme {self.scheme!r}; valid: {', '.join(self.SCHEMES)}")
+        object.__setattr__(self, "widths", tuple(int(v) for v in w))
+
+    @property
+    def dim(self) -> int:
+        """Number of parameters (weights and biases)."""
+        return sum(a * b + b for a, b in zip(self.widths[:-1], self.widths[1:]))
+
+    def layers(self) -> list[tuple[int, float]]:
+        """(size, std) of each block of coordinates in order: W1, b1, W2, b2, ..."""
+        gain = {"he": 2.0, "lecun": 1.0, "glorot": 2.0}[self.scheme]
+        out = []
+        for fan_in, fan_out in zip(self.widths[:-1], self.widths[1:]):
+            fan = fan_in + fan_out if self.scheme == "glorot" else fan_in
+            out += [(fan_in * fan_out, math.sqrt(gain / fan)), (fan_out, 0.0)]
+        return out
+
+    def check_dim(self, d):
+        if d != self.dim:
+            raise ValueError(f"init: an MLP with widths {self.widths} has {self.dim} parameters, not d={d}")
+
+    def draw(self, key, shape, dtype):
+        return jax.random.normal(key, shape, dtype)
+
+    def scale(self, index, dtype):
+        sizes, stds = zip(*self.layers())
+        ends = np.cumsum(sizes)
+        block = jnp.searchsorted(jnp.asarray(ends), index, side="right")
+        table = jnp.asarray(stds + (0.0,), dtype)  # index >= dim (padding) gets 0
+        return table[block]
+
+    raw_moment = Gaussian.raw_moment
+    abs_diff_moment = Gaussian.abs_diff_moment
+
+    def scale_power_sum(self, d, s):
+        return float(sum(size * std ** (2 * s) for size, std in self.layers() if std > 0))
+
+
+def harmonic(d: int, s: float) -> float:
+    """Generalised harmonic number sum_{j=1..d} j^-s in float64 (exact sum, Euler-Maclaurin tail)."""
+    n0 = min(d, 1 << 20)
+    j = np.arange(1, n0 + 1, dtype=np.float64)
+    total = float(np.sum(j[::-1] ** -s))  # smallest terms first
+    if d > n0:
+        # Euler-Maclaurin for sum_{j=n0+1}^{d} f(j), f(x) = x^-s: error ~ f'''(n0) / 720, below 1e-30
+        a, b = float(n0), float(d)
+        f = lambda x: x**-s  # noqa: E731
+        df = lambda x: -s * x ** (-s - 1)  # noqa: E731
+        integral = math.log(b / a) if s == 1 else (b ** (1 - s) - a ** (1 - s)) / (1 - s)
+        total += integral + (f(b) - f(a)) / 2 + (df(b) - df(a)) / 12
+    return total
+
+
+DISTRIBUTIONS: dict[str, type[Distribution]] = {
+    c.name: c for c in (Gaussian, Uniform, Rademacher, StudentT, Cauchy, LogNormal, PowerLaw, Init)
+}
+
+
+def make_distribution(name: str, **params) -> Distribution:
+    """Build a distribution by name, passing only the parameters it takes.
+
+    Raises:
+        ValueError: unknown name (the message lists the valid ones) or a bad parameter.
+    """
+    if name not in DISTRIBUTIONS:
+        raise ValueError(f"unknown distribution {name!r}; valid: {', '.join(DISTRIBUTIONS)}")
+    cls = DISTRIBUTIONS[name]
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in params.items() if k in names and v is not None})
+
+
+def mlp_widths_for_dim(d: int, *, d_in: int = 784, d_out: int = 10, depth: int = 2) -> tuple[int, ...]:
+    """Widths (d_in, h, ..., h, d_out) with ``depth`` hidden layers and the largest h whose MLP has at
+    most ``d`` parameters. Lets a dimension sweep use realistic networks.
+
+    Raises:
+        ValueError: if even h = 1 has more than d parameters.
+    """
+
+    def count(h):
+        return Init(widths=(d_in,) + (h,) * depth + (d_out,)).dim
+
+    if count(1) > d:
+        raise ValueError(f"init: d={d} is below the smallest MLP ({count(1)} parameters)")
+    lo, hi = 1, 2
+    while count(hi) <= d:
+        lo, hi = hi, hi * 2
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if count(mid) <= d else (lo, mid)
+    return (d_in,) + (lo,) * depth + (d_out,)
+
+
+# ----------------------------------------------------------------------------------------------
+# The tile stream
+
+
+def sample_tiles(point_keys: jax.Array, dist: Distribution, tiles: jax.Array, d, dtype) -> jax.Array:
+    """Coordinates of ``tiles`` for every point; positions >= d are 0.
+
+    Args:
+        point_keys: keys of the points, shape ``(n,)``: ``fold_in(key, i)``.
+        dist: coordinate law.
+        tiles: tile indices, int array of shape ``(k,)``.
+        d: dimension (int or traced int scalar).
+        dtype: float32 or float64.
+
+    Returns:
+        Array of shape ``(k, n, TILE)``.
+    """
+    offs = jnp.arange(TILE, dtype=jnp.int32)
+    d_full = d // TILE  # number of full tiles
+    d_rem = d % TILE
+
+    def one_tile(t):
+        x = jax.vmap(lambda k: dist.draw(jax.random.fold_in(k, t), (TILE,), dtype))(point_keys)
+        valid = jnp.where(t < d_full, TILE, jnp.where(t == d_full, d_rem, 0))
+        mask = offs < valid
+        if not dist.iid:
+            idx = t.astype(jnp.result_type(float)) * TILE + offs
+            x = x * dist.scale(idx, dtype)
+        return jnp.where(mask, x, jnp.zeros((), dtype))
+
+    return jax.vmap(one_tile)(tiles)
+
+
+def sample(key, dist: Distribution, n: int, d: int, *, dtype=jnp.float32) -> jax.Array:
+    """Materialise ``n`` random vectors of dimension ``d`` (the same numbers the streaming kernels use).
+
+    Args:
+        key: PRNG key.
+        dist: coordinate law (see module docstring).
+        n: number of points, >= 1.
+        d: dimension, >= 1. The result has n*d elements: use ``sim.pairwise_distances`` for large d.
+        dtype: float32 (default) or float64 (needs x64).
+
+    Returns:
+        Array of shape ``(n, d)`` and dtype ``dtype``.
+    """
+    dtype = float_dtype(dtype, fn="sample")
+    if int(n) < 1 or int(d) < 1:
+        raise ValueError(f"sample: n and d must be >= 1, got n={n}, d={d}")
+    dist.check_dim(int(d))
+    return _sample(as_key(key), dist, int(n), int(d), dtype)
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2, 3, 4))
+def _sample(key, dist, n, d, dtype):
+    point_keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(n, dtype=jnp.uint32))
+    n_tiles = -(-d // TILE)
+    x = sample_tiles(point_keys, dist, jnp.arange(n_tiles, dtype=jnp.int32), d, dtype)
+    return jnp.moveaxis(x, 0, 1).reshape(n, n_tiles * TILE)[:, :d]
+
+
+def init_params(key, widths, *, scheme: str = "he", dtype=jnp.float32) -> jax.Array:
+    """All parameters of an MLP with layer ``widths`` at initialisation, flattened (W1, b1, W2, ...).
+
+    Weight matrices are stored row-major with shape (fan_in, fan_out); biases are zero.
+
+    Returns:
+        Array of shape ``(P,)`` with P = sum(fan_in*fan_out + fan_out).
+    """
+    dist = Init(widths=tuple(widths), scheme=scheme)
+    return sample(key, dist, 1, dist.dim, dtype=dtype)[0]
+
