@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from sim._util import acc_dtype, as_key, float_dtype
-from sim.vectors import TILE, Distribution, sample_tiles
+from sim.vectors import TILE, Distribution, sample_tiles, tile_width
 
 __all__ = [
     "METRICS",
@@ -146,8 +146,8 @@ def _finish(acc: tuple, stack: jax.Array, count) -> jax.Array:
     return val
 
 
-@functools.partial(jax.jit, static_argnums=(1, 2, 4, 5, 6, 7))
-def _accumulate(key, dist, n, d, accs, chunk_tiles, levels, dtype):
+@functools.partial(jax.jit, static_argnums=(1, 2, 4, 5, 6, 7, 8))
+def _accumulate(key, dist, n, d, accs, chunk_tiles, levels, dtype, width):
     point_keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(n, dtype=jnp.uint32))
     adt = acc_dtype()
     n_tiles = (d + TILE - 1) // TILE
@@ -155,7 +155,7 @@ def _accumulate(key, dist, n, d, accs, chunk_tiles, levels, dtype):
 
     def body(c, stacks):
         tiles = c * chunk_tiles + jnp.arange(chunk_tiles, dtype=jnp.int32)
-        x = sample_tiles(point_keys, dist, tiles, d, dtype)  # (k, n, TILE)
+        x = sample_tiles(point_keys, dist, tiles, d, dtype, width)  # (k, n, width)
         out = []
         for acc, stack in zip(accs, stacks):
             contrib = jax.vmap(functools.partial(_tile_contribution, acc))(x).astype(adt)
@@ -229,7 +229,9 @@ def pairwise_matrices(key, dist: Distribution, n: int, d: int, metrics, *, chunk
     metrics = [m if isinstance(m, Metric) else make_metric(m) for m in metrics]
     accs = tuple(dict.fromkeys(m.accumulator for m in metrics))
     didx = jnp.asarray(d, dtype=jax.dtypes.canonicalize_dtype(np.int64))
-    sums = _accumulate(as_key(key), dist, n, didx, accs, k, _levels(d, k), dtype)
+    if d < TILE:
+        k = 1  # one short tile: chunking cannot matter
+    sums = _accumulate(as_key(key), dist, n, didx, accs, k, _levels(d, k), dtype, tile_width(d))
     by_acc = dict(zip(accs, sums))
     return tuple(_finalise(m, by_acc[m.accumulator]) for m in metrics)
 

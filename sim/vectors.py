@@ -58,6 +58,7 @@ __all__ = [
     "mlp_widths_for_dim",
     "sample",
     "sample_tiles",
+    "tile_width",
     "init_params",
 ]
 
@@ -346,7 +347,18 @@ def mlp_widths_for_dim(d: int, *, d_in: int = 784, d_out: int = 10, depth: int =
 # The tile stream
 
 
-def sample_tiles(point_keys: jax.Array, dist: Distribution, tiles: jax.Array, d, dtype) -> jax.Array:
+def tile_width(d: int) -> int:
+    """Coordinates drawn per tile for dimension ``d``: TILE, or the power of two >= d when d < TILE.
+
+    JAX's counter-based (partitionable) threefry makes ``draw(key, (w,))`` the first w values of
+    ``draw(key, (TILE,))`` for every law here, so a short tile is a prefix of the full one: the same
+    coordinates, without drawing 4096 of them for a vector of dimension 10.
+    """
+    return TILE if d >= TILE else 1 << max(0, int(d) - 1).bit_length()
+
+
+def sample_tiles(point_keys: jax.Array, dist: Distribution, tiles: jax.Array, d, dtype,
+                 width: int = TILE) -> jax.Array:
     """Coordinates of ``tiles`` for every point; positions >= d are 0.
 
     Args:
@@ -355,22 +367,23 @@ def sample_tiles(point_keys: jax.Array, dist: Distribution, tiles: jax.Array, d,
         tiles: tile indices, int array of shape ``(k,)``.
         d: dimension (int or traced int scalar).
         dtype: float32 or float64.
+        width: coordinates drawn per tile (static): TILE, or ``tile_width(d)`` when d < TILE.
 
     Returns:
-        Array of shape ``(k, n, TILE)``.
+        Array of shape ``(k, n, width)``.
     """
-    offs = jnp.arange(TILE, dtype=jnp.int32)
+    offs = jnp.arange(width, dtype=jnp.int32)
     d_full = d // TILE  # number of full tiles
     d_rem = d % TILE
 
     def one_tile(t):
-        x = jax.vmap(lambda k: dist.draw(jax.random.fold_in(k, t), (TILE,), dtype))(point_keys)
+        x = jax.vmap(lambda k: dist.draw(jax.random.fold_in(k, t), (width,), dtype))(point_keys)
         valid = jnp.where(t < d_full, TILE, jnp.where(t == d_full, d_rem, 0))
         mask = offs < valid
         if not dist.iid:
             idx = t.astype(jnp.result_type(float)) * TILE + offs
-            x = x * dist.scale(idx, dtype)
-        return jnp.where(mask, x, jnp.zeros((), dtype))
+            x = x * dist.scale(idx, dtype)[None, :]
+        return jnp.where(mask[None, :], x, jnp.zeros((), dtype))
 
     return jax.vmap(one_tile)(tiles)
 
@@ -398,9 +411,9 @@ def sample(key, dist: Distribution, n: int, d: int, *, dtype=jnp.float32) -> jax
 @functools.partial(jax.jit, static_argnums=(1, 2, 3, 4))
 def _sample(key, dist, n, d, dtype):
     point_keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(n, dtype=jnp.uint32))
-    n_tiles = -(-d // TILE)
-    x = sample_tiles(point_keys, dist, jnp.arange(n_tiles, dtype=jnp.int32), d, dtype)
-    return jnp.moveaxis(x, 0, 1).reshape(n, n_tiles * TILE)[:, :d]
+    n_tiles, width = -(-d // TILE), tile_width(d)
+    x = sample_tiles(point_keys, dist, jnp.arange(n_tiles, dtype=jnp.int32), d, dtype, width)
+    return jnp.moveaxis(x, 0, 1).reshape(n, n_tiles * width)[:, :d]
 
 
 def init_params(key, widths, *, scheme: str = "he", dtype=jnp.float32) -> jax.Array:

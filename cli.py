@@ -1,0 +1,306 @@
+"""hdsim command line: parse and validate, run an experiment, write its outputs. Nothing else.
+
+Every bad input ends in a one-line ``Error: ...`` on stderr and exit code 2, before anything is
+computed or written; outputs are staged and renamed into place only when a run has succeeded.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from typer.core import TyperGroup
+
+__all__ = ["app", "main"]
+
+
+# typer vendors its own click: take its exception classes from the public BadParameter's ancestry.
+_UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+_ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+
+class _OneLineErrors(TyperGroup):
+    """Typer group whose usage errors are one line on stderr (exit 2), never a box or a traceback."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            rv = super().main(args=args, prog_name=prog_name or "hdsim", complete_var=complete_var,
+                              standalone_mode=False, **extra)
+        except _UsageError as e:
+            if type(e).__name__ == "NoArgsIsHelpError" and e.ctx is not None:  # bare `hdsim`: show help
+                typer.echo(e.ctx.get_help(), err=True)
+            else:
+                typer.echo(f"Error: {_with_value(e, args)}", err=True)
+            rv = e.exit_code
+        except _ClickException as e:
+            typer.echo(f"Error: {' '.join(e.format_message().split())}", err=True)
+            rv = e.exit_code
+        except (typer.Abort, KeyboardInterrupt):
+            typer.echo("Aborted!", err=True)
+            rv = 130
+        if not standalone_mode:
+            return rv
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _with_value(e, args) -> str:
+    """One-line message; for a bad option value, name the value as given on the command line."""
+    msg = " ".join(e.format_message().split())
+    param = getattr(e, "param", None)
+    argv = list(sys.argv[1:] if args is None else args)
+    for opt in getattr(param, "opts", []) if param is not None else []:
+        for i, a in enumerate(argv):
+            if a == opt and i + 1 < len(argv):
+                return f"{msg} (got {argv[i + 1]!r})"
+            if a.startswith(opt + "="):
+                return f"{msg} (got {a[len(opt) + 1:]!r})"
+    return msg
+
+
+app = typer.Typer(
+    cls=_OneLineErrors,
+    help="hdsim: high-dimensional geometry simulator (distance concentration, random-matrix Hessians, "
+    "critical points of random losses).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"], "terminal_width": 150, "max_content_width": 150},
+)
+
+DIMS_HELP = "Dimensions: comma list (1e3 allowed), A:B (every integer), A:B:K (K log-spaced)."
+
+
+def _fail(message: str) -> None:
+    raise _UsageError(message)
+
+
+def _setup_jax() -> None:
+    """x64 on (float64 accumulators and exact comparisons); quiet JAX's CPU-only warning."""
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+
+
+def _available_memory() -> int:
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        return 8 << 30
+
+
+def _progress(total: int, label: str):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    p = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True,
+                 disable=not sys.stderr.isatty())
+    return p, p.add_task(label, total=total)
+
+
+def _version(value: bool):
+    if value:
+        from sim import __version__
+
+        typer.echo(f"hdsim {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True,
+                                                    help="Print the version and exit.")] = None,
+):
+    """hdsim: high-dimensional geometry simulator."""
+
+
+def _positive(name: str, value: float | None, *, strict: bool = True) -> None:
+    if value is not None and (not math.isfinite(value) or value < 0 or (strict and value == 0)):
+        _fail(f"{name} must be a finite number {'>' if strict else '>='} 0, got {value}")
+
+
+def _parse_list(name: str, text: str, valid) -> list[str]:
+    items = [s.strip() for s in text.split(",") if s.strip()]
+    if not items:
+        _fail(f"{name} is empty; valid: {', '.join(valid)}")
+    for s in items:
+        if s not in valid:
+            _fail(f"{name}: unknown value {s!r}; valid: {', '.join(valid)}")
+    return list(dict.fromkeys(items))
+
+
+def _parse_dims(text: str):
+    from sim.dims import DimsError, parse_dims
+
+    try:
+        return parse_dims(text)
+    except DimsError as e:
+        _fail(str(e))
+
+
+def _out_dir(out: Path):
+    from sim.io import check_writable
+
+    try:
+        check_writable(out)
+    except ValueError as e:
+        _fail(str(e))
+
+
+@app.command()
+def distances(
+    dist: Annotated[str, typer.Option(help="Laws, comma list: gaussian uniform rademacher student-t cauchy "
+                                      "lognormal powerlaw init.")] = "gaussian,uniform,cauchy",
+    metric: Annotated[str, typer.Option(help="Metrics, comma list: euclidean sqeuclidean cityblock minkowski "
+                                        "chebyshev cosine.")] = "euclidean",
+    dims: Annotated[str, typer.Option(help=DIMS_HELP)] = "10,100,1000,10000",
+    points: Annotated[int, typer.Option(min=2, help="Random vectors per (law, d), >= 2.")] = 256,
+    seed: Annotated[int, typer.Option(min=0, help="Seed (integer >= 0).")] = 0,
+    p: Annotated[Optional[float], typer.Option(help="Minkowski exponent, any p > 0.")] = None,
+    df: Annotated[float, typer.Option(help="Student-t degrees of freedom, > 0.")] = 5.0,
+    sigma: Annotated[float, typer.Option(help="Lognormal sigma, > 0.")] = 1.0,
+    a: Annotated[float, typer.Option(help="powerlaw: eigenvalues i^-a, a >= 0.")] = 1.0,
+    init_scheme: Annotated[str, typer.Option(help="Init scheme: he, lecun, glorot.")] = "he",
+    init_io: Annotated[str, typer.Option(help="init: MLP input,output widths (2 hidden layers fitted to d).")] = "784,10",
+    chunk: Annotated[Optional[int], typer.Option(help="Coordinates per chunk: 4096 x 2^k (default: auto).")] = None,
+    dtype: Annotated[str, typer.Option(help="Sample dtype: float32 or float64.")] = "float32",
+    out: Annotated[Path, typer.Option(help="Output directory (created if needed).")] = Path("out/distances"),
+    plots: Annotated[bool, typer.Option(help="Write the figures (PNG and SVG).")] = True,
+):
+    """Pairwise distances between random vectors as the dimension grows: CSV, JSON and figures."""
+    from sim.distances import METRICS
+    from sim.vectors import DISTRIBUTIONS, TILE
+
+    names = _parse_list("--dist", dist, DISTRIBUTIONS)
+    metric_names = _parse_list("--metric", metric, METRICS)
+    dim_list = _parse_dims(dims)
+    _positive("--df", df)
+    _positive("--sigma", sigma)
+    _positive("--a", a, strict=False)
+    if "minkowski" in metric_names:
+        if p is None:
+            _fail("--metric minkowski needs --p (any p > 0)")
+        _positive("--p", p)
+    if dtype not in ("float32", "float64"):
+        _fail(f"--dtype: unknown value {dtype!r}; valid: float32, float64")
+    if chunk is not None and (chunk < TILE or chunk % TILE or (chunk // TILE) & (chunk // TILE - 1)):
+        _fail(f"--chunk {chunk}: must be {TILE} times a power of two (4096, 8192, 16384, ...)")
+    try:
+        io_w = tuple(int(v) for v in init_io.split(","))
+        assert len(io_w) == 2 and min(io_w) >= 1
+    except (ValueError, AssertionError):
+        _fail(f"--init-io {init_io!r}: give two positive integers 'input,output', e.g. 784,10")
+
+    from sim.distances import make_metric
+    from sim.experiments import distances as exp
+    from sim.vectors import Init, make_distribution
+
+    try:
+        laws = tuple(
+            Init(widths=(io_w[0], 1, 1, io_w[1]), scheme=init_scheme) if n == "init"
+            else make_distribution(n, df=df, sigma=sigma, a=a)
+            for n in names
+        )
+        metrics = tuple(make_metric(m, p if m == "minkowski" else None) for m in metric_names)
+        config = exp.DistancesConfig(dists=laws, metrics=metrics, dims=dim_list, points=points, seed=seed,
+                                     chunk=chunk, dtype=dtype)
+        for law in laws:
+            for d in dim_list:
+                exp.dims_for(law, d)
+        exp.check_memory(config, _available_memory())
+    except ValueError as e:
+        _fail(str(e))
+    _out_dir(out)
+    _setup_jax()
+
+    from sim.io import Output, run_metadata
+
+    t0 = time.perf_counter()
+    bar, task = _progress(len(laws) * len(dim_list), "distances")
+    with bar:
+        result = exp.run(config, progress=lambda k: bar.advance(task, k))
+    wall = time.perf_counter() - t0
+    with Output(out) as o:
+        o.csv("distances.csv", result.rows)
+        o.csv("distances_hist.csv", result.tables["hist"])
+        if result.tables["angles"]:
+            o.csv("distances_angles.csv", result.tables["angles"])
+        if plots:
+            _distance_plots(o, result, metrics)
+        o.json("distances.json", run_metadata("hdsim distances", config.to_json(), seed=seed, wall_seconds=wall,
+                                              info=result.info))
+        written = o.staged_names()
+    for r in result.rows:
+        typer.echo(f"{r['dist_params']:>24} {r['metric']:>11} d={r['dim']:<12} mean={r['mean']:<12.6g} "
+                   f"rel_std={r['rel_std']:<10.4g} theory={r['theory_rel_std']:.4g}")
+    typer.echo(f"{result.info['coordinates_per_second']:.3g} coordinates/s; wrote {len(written)} files to {out}")
+
+
+def _distance_plots(o, result, metrics):
+    from sim.experiments.distances import ANGLE_EDGES, HIST_EDGES
+    from sim.plots import save, style
+    from sim.plots import distances as pd
+
+    with style():
+        for m in metrics:
+            if len({r["dim"] for r in result.rows}) >= 2:
+                save(pd.fig_rel_std(result.rows, m.name), o, f"distances_rel_std_{m.name}")
+                save(pd.fig_rel_contrast(result.rows, m.name), o, f"distances_rel_contrast_{m.name}")
+            save(pd.fig_histograms(result.rows, result.tables["hist"], HIST_EDGES, m.name), o,
+                 f"distances_hist_{m.name}")
+        if result.tables["angles"]:
+            save(pd.fig_angles(result.tables["angles"], result.tables["hist"], ANGLE_EDGES), o, "distances_angles")
+
+
+@app.command()
+def figures(
+    out: Annotated[Path, typer.Option(help="Output directory.")] = Path("figures"),
+    quick: Annotated[bool, typer.Option(help="Reduced sizes (a smoke run in under 2 minutes).")] = False,
+    only: Annotated[Optional[str], typer.Option(help="Comma list of figure names to regenerate (see --list).")] = None,
+    list_: Annotated[bool, typer.Option("--list", help="List the figures and exit.")] = False,
+):
+    """Regenerate the figure gallery (default: every figure, into figures/)."""
+    from sim.gallery import REGISTRY
+
+    if list_:
+        for spec in REGISTRY.values():
+            typer.echo(f"{spec.name:<18} {spec.description}")
+        return
+    names = _parse_list("--only", only, REGISTRY) if only is not None else list(REGISTRY)
+    _out_dir(out)
+    _setup_jax()
+    from sim.gallery import make_figures
+
+    bar, task = _progress(len(names), "figures")
+    t0 = time.perf_counter()
+    done = []
+    with bar:
+        for name in names:
+            bar.update(task, description=name)
+            done += make_figures(out, [name], quick=quick)
+            bar.advance(task, 1)
+    for f in done:
+        typer.echo(f"{f['name']}: {f['caption']}")
+    typer.echo(f"wrote {sum(len(f['files']) for f in done)} files to {out} in {time.perf_counter() - t0:.0f} s")
+
+
+# ---- hdsim rmt (random-matrix Hessians, issue 3) ----
+
+
+# ---- hdsim critical (critical points of random losses, issue 4) ----
+
+
+# ---- hdsim spectrum (Hessian spectra from Hessian-vector products, issue 5) ----
+
+
+def main() -> None:
+    """Console-script entry point (``hdsim``)."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,201 @@
+"""Distance kernels: exactness against scipy on the same vectors, chunk invariance, and statistics
+against closed-form theory with tolerances from the sample size."""
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy.spatial.distance import pdist, squareform
+
+from sim.distances import Metric, pair_stats, pairwise_distances, pairwise_matrices
+from sim.theory.distances import chi_mean, cosine_theory, sqdist_moments
+from sim.vectors import (TILE, Cauchy, Gaussian, Init, LogNormal, PowerLaw, Rademacher, StudentT, Uniform,
+                         init_params, sample)
+from stats_helpers import assert_mean, assert_variance
+
+KEY = jax.random.key(20261123)
+
+SCIPY = [  # (metric, p, scipy name)
+    ("euclidean", None, "euclidean"),
+    ("sqeuclidean", None, "sqeuclidean"),
+    ("cityblock", None, "cityblock"),
+    ("minkowski", 0.5, "minkowski"),
+    ("minkowski", 3.0, "minkowski"),
+    ("chebyshev", None, "chebyshev"),
+    ("cosine", None, "cosine"),
+]
+
+
+@pytest.fixture(scope="module")
+def small_sets():
+    """Materialised vectors (float64 copies of the float32 samples) for each law."""
+    laws = [Gaussian(), Uniform(), Cauchy(), PowerLaw(a=1.0), Init(widths=(20, 30, 5))]
+    return {law: (law, law.dim if isinstance(law, Init) else 9000) for law in laws}
+
+
+@pytest.mark.parametrize("metric,p,name", SCIPY)
+def test_matches_scipy_on_the_same_vectors(small_sets, metric, p, name):
+    """Streamed float32 tiles with tree accumulation agree with scipy's float64 pdist to 1e-5."""
+    for law, d in small_sets.values():
+        x = np.asarray(sample(KEY, law, 12, d), dtype=np.float64)
+        ref = squareform(pdist(x, name, p=p) if p else pdist(x, name))
+        got = np.asarray(pairwise_distances(KEY, law, 12, d, metric=metric, p=p))
+        np.testing.assert_allclose(got, ref, rtol=1e-5, atol=0, err_msg=f"{law.label()} {metric}")
+
+
+def test_float64_samples_are_exact():
+    x = np.asarray(sample(KEY, Gaussian(), 6, 5000, dtype=jnp.float64))
+    got = pairwise_distances(KEY, Gaussian(), 6, 5000, metric="cityblock", dtype=jnp.float64)
+    np.testing.assert_allclose(np.asarray(got), squareform(pdist(x, "cityblock")), rtol=1e-12)
+
+
+@pytest.mark.parametrize("metrics", [("euclidean", "cosine"), ("cityblock",), ("chebyshev",)])
+def test_bit_identical_for_every_chunk_size(metrics):
+    d = 9 * TILE + 123  # a partial last tile, several chunks for the small chunk sizes
+    results = [pairwise_matrices(KEY, StudentT(df=5.0), 10, d, metrics, chunk=TILE * k) for k in (1, 2, 4, 16)]
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            assert np.array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_vectors_are_nested_in_d_and_n():
+    big = np.asarray(sample(KEY, Uniform(), 5, 3 * TILE + 7))
+    small = np.asarray(sample(KEY, Uniform(), 3, TILE + 1))
+    assert np.array_equal(big[:3, : TILE + 1], small)
+
+
+def test_dimension_beyond_int32_tiles_keys():
+    """Coordinates past 2**31 only need the tile index: a distance at d = 2**31 + 5 starts as at small d."""
+    # (not run at that size: checks the masking arithmetic with a traced int64 d on a small case)
+    a = pairwise_distances(KEY, Gaussian(), 3, TILE + 5, chunk=TILE)
+    b = pairwise_distances(KEY, Gaussian(), 3, TILE + 5, chunk=4 * TILE)
+    assert np.array_equal(np.asarray(a), np.asarray(b))
+
+
+# ---------------------------------------------------------------------------------------------
+# statistics: R independent pairs of vectors (n = 2, keys fold_in(key, r))
+
+
+@functools.lru_cache(maxsize=None)
+def _pair_sampler(law, d, metric):
+    def one(k):
+        return pairwise_distances(k, law, 2, d, metric=metric, chunk=TILE)[0, 1]
+
+    return jax.jit(lambda keys: jax.vmap(one)(keys))
+
+
+def pair_values(law, d, metric, reps, salt=0):
+    keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.fold_in(KEY, salt), i))(jnp.arange(reps))
+    return np.asarray(_pair_sampler(law, d, metric)(keys))
+
+
+@pytest.mark.parametrize("law", [Gaussian(), Uniform(), Rademacher(), StudentT(df=10.0), PowerLaw(a=1.0)])
+def test_squared_distance_mean_and_variance(law):
+    """E S and Var S of S = |x - y|^2 (THEORY.md section 1) within 4.5 standard errors."""
+    d = 64
+    s = pair_values(law, d, "sqeuclidean", 20000)
+    mean, var = sqdist_moments(law, d)
+    assert_mean(s, mean, what=f"{law.label()} E S")
+    assert_variance(s, var, what=f"{law.label()} Var S")
+
+
+def test_theory_table_values():
+    """The per-coordinate constants of THEORY.md's table."""
+    assert sqdist_moments(Gaussian(), 1) == pytest.approx((2, 8))
+    assert sqdist_moments(Uniform(), 1) == pytest.approx((1 / 6, 1 / 15 - 1 / 36))
+    assert sqdist_moments(Rademacher(), 1) == pytest.approx((2, 4))
+    nu = 7.0
+    assert sqdist_moments(StudentT(df=nu), 1) == pytest.approx(
+        (2 * nu / (nu - 2), 6 * nu**2 / ((nu - 2) * (nu - 4)) + 2 * nu**2 / (nu - 2) ** 2))
+    assert all(math.isnan(v) for v in sqdist_moments(Cauchy(), 10))
+    mean3, var3 = sqdist_moments(StudentT(df=3.0), 10)  # finite variance, infinite fourth moment
+    assert mean3 == pytest.approx(10 * 2 * 3.0) and math.isnan(var3)
+
+
+def test_chi_law_mean_of_gaussian_distance():
+    d = 10
+    dist = pair_values(Gaussian(), d, "euclidean", 20000, salt=1)
+    assert_mean(dist, chi_mean(d), what="E|x - y|")
+    assert chi_mean(d) == pytest.approx(2 * math.gamma(5.5) / math.gamma(5))
+
+
+@pytest.mark.parametrize("law,d", [(Gaussian(), 32), (Rademacher(), 32), (Uniform(), 4096)])
+def test_cosine_variance(law, d):
+    """Var(cos) = 1/d exactly for Gaussian and Rademacher vectors; the delta-method variance for
+    uniform vectors (O(1/d) relative bias, far below the 4.5-SE tolerance of 20000 samples)."""
+    cos = 1 - pair_values(law, d, "cosine", 20000, salt=2)
+    mean, var, _ = cosine_theory(law, d)
+    assert_variance(cos, var, what=f"{law.label()} Var cos")
+    if law.symmetric:
+        assert_mean(cos, mean, what=f"{law.label()} E cos")
+
+
+def test_cauchy_does_not_concentrate():
+    """IQR/median of the Cauchy distance tends to 1.530 (THEORY.md), not 0; pair rel_std stays O(1)."""
+    d = 4096
+    dist = pair_values(Cauchy(), d, "euclidean", 8000, salt=3)
+
+    def iqr_med(v):
+        q1, q2, q3 = np.quantile(v, [0.25, 0.5, 0.75])
+        return (q3 - q1) / q2
+
+    stat = iqr_med(dist)
+    boot = np.random.default_rng(0).choice(dist, size=(400, dist.size))
+    se = np.std([iqr_med(b) for b in boot])
+    assert abs(stat - 1.530) <= 4.5 * se + 0.01, (stat, se)  # 0.01: finite-d bias bound (measured 0.003 at d=4096)
+    gauss = pair_stats(pairwise_distances(KEY, Gaussian(), 64, 100_000))
+    cauchy = pair_stats(pairwise_distances(KEY, Cauchy(), 64, 100_000))
+    assert float(gauss.rel_std) < 0.005
+    assert float(cauchy.rel_std) > 0.3  # 60x the Gaussian value
+
+
+def test_init_params_layer_variances():
+    widths = (300, 200, 10)
+    w = np.asarray(init_params(KEY, widths, scheme="he"))
+    assert w.shape == (300 * 200 + 200 + 200 * 10 + 10,)
+    w1, b1 = w[: 300 * 200], w[300 * 200 : 300 * 200 + 200]
+    w2 = w[300 * 200 + 200 : 300 * 200 + 200 + 2000]
+    assert not b1.any()
+    assert_variance(w1, 2 / 300, what="He layer 1")
+    assert_variance(w2, 2 / 200, what="He layer 2")
+
+
+def test_pair_stats_against_numpy():
+    m = np.asarray(pairwise_distances(KEY, Gaussian(), 40, 300))
+    v = m[np.triu_indices(40, 1)]
+    s = pair_stats(m)
+    assert float(s.mean) == pytest.approx(v.mean(), rel=1e-12)
+    assert float(s.std) == pytest.approx(v.std(), rel=1e-10)
+    assert float(s.rel_contrast) == pytest.approx((v.max() - v.min()) / v.min(), rel=1e-12)
+    assert int(s.hist.sum()) == v.size
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"n": 1}, "n \\(number of points\\)"),
+        ({"d": 0}, "d \\(dimension\\)"),
+        ({"chunk": 3 * TILE}, "power of two"),
+        ({"metric": "manhattan"}, "unknown metric 'manhattan'"),
+        ({"metric": "minkowski", "p": 0.0}, "p must be"),
+        ({"dist": "gaussian"}, "Distribution"),
+    ],
+)
+def test_bad_arguments(kwargs, match):
+    args = {"dist": Gaussian(), "n": 4, "d": 10} | kwargs
+    with pytest.raises(ValueError, match=match):
+        pairwise_distances(KEY, args.pop("dist"), args.pop("n"), args.pop("d"), **args)
+
+
+def test_bad_distribution_parameters():
+    with pytest.raises(ValueError, match="df must be"):
+        StudentT(df=0.0)
+    with pytest.raises(ValueError, match="sigma must be"):
+        LogNormal(sigma=-1.0)
+    with pytest.raises(ValueError, match="unknown scheme"):
+        Init(scheme="xavier-ish")
+    with pytest.raises(ValueError, match="has 135 parameters, not d=10"):
+        sample(KEY, Init(widths=(20, 5, 5)), 2, 10)
