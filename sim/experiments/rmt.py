@@ -1,0 +1,233 @@
+"""Random-matrix Hessians: index statistics over dimensions and shifts, and how fast minima become rare.
+
+For every (dim, shift) the experiment streams ``samples`` matrices of the ensemble (normalised, plus
+shift * I), counts every index exactly (``sim.rmt.index_histogram``) and reports the mean and spread of
+the index fraction and P(index = 0). When plain Monte Carlo sees fewer than ``min_minima`` minima of a
+GOE at shift 0, ``log_p_min`` comes from the rare-event method instead (``rare="ti"``: thermodynamic
+integration with an error bar, ``rare="exact"``: de Bruijn's formula, see ``sim.rare``); the Monte Carlo
+count is kept in ``mc_minima`` / ``mc_p_min``. ``log_p_min`` is nan (never log 0) when neither applies.
+
+Main table (one row per (ensemble, dim, shift)), columns in this order:
+    ensemble, dim, samples, shift, mean_index_fraction, std_index_fraction,
+    mean_index_fraction_stderr, var_index, p_min, p_min_stderr, log_p_min, log_p_min_stderr, method,
+    mc_minima, mc_p_min, mc_p_min_upper95, theory_index_fraction, theory_index_fraction_finite_n,
+    theory_index_variance, theory_log_p_min, exact_log_p_min, seconds
+
+Side tables:
+    ``index_hist``: ensemble, dim, shift, index, count, fraction (non-zero counts only);
+    ``spectrum``: ensemble, dim, shift, x_left, x_right, density, theory_density (for ``spectrum_dims``);
+    ``rare``: dim, method, log_p_min, log_p_min_stderr, exact_log_p_min, chains, sweeps, seconds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import struct
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from sim import rare, rmt
+from sim._util import fold_in_u64
+from sim.experiments.base import Progress, Result, no_progress
+from sim.theory import rmt as th
+
+__all__ = ["RmtConfig", "run", "COLUMNS", "RARE_METHODS"]
+
+RARE_METHODS = ("ti", "exact", "none")
+METHOD_NAMES = {"ti": "ti-tridiagonal-gibbs", "exact": "exact-debruijn-pfaffian"}
+
+COLUMNS = (
+    "ensemble", "dim", "samples", "shift", "mean_index_fraction", "std_index_fraction",
+    "mean_index_fraction_stderr", "var_index", "p_min", "p_min_stderr", "log_p_min", "log_p_min_stderr",
+    "method", "mc_minima", "mc_p_min", "mc_p_min_upper95", "theory_index_fraction",
+    "theory_index_fraction_finite_n", "theory_index_variance", "theory_log_p_min", "exact_log_p_min",
+    "seconds",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class RmtConfig:
+    """What to run.
+
+    Attributes:
+        ensemble: one of ``sim.rmt.ENSEMBLES`` (goe, wigner-rademacher, wigner-uniform, wishart).
+        dims: matrix sizes.
+        samples: Monte Carlo matrices per (dim, shift).
+        shifts: s in H/sqrt(N) + s I.
+        seed: base seed; (dim, shift) streams are ``fold_in``-derived, independent of list order.
+        aspect: m/n of the Wishart ensemble.
+        dtype: ``float32`` or ``float64`` for the Monte Carlo matrices.
+        index_method: ``eigh``, ``ldl`` or None (ldl for continuous ensembles).
+        rare: ``ti``, ``exact`` or ``none``: method for log P(min) when Monte Carlo sees too few minima.
+        min_minima: fewer Monte Carlo minima than this switches to the rare-event method (GOE, shift 0).
+        ti_chains, ti_sweeps: thermodynamic-integration effort (see ``rare.log_p_positive_definite_ti``).
+        exact_max_dim: compute ``exact_log_p_min`` (de Bruijn) for GOE at shift 0 up to this dim.
+        spectrum_dims: dims with an eigenvalue-histogram side table (only those in ``dims``).
+        spectrum_samples: matrices per spectrum.
+        spectrum_bins: bins per spectrum.
+    """
+
+    ensemble: str = "goe"
+    dims: tuple[int, ...] = tuple(range(2, 51))
+    samples: int = 100_000
+    shifts: tuple[float, ...] = (0.0,)
+    seed: int = 0
+    aspect: float = 2.0
+    dtype: str = "float32"
+    index_method: str | None = None
+    rare: str = "ti"
+    min_minima: int = 100
+    ti_chains: int = 32
+    ti_sweeps: int = 400
+    exact_max_dim: int = 60
+    spectrum_dims: tuple[int, ...] = (4, 16, 50)
+    spectrum_samples: int = 2000
+    spectrum_bins: int = 50
+
+    def __post_init__(self):
+        rmt.Ensemble.from_label(self.ensemble, aspect=self.aspect)  # validates the name
+        if not self.dims or any(int(d) < 1 for d in self.dims):
+            raise ValueError(f"rmt: dims must be non-empty integers >= 1, got {self.dims!r}")
+        if int(self.samples) < 1:
+            raise ValueError(f"rmt: samples must be >= 1, got {self.samples!r}")
+        if not self.shifts or any(not math.isfinite(float(s)) for s in self.shifts):
+            raise ValueError(f"rmt: shifts must be non-empty finite numbers, got {self.shifts!r}")
+        if self.rare not in RARE_METHODS:
+            raise ValueError(f"rmt: rare must be one of {', '.join(RARE_METHODS)}, got {self.rare!r}")
+        if self.dtype not in ("float32", "float64"):
+            raise ValueError(f"rmt: dtype must be float32 or float64, got {self.dtype!r}")
+        if self.index_method not in (None,) + rmt.INDEX_METHODS:
+            raise ValueError(f"rmt: index_method must be None, eigh or ldl, got {self.index_method!r}")
+
+
+def _shift_bits(s: float) -> int:
+    return struct.unpack("<Q", struct.pack("<d", float(s) + 0.0))[0]
+
+
+def _key(seed: int, dim: int, shift: float, stream: int):
+    k = fold_in_u64(jax.random.key(0), int(seed))
+    k = fold_in_u64(k, int(dim))
+    k = fold_in_u64(k, _shift_bits(shift))
+    return jax.random.fold_in(k, stream)
+
+
+def _theory(ens: rmt.Ensemble, n: int, s: float) -> tuple[float, float, float, float]:
+    """(index fraction, finite-n index fraction, index variance, log P(min)) predicted; nan if unknown."""
+    nan = float("nan")
+    if ens.name == "wishart":
+        q = n / ens.rows(n)
+        f = float(th.marchenko_pastur_cdf(-s, q))
+        return f, nan, nan, (0.0 if s > 0 or (s == 0 and q <= 1) else nan)
+    f = float(th.shifted_goe_index_fraction(s))
+    fn = float(th.shifted_goe_index_fraction(s, n)) if ens.name == "goe" else nan
+    var = float(th.goe_index_variance(n)) if (ens.name == "goe" and s == 0 and n >= 2) else nan
+    lp = float(th.log_p_positive_definite_asymptotic(n)) if s == 0 else nan
+    return f, fn, var, lp
+
+
+def run(config: RmtConfig, *, progress: Progress | None = None) -> Result:
+    """Run the sweep. ``progress`` is advanced by the number of Monte Carlo matrices counted."""
+    progress = progress or no_progress
+    ens = rmt.Ensemble.from_label(config.ensemble, aspect=config.aspect)
+    dtype = jnp.float64 if config.dtype == "float64" else jnp.float32
+    dims = [int(d) for d in config.dims]
+    shifts = [float(s) for s in config.shifts]
+    rows, hist_rows, spec_rows, rare_rows = [], [], [], []
+    rare_cache: dict[int, tuple[float, float, str]] = {}
+    exact_cache: dict[int, float] = {}
+    t_mc = t_rare = t_exact = 0.0
+
+    def exact(n: int) -> float:
+        nonlocal t_exact
+        if ens.name != "goe" or n > config.exact_max_dim:
+            return float("nan")
+        if n not in exact_cache:
+            t0 = time.perf_counter()
+            exact_cache[n] = rare.log_p_positive_definite_exact(n)
+            t_exact += time.perf_counter() - t0
+        return exact_cache[n]
+
+    for n in dims:
+        for s in shifts:
+            t0 = time.perf_counter()
+            counts = rmt.index_histogram(_key(config.seed, n, s, 0), ens, n, int(config.samples), shift=s,
+                                         method=config.index_method, dtype=dtype, progress=progress)
+            t_mc += time.perf_counter() - t0
+            st = rmt.index_summary(counts)
+            f, fn, var, lp_theory = _theory(ens, n, s)
+            p, p_se = st["p_min"], st["p_min_stderr"]
+            lp, lp_se, method = st["log_p_min"], st["log_p_min_stderr"], "monte-carlo"
+            ex = exact(n) if s == 0 else float("nan")
+            if ens.name == "goe" and s == 0 and counts[0] < config.min_minima and config.rare != "none":
+                if n not in rare_cache:
+                    t1 = time.perf_counter()
+                    if config.rare == "exact":
+                        rare_cache[n] = (exact(n), 0.0, METHOD_NAMES["exact"])
+                    else:
+                        r = rare.log_p_positive_definite_ti(_key(config.seed, n, 0.0, 1), n,
+                                                            chains=config.ti_chains, sweeps=config.ti_sweeps)
+                        rare_cache[n] = (r.log_p, r.stderr, METHOD_NAMES["ti"])
+                    dt = time.perf_counter() - t1
+                    t_rare += dt
+                    rare_rows.append({
+                        "dim": n, "method": rare_cache[n][2], "log_p_min": rare_cache[n][0],
+                        "log_p_min_stderr": rare_cache[n][1], "exact_log_p_min": exact(n),
+                        "chains": config.ti_chains if config.rare == "ti" else 0,
+                        "sweeps": config.ti_sweeps if config.rare == "ti" else 0, "seconds": dt,
+                    })
+                lp, lp_se, method = rare_cache[n]
+                p = math.exp(lp)
+                p_se = p * lp_se
+            rows.append({
+                "ensemble": ens.label, "dim": n, "samples": st["samples"], "shift": s,
+                "mean_index_fraction": st["mean_index_fraction"], "std_index_fraction": st["std_index_fraction"],
+                "mean_index_fraction_stderr": st["mean_index_fraction_stderr"], "var_index": st["var_index"],
+                "p_min": p, "p_min_stderr": p_se, "log_p_min": lp, "log_p_min_stderr": lp_se, "method": method,
+                "mc_minima": int(counts[0]), "mc_p_min": st["p_min"], "mc_p_min_upper95": st["p_min_upper95"],
+                "theory_index_fraction": f, "theory_index_fraction_finite_n": fn, "theory_index_variance": var,
+                "theory_log_p_min": lp_theory, "exact_log_p_min": ex, "seconds": time.perf_counter() - t0,
+            })
+            for k in np.nonzero(counts)[0]:
+                hist_rows.append({"ensemble": ens.label, "dim": n, "shift": s, "index": int(k),
+                                  "count": int(counts[k]), "fraction": counts[k] / st["samples"]})
+            if n in config.spectrum_dims:
+                spec_rows += _spectrum(config, ens, n, s, dtype)
+    info = {
+        "device": str(jax.devices()[0]),
+        "jax_version": jax.__version__,
+        "index_method": config.index_method or ("ldl" if ens.continuous else "eigh"),
+        "rare_method": METHOD_NAMES.get(config.rare, "none"),
+        "seconds_monte_carlo": t_mc,
+        "seconds_rare": t_rare,
+        "seconds_exact": t_exact,
+        "matrices_per_second": len(dims) * len(shifts) * config.samples / max(t_mc, 1e-9),
+        "theta": th.THETA,
+    }
+    return Result(rows=rows, tables={"index_hist": hist_rows, "spectrum": spec_rows, "rare": rare_rows}, info=info)
+
+
+def _spectrum(config: RmtConfig, ens: rmt.Ensemble, n: int, s: float, dtype) -> list[dict]:
+    if ens.name == "wishart":
+        q = n / ens.rows(n)
+        lo, hi = -0.1 + s, (1 + math.sqrt(q)) ** 2 + 0.5 + s
+        dens = lambda x: th.marchenko_pastur_density(x - s, q)
+    else:
+        lo, hi = -2.5 + s, 2.5 + s
+        dens = lambda x: th.semicircle_density(x - s)
+    edges = np.linspace(lo, hi, config.spectrum_bins + 1)
+    counts = rmt.eigenvalue_histogram(_key(config.seed, n, s, 2), ens, n, config.spectrum_samples, edges, shift=s,
+                                      dtype=dtype)
+    width = np.diff(edges)
+    out = []
+    for i in range(edges.size - 1):
+        # theory: the bin average of the density (midpoint rule on 8 sub-points)
+        x = np.linspace(edges[i], edges[i + 1], 9)[:-1] + width[i] / 16
+        out.append({"ensemble": ens.label, "dim": n, "shift": s, "x_left": float(edges[i]),
+                    "x_right": float(edges[i + 1]),
+                    "density": counts[i] / (config.spectrum_samples * n * width[i]),
+                    "theory_density": float(np.mean(dens(x)))})
+    return out

@@ -1,0 +1,562 @@
+"""Random symmetric matrices as Hessians at critical points, and the statistics of their index.
+
+Ensembles (every sampler: key first, ``batch_shape`` leading dimensions, matrix with flat batch index
+``i`` drawn from ``fold_in(key, i)`` so a batch is the same whatever its chunking):
+
+===========  ====================================================================================
+goe          H = (A + A^T)/sqrt(2), A with i.i.d. N(0, 1) entries: off-diagonal variance 1, diagonal
+             variance 2 (density proportional to exp(-tr H^2 / 4)). ``normalized=True`` divides by
+             sqrt(n): the spectrum fills [-2, 2] (semicircle sqrt(4 - x^2)/(2 pi)).
+wigner       symmetric, off-diagonal entries i.i.d. from a law of mean 0 and variance 1 (``gaussian``,
+             ``rademacher`` +-1, ``uniform`` on [-sqrt 3, sqrt 3]), diagonal sqrt(2) times the same
+             law (variance 2, as in the GOE). Same semicircle after dividing by sqrt(n) (universality);
+             ``rademacher`` matrices can be exactly singular, so their index is counted with ``eigh``.
+wishart      W = X^T X / m, X an (m, n) matrix of N(0, 1): the Gauss–Newton part of a least-squares
+             Hessian. Spectrum Marchenko–Pastur on [(1 - sqrt q)^2, (1 + sqrt q)^2], q = n/m.
+shifted_goe  H = GOE/sqrt(n) + s I: the Hessian at a critical point at energy ~ -s of a random field
+             (Bray & Dean 2007); its index fraction tends to F(-s), F the semicircle CDF.
+===========  ====================================================================================
+
+Index statistics: ``index`` counts negative eigenvalues (by ``eigvalsh`` or by the signs of the LDL^T
+pivots: Sylvester's law of inertia, O(n^3/3) and no eigenvalues), ``index_histogram`` streams any
+number of samples in fixed-size chunks and returns exact int64 counts of every index 0..n,
+``index_summary`` turns counts into the index fraction, P(index = 0) and their standard errors.
+
+References:
+    Bray & Dean, PRL 98, 150201 (2007); Dean & Majumdar, PRL 97, 160201 (2006); Majumdar, Nadal,
+    Scardicchio & Vivo, PRL 103, 220603 (2009); Marchenko & Pastur (1967).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import math
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from sim._util import as_key, float_dtype, x64_enabled
+
+__all__ = [
+    "ENSEMBLES",
+    "WIGNER_LAWS",
+    "INDEX_METHODS",
+    "Ensemble",
+    "goe",
+    "wigner",
+    "wishart",
+    "shifted_goe",
+    "sample_ensemble",
+    "index",
+    "ldl_pivots",
+    "index_histogram",
+    "eigenvalue_histogram",
+    "index_summary",
+    "batch_index_stats",
+]
+
+ENSEMBLES = ("goe", "wigner-rademacher", "wigner-uniform", "wishart")
+WIGNER_LAWS = ("gaussian", "rademacher", "uniform")
+INDEX_METHODS = ("eigh", "ldl")
+
+
+def _check_n(n, fn):
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or int(n) < 1:
+        raise ValueError(f"{fn}: n must be an integer >= 1, got {n!r}")
+    return int(n)
+
+
+def _check_batch(batch_shape, fn):
+    try:
+        shape = tuple(int(b) for b in batch_shape)
+    except TypeError:
+        raise ValueError(f"{fn}: batch_shape must be a tuple of ints, got {batch_shape!r}") from None
+    if any(b < 0 for b in shape):
+        raise ValueError(f"{fn}: batch_shape must be non-negative, got {batch_shape!r}")
+    if math.prod(shape) >= 2**32:
+        raise ValueError(f"{fn}: at most 2**32 - 1 matrices per call, got {math.prod(shape)}")
+    return shape
+
+
+# ----------------------------------------------------------------------------------------------
+# one matrix from one key (the units that every sampler and the streaming counters vmap)
+
+
+def _draw_law(law, key, shape, dtype):
+    if law == "gaussian":
+        return jax.random.normal(key, shape, dtype)
+    if law == "rademacher":
+        return jax.random.rademacher(key, shape, dtype)
+    s3 = math.sqrt(3.0)
+    return jax.random.uniform(key, shape, dtype, minval=-s3, maxval=s3)
+
+
+def _goe_one(key, n, dtype):
+    a = jax.random.normal(key, (n, n), dtype)
+    return (a + a.T) * jnp.asarray(1 / math.sqrt(2), dtype)
+
+
+def _wigner_one(key, n, law, dtype):
+    x = _draw_law(law, key, (n, n), dtype)
+    upper = jnp.triu(x, 1)
+    diag = jnp.diagonal(x) * jnp.asarray(math.sqrt(2), dtype)
+    return upper + upper.T + jnp.diag(diag)
+
+
+def _wishart_one(key, n, m, dtype):
+    x = jax.random.normal(key, (m, n), dtype)
+    return jnp.matmul(x.T, x, precision=jax.lax.Precision.HIGHEST) / jnp.asarray(m, dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class Ensemble:
+    """A matrix law, hashable (a static jit argument).
+
+    Attributes:
+        name: ``goe``, ``wigner`` or ``wishart``.
+        law: entry law of ``wigner`` (``gaussian``, ``rademacher``, ``uniform``).
+        aspect: m/n for ``wishart`` (m = ceil(aspect * n) rows), >= 1 for a full-rank W.
+    """
+
+    name: str = "goe"
+    law: str = "gaussian"
+    aspect: float = 2.0
+
+    def __post_init__(self):
+        if self.name not in ("goe", "wigner", "wishart"):
+            raise ValueError(f"Ensemble: unknown name {self.name!r}; valid: goe, wigner, wishart")
+        if self.law not in WIGNER_LAWS:
+            raise ValueError(f"Ensemble: unknown law {self.law!r}; valid: {', '.join(WIGNER_LAWS)}")
+        if not (isinstance(self.aspect, (int, float)) and math.isfinite(self.aspect) and self.aspect > 0):
+            raise ValueError(f"Ensemble: aspect must be a finite number > 0, got {self.aspect!r}")
+
+    @classmethod
+    def from_label(cls, label: str, *, aspect: float = 2.0) -> Ensemble:
+        """``goe``, ``wigner-<law>`` or ``wishart`` (as in ``ENSEMBLES``)."""
+        if label == "goe":
+            return cls("goe")
+        if label.startswith("wigner-"):
+            return cls("wigner", law=label[len("wigner-"):])
+        if label == "wishart":
+            return cls("wishart", aspect=aspect)
+        raise ValueError(f"unknown ensemble {label!r}; valid: {', '.join(ENSEMBLES)}")
+
+    @property
+    def label(self) -> str:
+        return {"goe": "goe", "wigner": f"wigner-{self.law}", "wishart": "wishart"}[self.name]
+
+    @property
+    def continuous(self) -> bool:
+        """Entries have a density (exactly singular matrices have probability 0)."""
+        return not (self.name == "wigner" and self.law == "rademacher")
+
+    def rows(self, n: int) -> int:
+        return max(1, math.ceil(self.aspect * n))
+
+    def scale(self, n: int) -> float:
+        """Divide by this to normalise: sqrt(n) for the Wigner family, 1 for Wishart (already /m)."""
+        return 1.0 if self.name == "wishart" else math.sqrt(n)
+
+    def one(self, key, n: int, dtype) -> jax.Array:
+        """One unnormalised matrix of size n from one key."""
+        if self.name == "goe":
+            return _goe_one(key, n, dtype)
+        if self.name == "wigner":
+            return _wigner_one(key, n, self.law, dtype)
+        return _wishart_one(key, n, self.rows(n), dtype)
+
+
+def _from_indices(ens: Ensemble, key, idx, n, normalized, shift, dtype):
+    """Matrices with sample indices ``idx`` (uint32): fold_in(key, i) each; then /scale and + shift I."""
+    h = jax.vmap(lambda i: ens.one(jax.random.fold_in(key, i), n, dtype))(idx)
+    if normalized:
+        h = h * jnp.asarray(1 / ens.scale(n), dtype)
+    if shift is not None:
+        h = h + (shift.astype(dtype) * jnp.eye(n, dtype=dtype))[None]
+    return _mirror_upper(h)
+
+
+def _mirror_upper(h):
+    """Exactly symmetric copy of h (..., n, n) from its upper triangle.
+
+    Needed because XLA may fuse the random draw into the consumer and evaluate entry (i, j) and
+    (j, i) by different code paths (vector and scalar), which round differently: ``a + a.T`` then
+    differs from its transpose by an ulp. Gathering the upper triangle once and scattering the same
+    values to both places is exact.
+    """
+    n = h.shape[-1]
+    r, c = np.triu_indices(n)
+    vals = h[..., r, c]
+    return jnp.zeros_like(h).at[..., r, c].set(vals).at[..., c, r].set(vals)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 2, 3, 4, 5))
+def _sample(ens, key, n, batch_shape, normalized, dtype, shift):
+    size = math.prod(batch_shape)
+    h = _from_indices(ens, key, jnp.arange(size, dtype=jnp.uint32), n, normalized, shift, dtype)
+    return h.reshape(batch_shape + (n, n))
+
+
+def sample_ensemble(key, ens: Ensemble, n: int, *, batch_shape=(), normalized=True, shift=None,
+                    dtype=jnp.float32) -> jax.Array:
+    """Matrices of any ``Ensemble``: shape ``batch_shape + (n, n)``; ``shift`` adds s I after normalising."""
+    return _sample_checked(key, ens, n, batch_shape, normalized, shift, dtype, "sample_ensemble")
+
+
+def _sample_checked(key, ens, n, batch_shape, normalized, shift, dtype, fn):
+    n = _check_n(n, fn)
+    batch_shape = _check_batch(batch_shape, fn)
+    dtype = float_dtype(dtype, fn=fn)
+    if not isinstance(ens, Ensemble):
+        raise ValueError(f"{fn}: ens must be an Ensemble, got {ens!r}")
+    s = None
+    if shift is not None:
+        if not math.isfinite(float(shift)):
+            raise ValueError(f"{fn}: shift must be finite, got {shift!r}")
+        s = jnp.asarray(float(shift), dtype)
+    return _sample(ens, as_key(key), n, batch_shape, bool(normalized), dtype, s)
+
+
+def goe(key, n: int, *, batch_shape=(), normalized=True, dtype=jnp.float32) -> jax.Array:
+    """Gaussian Orthogonal Ensemble.
+
+    H = (A + A^T)/sqrt(2) with A of i.i.d. N(0, 1) entries: symmetric, off-diagonal variance 1,
+    diagonal variance 2, law proportional to exp(-tr H^2 / 4) (invariant under H -> O H O^T).
+    With ``normalized=True`` H is divided by sqrt(n) and its spectrum fills [-2, 2] (semicircle).
+
+    Args:
+        key: PRNG key (typed or raw). Matrix with flat batch index i uses ``fold_in(key, i)``.
+        n: matrix size, >= 1.
+        batch_shape: leading batch dimensions.
+        normalized: divide by sqrt(n).
+        dtype: float32 or float64.
+
+    Returns:
+        Array of shape ``batch_shape + (n, n)``, exactly symmetric.
+
+    References:
+        Mehta, Random Matrices (2004), ch. 2–3.
+    """
+    return _sample_checked(key, Ensemble("goe"), n, batch_shape, normalized, None, dtype, "goe")
+
+
+def wigner(key, n: int, *, law: str = "rademacher", batch_shape=(), normalized=True, dtype=jnp.float32):
+    """Wigner matrix: off-diagonal i.i.d. from ``law`` (mean 0, variance 1), diagonal sqrt(2) x law.
+
+    Args:
+        key: PRNG key; matrix i uses ``fold_in(key, i)``.
+        n: size >= 1.
+        law: ``gaussian`` (same law as ``goe``, other numbers), ``rademacher`` (+-1), ``uniform``
+            (on [-sqrt 3, sqrt 3]).
+        batch_shape, normalized, dtype: as in ``goe``.
+
+    Returns:
+        Array of shape ``batch_shape + (n, n)``.
+
+    References:
+        Wigner, Ann. Math. 67, 325 (1958).
+    """
+    if law not in WIGNER_LAWS:
+        raise ValueError(f"wigner: unknown law {law!r}; valid: {', '.join(WIGNER_LAWS)}")
+    return _sample_checked(key, Ensemble("wigner", law=law), n, batch_shape, normalized, None, dtype, "wigner")
+
+
+def wishart(key, n: int, *, aspect: float = 2.0, batch_shape=(), dtype=jnp.float32) -> jax.Array:
+    """Wishart (Laguerre) matrix W = X^T X / m, X of shape (m, n) with N(0, 1) entries, m = ceil(aspect n).
+
+    Positive semi-definite; spectrum Marchenko–Pastur with q = n/m (see ``sim.theory.rmt``).
+
+    Returns:
+        Array of shape ``batch_shape + (n, n)``.
+
+    References:
+        Marchenko & Pastur, Math. USSR-Sb. 1, 457 (1967).
+    """
+    if not (isinstance(aspect, (int, float)) and math.isfinite(aspect) and aspect > 0):
+        raise ValueError(f"wishart: aspect must be a finite number > 0, got {aspect!r}")
+    return _sample_checked(key, Ensemble("wishart", aspect=float(aspect)), n, batch_shape, True, None, dtype, "wishart")
+
+
+def shifted_goe(key, n: int, shift: float, *, batch_shape=(), dtype=jnp.float32) -> jax.Array:
+    """H = GOE/sqrt(n) + shift I (the same GOE matrices as ``goe(key, n)`` plus the shift).
+
+    References:
+        Bray & Dean, PRL 98, 150201 (2007).
+    """
+    return _sample_checked(key, Ensemble("goe"), n, batch_shape, True, shift, dtype, "shifted_goe")
+
+
+# ----------------------------------------------------------------------------------------------
+# index
+
+
+LDL_BLOCK = 16
+
+
+def _ldl_pivots(h, block=LDL_BLOCK):
+    """Pivots of the unpivoted LDL^T of symmetric h (..., n, n): shape (..., n).
+
+    Right-looking blocked elimination: each panel of ``block`` columns is factored column by column
+    (left-looking inside the panel), then the trailing matrix gets one batched matrix product
+    A22 -= L21 D L21^T. About n^3/3 flops, most of them in matrix products.
+    """
+    hp = jax.lax.Precision.HIGHEST
+    a = h
+    piv = []
+    while a.shape[-1] > 0:
+        m = a.shape[-1]
+        nb = min(block, m)
+        rows = jnp.arange(m)
+        ls, ds = [], []
+        for j in range(nb):
+            c = a[..., :, j]
+            if j:
+                lp = jnp.stack(ls, axis=-1)  # (..., m, j)
+                dp = jnp.stack(ds, axis=-1)  # (..., j)
+                c = c - jnp.einsum("...mi,...i->...m", lp, dp * lp[..., j, :], precision=hp)
+            d = c[..., j]
+            unit = jnp.where(rows == j, 1.0, 0.0).astype(c.dtype)
+            ls.append(jnp.where(rows > j, c / d[..., None], unit))
+            ds.append(d)
+        l21 = jnp.stack(ls, axis=-1)[..., nb:, :]
+        dd = jnp.stack(ds, axis=-1)
+        piv.append(dd)
+        a = a[..., nb:, nb:] - jnp.matmul(l21 * dd[..., None, :], jnp.swapaxes(l21, -1, -2), precision=hp)
+    return jnp.concatenate(piv, axis=-1)
+
+
+_ldl_pivots_jit = jax.jit(_ldl_pivots)
+
+
+def ldl_pivots(h: jax.Array) -> jax.Array:
+    """Pivots d_k of H = L D L^T without pivoting (d_k = det H[:k+1, :k+1] / det H[:k, :k]).
+
+    By Sylvester's law of inertia the number of negative pivots is the number of negative eigenvalues.
+    Without pivoting a small pivot makes later entries grow, so the arithmetic must be wide: ``index``
+    and ``index_histogram`` eliminate in float64 (float32 elimination lost one sign in 3e4 GOE matrices
+    at n = 32; float64 matched float64 ``eigvalsh`` on all matrices tested). This function works in the
+    dtype of ``h``. Do not use it for discrete entries (``rademacher``), whose minors can vanish.
+
+    Args:
+        h: symmetric matrices, shape ``(..., n, n)``.
+
+    Returns:
+        Pivots, shape ``(..., n)``.
+    """
+    h = jnp.asarray(h)
+    if h.ndim < 2 or h.shape[-1] != h.shape[-2]:
+        raise ValueError(f"ldl_pivots: h must have shape (..., n, n), got {h.shape}")
+    return _ldl_pivots_jit(h)
+
+
+def _index_of(h, method):
+    if method == "ldl":
+        # float64 elimination (callers trace this under ``jax.enable_x64``): unpivoted LDL^T in float32
+        # loses the sign of a pivot about once in 3e4 matrices at n = 32 (element growth after a small
+        # pivot); in float64 it matched float64 eigvalsh on every matrix tested.
+        wide = jnp.float64 if x64_enabled() else h.dtype
+        return jnp.sum(_ldl_pivots(h.astype(wide)) < 0, axis=-1)
+    return jnp.sum(jnp.linalg.eigvalsh(h) < 0, axis=-1)
+
+
+@functools.partial(jax.jit, static_argnums=(1,))
+def _index_jit(h, method):
+    return _index_of(h, method)
+
+
+def index(h: jax.Array, *, method: str = "eigh") -> jax.Array:
+    """Number of negative eigenvalues of each symmetric matrix in ``h``.
+
+    Args:
+        h: shape ``(..., n, n)``.
+        method: ``eigh`` (``jnp.linalg.eigvalsh``) or ``ldl`` (signs of the LDL^T pivots computed in
+            float64 under ``jax.enable_x64``, see ``ldl_pivots``; 2-10x faster than numpy's eigvalsh
+            at n = 8..128 on CPU, no eigenvalues). Use ``eigh`` for discrete entries.
+
+    Returns:
+        int32 array of shape ``h.shape[:-2]``.
+    """
+    if method not in INDEX_METHODS:
+        raise ValueError(f"index: unknown method {method!r}; valid: {', '.join(INDEX_METHODS)}")
+    h = jnp.asarray(h)
+    if h.ndim < 2 or h.shape[-1] != h.shape[-2]:
+        raise ValueError(f"index: h must have shape (..., n, n), got {h.shape}")
+    if method == "ldl":
+        with jax.enable_x64(True):
+            return _index_jit(h, method)
+    return _index_jit(h, method)
+
+
+def default_chunk(n: int) -> int:
+    """Matrices per streamed chunk: about 2^20 matrix entries, between 64 and 2^14 (fastest on CPU)."""
+    return int(min(2**14, max(64, 2**20 // (n * n))))
+
+
+@functools.partial(jax.jit, static_argnums=(0, 3, 4, 5, 6))
+def _hist_chunk(ens, key, start, chunk, n, method, dtype, shift, total):
+    idx = start + jnp.arange(chunk, dtype=jnp.uint32)
+    h = _from_indices(ens, key, idx, n, True, shift, dtype)
+    k = _index_of(h, method)
+    valid = idx < total
+    return jnp.zeros((n + 1,), jnp.int32).at[k].add(valid.astype(jnp.int32))
+
+
+def index_histogram(key, ens: Ensemble, n: int, samples: int, *, shift: float = 0.0, method: str | None = None,
+                    chunk: int | None = None, dtype=jnp.float32,
+                    progress: Callable[[int], None] | None = None) -> np.ndarray:
+    """Counts of each index 0..n over ``samples`` normalised matrices (plus ``shift`` I), streamed.
+
+    Matrix i is drawn from ``fold_in(key, i)`` (the same matrices as ``sample_ensemble`` with
+    ``batch_shape=(samples,)``), so the counts do not depend on ``chunk``.
+
+    Args:
+        key: PRNG key.
+        ens: the ensemble.
+        n: size >= 1.
+        samples: number of matrices, 1 <= samples < 2^32.
+        shift: s in H + s I (after normalising).
+        method: ``eigh`` or ``ldl``; default ``ldl`` for continuous ensembles, ``eigh`` otherwise.
+        chunk: matrices per compiled call (default ``default_chunk(n)``).
+        dtype: float32 or float64 of the matrices.
+        progress: called with the number of matrices done after each chunk.
+
+    Returns:
+        int64 numpy array of shape ``(n + 1,)``: entry k counts matrices of index k.
+    """
+    fn = "index_histogram"
+    n = _check_n(n, fn)
+    dtype = float_dtype(dtype, fn=fn)
+    if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or not 1 <= int(samples) < 2**32:
+        raise ValueError(f"{fn}: samples must be an integer in [1, 2**32), got {samples!r}")
+    if not isinstance(ens, Ensemble):
+        raise ValueError(f"{fn}: ens must be an Ensemble, got {ens!r}")
+    method = method or ("ldl" if ens.continuous else "eigh")
+    if method not in INDEX_METHODS:
+        raise ValueError(f"{fn}: unknown method {method!r}; valid: {', '.join(INDEX_METHODS)}")
+    if not math.isfinite(float(shift)):
+        raise ValueError(f"{fn}: shift must be finite, got {shift!r}")
+    samples = int(samples)
+    chunk = default_chunk(n) if chunk is None else int(chunk)
+    if chunk < 1:
+        raise ValueError(f"{fn}: chunk must be >= 1, got {chunk}")
+    chunk = min(chunk, samples)
+    key = as_key(key)
+    s = jnp.asarray(float(shift), dtype)
+    total = jnp.asarray(samples, jnp.uint32)
+    counts = np.zeros(n + 1, np.int64)
+    # ldl: pivots in float64 (matrices stay in ``dtype``), see ``_index_of``
+    for start in range(0, samples, chunk):
+        with jax.enable_x64(True) if method == "ldl" else contextlib.nullcontext():
+            c = _hist_chunk(ens, key, jnp.asarray(start, jnp.uint32), chunk, n, method, dtype, s, total)
+        counts += np.asarray(c, np.int64)
+        if progress is not None:
+            progress(min(chunk, samples - start))
+    return counts
+
+
+@functools.partial(jax.jit, static_argnums=(0, 3, 4, 5))
+def _eig_hist_chunk(ens, key, start, chunk, n, dtype, shift, total, edges):
+    idx = start + jnp.arange(chunk, dtype=jnp.uint32)
+    ev = jnp.linalg.eigvalsh(_from_indices(ens, key, idx, n, True, shift, dtype))
+    w = jnp.broadcast_to((idx < total)[:, None], ev.shape).astype(jnp.int32)
+    b = jnp.searchsorted(edges, ev.ravel(), side="right") - 1  # bin i: edges[i] <= x < edges[i+1]
+    inside = (b >= 0) & (b < edges.shape[0] - 1)
+    return jnp.zeros((edges.shape[0] - 1,), jnp.int32).at[jnp.where(inside, b, 0)].add(
+        jnp.where(inside, w.ravel(), 0))
+
+
+def eigenvalue_histogram(key, ens: Ensemble, n: int, samples: int, edges, *, shift: float = 0.0,
+                         chunk: int | None = None, dtype=jnp.float32) -> np.ndarray:
+    """Empirical spectrum: counts of the eigenvalues of ``samples`` normalised matrices in bins ``edges``.
+
+    Uses the same matrices as ``index_histogram`` with the same key. Eigenvalues outside the edges are
+    not counted; divide by ``samples * n * widths`` for a density.
+
+    Returns:
+        int64 numpy array of shape ``(len(edges) - 1,)``.
+    """
+    fn = "eigenvalue_histogram"
+    n = _check_n(n, fn)
+    dtype = float_dtype(dtype, fn=fn)
+    edges = np.asarray(edges, np.float64)
+    if edges.ndim != 1 or edges.size < 2 or np.any(np.diff(edges) <= 0):
+        raise ValueError(f"{fn}: edges must be a strictly increasing 1-d array of >= 2 values")
+    if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or not 1 <= int(samples) < 2**32:
+        raise ValueError(f"{fn}: samples must be an integer in [1, 2**32), got {samples!r}")
+    samples = int(samples)
+    chunk = min(default_chunk(n) if chunk is None else int(chunk), samples)
+    key = as_key(key)
+    e = jnp.asarray(edges, dtype)
+    s = jnp.asarray(float(shift), dtype)
+    total = jnp.asarray(samples, jnp.uint32)
+    counts = np.zeros(edges.size - 1, np.int64)
+    for start in range(0, samples, chunk):
+        counts += np.asarray(_eig_hist_chunk(ens, key, jnp.asarray(start, jnp.uint32), chunk, n, dtype, s, total, e),
+                             np.int64)
+    return counts
+
+
+def index_summary(counts) -> dict[str, float]:
+    """Statistics of an index histogram (``counts[k]`` = matrices of index k, size n + 1).
+
+    Returns:
+        dict with ``samples``, ``mean_index``, ``var_index``, ``mean_index_fraction``,
+        ``std_index_fraction`` (spread of k/n across matrices), ``mean_index_fraction_stderr``,
+        ``p_min`` (fraction of index 0), ``p_min_stderr`` (binomial; when no minimum was seen, the
+        value 0 has no standard error, and ``p_min_upper95`` = 3/samples is the one-sided 95% bound),
+        ``log_p_min`` / ``log_p_min_stderr`` (delta method; nan when p_min = 0).
+    """
+    c = np.asarray(counts, np.int64)
+    if c.ndim != 1 or c.size < 2 or np.any(c < 0) or c.sum() == 0:
+        raise ValueError("index_summary: counts must be a non-empty, non-negative 1-d histogram of size n + 1")
+    n = c.size - 1
+    total = int(c.sum())
+    k = np.arange(n + 1, dtype=np.float64)
+    mean = float(np.sum(k * c) / total)
+    var = float(np.sum((k - mean) ** 2 * c) / max(total - 1, 1))
+    p = c[0] / total
+    se_p = math.sqrt(p * (1 - p) / total)
+    return {
+        "samples": total,
+        "mean_index": mean,
+        "var_index": var,
+        "mean_index_fraction": mean / n,
+        "std_index_fraction": math.sqrt(var) / n,
+        "mean_index_fraction_stderr": math.sqrt(var / total) / n,
+        "p_min": float(p),
+        "p_min_stderr": float(se_p),
+        "p_min_upper95": 3.0 / total if c[0] == 0 else float("nan"),
+        "log_p_min": math.log(p) if c[0] > 0 else float("nan"),
+        "log_p_min_stderr": float(se_p / p) if c[0] > 0 else float("nan"),
+    }
+
+
+def batch_index_stats(h, *, method: str = "eigh") -> dict:
+    """Index statistics of a batch of symmetric matrices held in memory.
+
+    Args:
+        h: shape ``(B, n, n)`` (any leading batch shape is flattened).
+        method: ``eigh`` or ``ldl`` (see ``index``).
+
+    Returns:
+        dict with ``index`` (int64 numpy array, shape ``(B,)``), ``index_fraction`` (``index / n``),
+        ``counts`` (the index distribution, shape ``(n + 1,)``), ``eigenvalues`` (shape ``(B, n)``, only
+        for ``method="eigh"``, else None) and every entry of ``index_summary(counts)``.
+    """
+    h = jnp.asarray(h)
+    if h.ndim < 3 or h.shape[-1] != h.shape[-2]:
+        raise ValueError(f"batch_index_stats: h must have shape (..., n, n) with a batch axis, got {h.shape}")
+    n = h.shape[-1]
+    h = h.reshape((-1, n, n))
+    ev = None
+    if method == "eigh":
+        ev = np.asarray(jnp.linalg.eigvalsh(h))
+        k = np.sum(ev < 0, axis=-1).astype(np.int64)
+    else:
+        k = np.asarray(index(h, method=method), np.int64)
+    counts = np.bincount(k, minlength=n + 1).astype(np.int64)
+    return {"index": k, "index_fraction": k / n, "counts": counts, "eigenvalues": ev, **index_summary(counts)}

@@ -1,0 +1,239 @@
+"""Random-matrix ensembles and index statistics against exact values and theory (THEORY.md section 2)."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from sim import rmt
+from sim.theory import rmt as th
+from tests.stats_helpers import Z, assert_mean, assert_proportion, assert_variance
+
+F64 = jnp.float64
+GOE = rmt.Ensemble("goe")
+
+
+# ----------------------------------------------------------------------------------------------
+# ensembles
+
+
+def test_goe_shape_symmetry_and_normalisation():
+    h = rmt.goe(jax.random.key(0), 5, batch_shape=(3, 4), normalized=False, dtype=F64)
+    assert h.shape == (3, 4, 5, 5) and h.dtype == F64
+    assert np.array_equal(np.asarray(h), np.swapaxes(np.asarray(h), -1, -2))
+    hn = rmt.goe(jax.random.key(0), 5, batch_shape=(3, 4), dtype=F64)
+    np.testing.assert_allclose(np.asarray(hn), np.asarray(h) / math.sqrt(5), rtol=1e-15)
+    assert rmt.goe(jax.random.key(0), 4).dtype == jnp.float32
+
+
+def test_goe_keys_follow_the_flat_batch_index():
+    a = rmt.goe(jax.random.key(3), 6, batch_shape=(12,), dtype=F64)
+    b = rmt.goe(jax.random.key(3), 6, batch_shape=(3, 4), dtype=F64)
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b).reshape(12, 6, 6))
+    one = rmt.goe(jax.random.fold_in(jax.random.key(3), 7), 1, dtype=F64)  # raw key path ok
+    assert one.shape == (1, 1)
+    raw = rmt.goe(jax.random.PRNGKey(3), 6, batch_shape=(12,), dtype=F64)
+    np.testing.assert_array_equal(np.asarray(raw), np.asarray(a))
+
+
+def test_goe_entry_variances():
+    """Off-diagonal variance 1, diagonal variance 2 (the GOE, not a matrix of i.i.d. entries)."""
+    h = np.asarray(rmt.goe(jax.random.key(1), 6, batch_shape=(20000,), normalized=False, dtype=F64))
+    assert_variance(h[:, 0, 1], 1.0, what="off-diagonal")
+    assert_variance(h[:, 2, 4], 1.0, what="off-diagonal")
+    assert_variance(h[:, 3, 3], 2.0, what="diagonal")
+    assert_mean(h[:, 0, 0], 0.0)
+    # E tr H^2 = n * 2 + n (n - 1) * 1 = n (n + 1)
+    assert_mean(np.einsum("bij,bij->b", h, h), 6 * 7, what="tr H^2")
+
+
+@pytest.mark.parametrize("law", ["rademacher", "uniform", "gaussian"])
+def test_wigner_laws(law):
+    h = np.asarray(rmt.wigner(jax.random.key(2), 5, law=law, batch_shape=(20000,), normalized=False, dtype=F64))
+    assert np.array_equal(h, np.swapaxes(h, -1, -2))
+    off, diag = h[:, 0, 3], h[:, 2, 2]
+    if law == "rademacher":  # variances are exactly 1 and 2: check the values and the sign balance
+        assert set(np.unique(off)) == {-1.0, 1.0}
+        np.testing.assert_allclose(np.unique(np.abs(diag)), [math.sqrt(2)])
+        assert_proportion(int(np.sum(off > 0)), off.size, 0.5, what="rademacher sign")
+        return
+    if law == "uniform":
+        assert np.abs(off).max() <= math.sqrt(3)
+    assert_variance(off, 1.0, what=f"{law} off-diagonal")
+    assert_variance(diag, 2.0, what=f"{law} diagonal")
+
+
+def test_wishart_moments():
+    """W = X^T X / m: E tr W / n = 1 and E tr W^2 / n = (m + n + 1)/m exactly."""
+    n, aspect = 6, 1.5
+    m = math.ceil(aspect * n)
+    w = np.asarray(rmt.wishart(jax.random.key(4), n, aspect=aspect, batch_shape=(20000,), dtype=F64))
+    assert np.array_equal(w, np.swapaxes(w, -1, -2))
+    assert_mean(np.trace(w, axis1=1, axis2=2) / n, 1.0, what="tr W / n")
+    assert_mean(np.einsum("bij,bij->b", w, w) / n, (m + n + 1) / m, what="tr W^2 / n")
+    assert np.all(np.linalg.eigvalsh(w) > 0)
+
+
+def test_shifted_goe_is_goe_plus_shift():
+    a = rmt.shifted_goe(jax.random.key(5), 7, 0.75, batch_shape=(4,), dtype=F64)
+    b = rmt.goe(jax.random.key(5), 7, batch_shape=(4,), dtype=F64)
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b) + 0.75 * np.eye(7), rtol=0, atol=1e-15)
+
+
+def test_validation_messages():
+    with pytest.raises(ValueError, match="goe: n must be"):
+        rmt.goe(jax.random.key(0), 0)
+    with pytest.raises(ValueError, match="wigner: unknown law"):
+        rmt.wigner(jax.random.key(0), 3, law="cauchy")
+    with pytest.raises(ValueError, match="index: unknown method"):
+        rmt.index(jnp.eye(3), method="qr")
+    with pytest.raises(ValueError, match="float64"):
+        rmt.goe(jax.random.key(0), 3, dtype=jnp.int32)
+    with pytest.raises(ValueError, match="unknown ensemble"):
+        rmt.Ensemble.from_label("gue")
+
+
+# ----------------------------------------------------------------------------------------------
+# index
+
+
+@pytest.mark.parametrize("n", [1, 8, 24, pytest.param(64, marks=pytest.mark.slow)])
+def test_ldl_inertia_matches_eigvalsh(n):
+    """Sylvester: the signs of the LDL^T pivots count the negative eigenvalues (float64 and float32)."""
+    for dtype, shift in ((F64, 0.0), (jnp.float32, 0.3)):
+        h = rmt.sample_ensemble(jax.random.key(n), GOE, n, batch_shape=(3000,), shift=shift, dtype=dtype)
+        k_eig = np.asarray(rmt.index(h))
+        k_ldl = np.asarray(rmt.index(h, method="ldl"))
+        assert np.array_equal(k_eig, k_ldl), f"n={n} {dtype}: {np.sum(k_eig != k_ldl)} mismatches"
+    # pivots are ratios of leading minors: their product is det H
+    h = rmt.goe(jax.random.key(9), 6, batch_shape=(50,), dtype=F64)
+    np.testing.assert_allclose(np.prod(np.asarray(rmt.ldl_pivots(h)), -1), np.linalg.det(np.asarray(h)), rtol=1e-9)
+
+
+def test_index_histogram_independent_of_chunk_and_equal_to_dense():
+    key = jax.random.key(11)
+    c1 = rmt.index_histogram(key, GOE, 9, 1000, shift=0.2, chunk=1000, dtype=F64)
+    c2 = rmt.index_histogram(key, GOE, 9, 1000, shift=0.2, chunk=137, dtype=F64)
+    c3 = rmt.index_histogram(key, GOE, 9, 1000, shift=0.2, chunk=137, method="eigh", dtype=F64)
+    np.testing.assert_array_equal(c1, c2)
+    np.testing.assert_array_equal(c1, c3)
+    h = rmt.shifted_goe(key, 9, 0.2, batch_shape=(1000,), dtype=F64)
+    np.testing.assert_array_equal(c1, np.bincount(np.asarray(rmt.index(h)), minlength=10))
+    assert c1.dtype == np.int64 and c1.sum() == 1000
+
+
+def test_batch_index_stats():
+    h = rmt.shifted_goe(jax.random.key(12), 9, 0.2, batch_shape=(500,), dtype=F64)
+    st = rmt.batch_index_stats(h)
+    ev = np.linalg.eigvalsh(np.asarray(h))
+    np.testing.assert_array_equal(st["index"], np.sum(ev < 0, 1))
+    np.testing.assert_array_equal(st["counts"], rmt.index_histogram(jax.random.key(12), GOE, 9, 500, shift=0.2, dtype=F64))
+    np.testing.assert_allclose(st["eigenvalues"], ev, atol=1e-12)
+    assert st["p_min"] == np.mean(st["index"] == 0)
+    assert st["mean_index_fraction"] == pytest.approx(np.mean(st["index_fraction"]))
+    np.testing.assert_array_equal(rmt.batch_index_stats(h, method="ldl")["index"], st["index"])
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_p_min_exact_small_n(n):
+    """Plain Monte Carlo P(index = 0) against the exact values 1/2, (2 - sqrt 2)/4, (pi - 2 sqrt 2)/(4 pi)."""
+    total = 400_000
+    c = rmt.index_histogram(jax.random.key(100 + n), GOE, n, total)
+    assert_proportion(int(c[0]), total, th.EXACT_P_POSITIVE_DEFINITE[n], what=f"P(min) n={n}")
+    s = rmt.index_summary(c)
+    assert s["log_p_min"] == pytest.approx(math.log(c[0] / total))
+
+
+def test_iid_symmetric_matrix_is_not_goe():
+    """THEORY.md: with diagonal variance 1 instead of 2, P(positive definite) at n = 2 is 0.1157, not 0.1464."""
+    total = 400_000
+    h = np.asarray(rmt.goe(jax.random.key(7), 2, batch_shape=(total,), normalized=False, dtype=F64))
+    h = h.copy()
+    h[:, 0, 0] /= math.sqrt(2)
+    h[:, 1, 1] /= math.sqrt(2)
+    pd = np.sum(np.asarray(rmt.index(jnp.asarray(h))) == 0)
+    assert abs(pd / total - 0.1157) < 0.002  # 0.1157 is given to 4 digits
+    assert abs(pd / total - th.EXACT_P_POSITIVE_DEFINITE[2]) > 20 * math.sqrt(0.15 / total)
+
+
+@pytest.mark.parametrize("shift", [-1.0, 0.5, 1.0])
+def test_shifted_goe_index_fraction_semicircle(shift):
+    """Mean index fraction of GOE/sqrt(n) + s I vs F(-s) + arcsin(s/2)/(2 pi n), within Z standard errors;
+    and the plain semicircle value F(-s) is approached like 1/n (the gap halves from n = 32 to 64)."""
+    gaps = {}
+    for n, total in ((32, 8000), (64, 8000)):
+        s = rmt.index_summary(rmt.index_histogram(jax.random.key(200), GOE, n, total, shift=shift, method="eigh"))
+        m, se = s["mean_index_fraction"], s["mean_index_fraction_stderr"]
+        expected = float(th.shifted_goe_index_fraction(shift, n))
+        assert abs(m - expected) <= Z * se, f"n={n} s={shift}: {m:.5f} vs {expected:.5f} ({(m - expected) / se:.1f} SE)"
+        gaps[n] = (m - float(th.shifted_goe_index_fraction(shift)), se)
+    ratio_se = math.hypot(gaps[32][1] / gaps[64][0], gaps[32][0] * gaps[64][1] / gaps[64][0] ** 2)
+    assert abs(gaps[32][0] / gaps[64][0] - 2.0) <= Z * ratio_se + 0.1
+
+
+def test_goe_index_mean_and_variance():
+    """At s = 0 the mean index is n/2 exactly (symmetry); Var(index) = ln(n)/pi^2 + 0.24 (the constant is a
+    simulation value, so 0.04 of systematic slack is added to the statistical tolerance)."""
+    n, total = 32, 8000
+    c = rmt.index_histogram(jax.random.key(300), GOE, n, total, method="eigh")
+    k = np.repeat(np.arange(n + 1), c)
+    assert_mean(k, n / 2, what="index")
+    s = rmt.index_summary(c)
+    se_var = s["var_index"] * math.sqrt(2 / total) * 1.2
+    assert abs(s["var_index"] - th.goe_index_variance(n)) <= Z * se_var + 0.04
+    # far below the binomial n/4 = 12
+    assert s["var_index"] < 1.0
+
+
+@pytest.mark.parametrize("label", ["wigner-rademacher", "wigner-uniform"])
+def test_wigner_universality_of_index_fraction(label):
+    ens = rmt.Ensemble.from_label(label)
+    n, total, shift = 48, 4000, 1.0
+    s = rmt.index_summary(rmt.index_histogram(jax.random.key(400), ens, n, total, shift=shift, method="eigh"))
+    # non-Gaussian entries change the 1/n term: allow it as systematic slack (|1/n term| ~ 0.0017 here)
+    expected = float(th.shifted_goe_index_fraction(shift))
+    assert abs(s["mean_index_fraction"] - expected) <= Z * s["mean_index_fraction_stderr"] + 2.0 / n
+
+
+def test_wishart_shifted_index_marchenko_pastur():
+    """W - 1.0 I: the index fraction is the Marchenko–Pastur CDF at 1.0 (up to O(1/n))."""
+    ens = rmt.Ensemble("wishart", aspect=2.0)
+    n, total = 48, 2000
+    s = rmt.index_summary(rmt.index_histogram(jax.random.key(500), ens, n, total, shift=-1.0, method="eigh"))
+    expected = float(th.marchenko_pastur_cdf(1.0, n / ens.rows(n)))
+    assert abs(s["mean_index_fraction"] - expected) <= Z * s["mean_index_fraction_stderr"] + 2.0 / n
+    assert rmt.index_histogram(jax.random.key(0), ens, 10, 500)[0] == 500  # W > 0
+
+
+def test_eigenvalue_histogram_matches_dense_and_semicircle_moments():
+    n, total = 16, 600
+    edges = np.linspace(-2.5, 2.5, 26)
+    counts = rmt.eigenvalue_histogram(jax.random.key(600), GOE, n, total, edges, chunk=250, dtype=F64)
+    ev = np.linalg.eigvalsh(np.asarray(rmt.goe(jax.random.key(600), n, batch_shape=(total,), dtype=F64)))
+    np.testing.assert_array_equal(counts, np.histogram(ev.ravel(), edges)[0])
+    # E (1/n) tr H^2 = (n + 1)/n for the normalised GOE (semicircle second moment 1 as n -> inf)
+    assert_mean(np.mean(ev**2, axis=1), (n + 1) / n, what="second moment")
+
+
+# ----------------------------------------------------------------------------------------------
+# theory helpers
+
+
+def test_semicircle_and_marchenko_pastur_theory():
+    x = np.linspace(-2, 2, 20001)
+    dens = th.semicircle_density(x)
+    cdf_num = np.concatenate([[0], np.cumsum((dens[1:] + dens[:-1]) / 2 * np.diff(x))])
+    np.testing.assert_allclose(th.semicircle_cdf(x), cdf_num, atol=1e-6)
+    assert th.semicircle_cdf(-3) == 0 and th.semicircle_cdf(3) == 1 and th.semicircle_cdf(0) == 0.5
+    assert th.THETA == pytest.approx(0.27465, abs=1e-5)
+    for q in (0.25, 0.5):  # (q = 1: the density diverges at 0 and the trapezoid check is too coarse)
+        a, b = th.marchenko_pastur_edges(q)
+        t = np.linspace(a, b, 200001)
+        d = th.marchenko_pastur_density(t, q)
+        mid = (a + b) / 2
+        num = np.sum(((d[1:] + d[:-1]) / 2 * np.diff(t))[t[1:] <= mid])
+        assert th.marchenko_pastur_cdf(b, q) == pytest.approx(1.0, abs=1e-10)
+        assert th.marchenko_pastur_cdf(mid, q) == pytest.approx(num, abs=2e-4)
+    assert th.marchenko_pastur_cdf(0.0, 2.0) == pytest.approx(0.5)  # atom 1 - 1/q at 0
