@@ -1,0 +1,335 @@
+"""Critical points of random losses as the dimension grows: index against energy, fraction of minima.
+
+For each size n in ``config.dims`` and each instance, sample a landscape (``sim.landscapes``), run the
+Newton-type finder from ``config.starts`` random starts (``sim.critical.find_critical_points``) and,
+optionally, gradient descent from the same starts (``sim.critical.minimise``).
+
+Keys: instance i of size n is sampled from ``fold_in(fold_in(fold_in(key(seed), n), i), 0)``; its
+starts come from ``fold_in(..., 1)`` (the same starts for the finder and for descent).
+
+Tables (``Result``):
+
+* ``rows``: one row per start of the finder (converged or not: ``converged`` says which rows are
+  critical points; index fields are None for the others). ``dim`` is the dimension of the space the
+  loss lives on (n for grf/pspin, the number of parameters P for mlp), ``size`` the value from
+  ``config.dims`` (the hidden width for mlp), ``index_fraction = index / tangent dimension``
+  (n - 1 on the sphere).
+* ``tables["summary"]``: one row per size: counts (found = starts x instances, converged, stalled,
+  unique), fraction of minima among unique critical points, mean index fraction, the Spearman
+  correlation of index fraction with energy, the theory's mean index fraction at the same energies,
+  and the descent results (minima reached, their mean energy with a standard error over instances).
+* ``tables["descent"]``: one row per start of gradient descent (same schema as ``rows``).
+* ``tables["spectrum"]``: Hessian eigenvalues at up to ``config.spectra`` typical saddles per size
+  (the unique saddles whose index fraction is closest to the median).
+* ``tables["theory"]``: the curve alpha(energy) of the theory (grf without confinement, pspin).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+from typing import Any
+
+# Small dense LAPACK calls (eigh of many 32 x 32 Hessians) run 10-30x slower with multithreaded
+# OpenBLAS on a loaded machine; a user's own setting wins.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+from sim import critical, landscapes  # noqa: E402
+from sim.experiments.base import Progress, Result, no_progress  # noqa: E402
+from sim.theory import landscapes as theory  # noqa: E402
+
+__all__ = ["CriticalConfig", "run", "spearman"]
+
+# defaults that depend on the landscape (MLP critical points converge slowly: flat directions)
+# concurrent runs of the finder's refilling schedule (fastest of 64/128/256/512 at n = 32, 512 starts)
+_SLOTS = 128
+_FINDER_DEFAULTS = {"grf": (100, 10), "pspin": (100, 10), "mlp": (300, 50)}  # (max_steps, patience)
+
+
+@dataclasses.dataclass(frozen=True)
+class CriticalConfig:
+    """Parameters of ``hdsim critical``.
+
+    Attributes:
+        landscape: "grf", "pspin" or "mlp".
+        dims: sizes n (hidden widths for mlp), each >= 1 (>= 2 for pspin).
+        starts: random starts per instance, >= 1.
+        seed: master seed.
+        instances: random landscapes per size, >= 1.
+        p: p-spin order (>= 2).
+        features, features_per_dim, length_scale, confine: GRF options (``sim.landscapes.GRF``).
+        d_in, num_samples, weight_decay, noise: MLP options (``sim.landscapes.MLP``).
+        max_steps, patience: finder budget (None: 100 and 10; 300 and 50 for mlp).
+        rtol, zero_tol, dedup_tol: tolerances (see ``sim.critical``).
+        descent: also run gradient descent from the same starts.
+        descent_steps: iteration cap of the descent.
+        spectra: saddles per size whose full Hessian spectrum is kept.
+    """
+
+    landscape: str = "grf"
+    dims: tuple[int, ...] = (2, 4, 8, 16, 32)
+    starts: int = 512
+    seed: int = 0
+    instances: int = 1
+    p: int = 3
+    features: int | None = None
+    features_per_dim: int = 16
+    length_scale: float = 1.0
+    confine: float = 0.0
+    d_in: int = 2
+    num_samples: int = 64
+    weight_decay: float = 1e-3
+    noise: float = 0.0
+    max_steps: int | None = None
+    patience: int | None = None
+    rtol: float = 1e-8
+    zero_tol: float = 1e-6
+    dedup_tol: float = 1e-6
+    descent: bool = True
+    descent_steps: int = 20000
+    spectra: int = 4
+
+    def __post_init__(self):
+        if self.landscape not in landscapes.LANDSCAPES:
+            raise ValueError(
+                f"critical: unknown landscape {self.landscape!r}; valid: {', '.join(landscapes.LANDSCAPES)}"
+            )
+        if isinstance(self.p, bool) or int(self.p) != self.p or self.p < 2:
+            raise ValueError(f"critical: p must be an integer >= 2, got {self.p!r}")
+        dims = tuple(self.dims)
+        if not dims or any(isinstance(d, bool) or int(d) != d or d < 1 for d in dims):
+            raise ValueError(f"critical: dims must be a non-empty list of integers >= 1, got {self.dims!r}")
+        object.__setattr__(self, "dims", tuple(int(d) for d in dims))
+        for name in ("starts", "instances", "descent_steps"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or int(v) != v or v < 1:
+                raise ValueError(f"critical: {name} must be an integer >= 1, got {v!r}")
+        for name in ("max_steps", "patience"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or int(v) != v or v < 1):
+                raise ValueError(f"critical: {name} must be an integer >= 1, got {v!r}")
+        if isinstance(self.spectra, bool) or int(self.spectra) != self.spectra or self.spectra < 0:
+            raise ValueError(f"critical: spectra must be an integer >= 0, got {self.spectra!r}")
+        if isinstance(self.seed, bool) or int(self.seed) != self.seed or self.seed < 0:
+            raise ValueError(f"critical: seed must be an integer >= 0, got {self.seed!r}")
+        for name in ("rtol", "zero_tol", "dedup_tol"):
+            v = getattr(self, name)
+            if not (math.isfinite(v) and v > 0):
+                raise ValueError(f"critical: {name} must be a finite number > 0, got {v!r}")
+        land = self.make_landscape()  # validates the landscape options
+        for d in self.dims:
+            land.check_size(d)
+
+    def make_landscape(self) -> landscapes.Landscape:
+        return landscapes.make_landscape(
+            self.landscape,
+            p=self.p,
+            features=self.features,
+            features_per_dim=self.features_per_dim,
+            length_scale=self.length_scale,
+            confine=self.confine,
+            d_in=self.d_in,
+            num_samples=self.num_samples,
+            weight_decay=self.weight_decay,
+            noise=self.noise,
+        )
+
+    def finder_budget(self) -> tuple[int, int]:
+        steps, patience = _FINDER_DEFAULTS[self.landscape]
+        return (self.max_steps or steps, self.patience or patience)
+
+
+def spearman(a, b) -> float:
+    """Spearman rank correlation (average ranks for ties); nan when either input is constant or n < 3."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.size < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return math.nan
+
+    def ranks(v):
+        order = np.argsort(v, kind="stable")
+        r = np.empty(v.size)
+        r[order] = np.arange(v.size, dtype=np.float64)
+        _, inv, counts = np.unique(v, return_inverse=True, return_counts=True)
+        sums = np.bincount(inv, weights=r)
+        return (sums / counts)[inv]
+
+    ra, rb = ranks(a), ranks(b)
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def _theory_alpha(config: CriticalConfig, energy):
+    """Theory index fraction at these energies, or None where no theory applies."""
+    if config.landscape == "grf" and config.confine == 0:
+        return theory.grf_index_fraction(energy)
+    if config.landscape == "pspin":
+        return theory.pspin_index_fraction(energy, config.p)
+    return None
+
+
+def _rows(name, dim, size, instance, cp: critical.CriticalPoints, tdim, method) -> list[dict[str, Any]]:
+    conv = np.asarray(cp.converged)
+    out = []
+    arrays = {k: np.asarray(getattr(cp, k)) for k in ("grad_norm", "energy", "index", "n_zero", "steps", "stalled",
+                                                      "unique", "duplicate_of")}
+    ev = np.asarray(cp.eigenvalues)
+    for s in range(conv.size):
+        ok = bool(conv[s])
+        idx = int(arrays["index"][s])
+        out.append(
+            {
+                "landscape": name,
+                "dim": dim,
+                "start": s,
+                "converged": ok,
+                "grad_norm": float(arrays["grad_norm"][s]),
+                "energy": float(arrays["energy"][s]),
+                "index": idx if ok else None,
+                "index_fraction": idx / tdim if ok else None,
+                "min_eig": float(ev[s, 0]) if ok else None,
+                "max_eig": float(ev[s, -1]) if ok else None,
+                "size": size,
+                "instance": instance,
+                "method": method,
+                "steps": int(arrays["steps"][s]),
+                "stalled": bool(arrays["stalled"][s]),
+                "n_zero": int(arrays["n_zero"][s]) if ok else None,
+                "unique": bool(arrays["unique"][s]),
+                "duplicate_of": int(arrays["duplicate_of"][s]) if ok else None,
+            }
+        )
+    return out
+
+
+def run(config: CriticalConfig, *, progress: Progress | None = None) -> Result:
+    """Run the sweep; see the module docstring for the tables."""
+    progress = progress or no_progress
+    land = config.make_landscape()
+    max_steps, patience = config.finder_budget()
+    root = jax.random.key(int(config.seed))
+    rows, descent_rows, summary, spectrum = [], [], [], []
+    timings = {}
+    for size in config.dims:
+        dim, tdim = land.dim(size), land.tangent_dim(size)
+        t0 = time.perf_counter()
+        size_rows, size_desc, instance_means = [], [], []
+        for inst in range(config.instances):
+            k = jax.random.fold_in(jax.random.fold_in(root, size), inst)
+            params = land.sample(jax.random.fold_in(k, 0), size)
+            k_starts = jax.random.fold_in(k, 1)
+            cp = critical.find_critical_points(
+                k_starts, land, params, config.starts, max_steps=max_steps, patience=patience, rtol=config.rtol,
+                zero_tol=config.zero_tol, dedup_tol=config.dedup_tol, slots=_SLOTS,
+            )
+            r = _rows(land.name, dim, size, inst, cp, tdim, "newton")
+            size_rows += r
+            ev = np.asarray(cp.eigenvalues)
+            for row in r:
+                row["_eigs"] = ev[row["start"]]
+            if config.descent:
+                dp = critical.minimise(
+                    k_starts, land, params, config.starts, descent_steps=config.descent_steps,
+                    max_steps=max_steps, patience=patience, rtol=config.rtol, zero_tol=config.zero_tol,
+                    dedup_tol=config.dedup_tol,
+                )
+                d = _rows(land.name, dim, size, inst, dp, tdim, "descent")
+                size_desc += d
+                mins = [x["energy"] for x in d if x["converged"] and x["index"] == 0]
+                if mins:
+                    instance_means.append(float(np.mean(mins)))
+            progress(1)
+        timings[str(size)] = time.perf_counter() - t0
+
+        uniq = [x for x in size_rows if x["unique"]]
+        e = np.array([x["energy"] for x in uniq])
+        fr = np.array([x["index_fraction"] for x in uniq])
+        alpha = _theory_alpha(config, e) if uniq else None
+        minima = int(sum(x["index"] == 0 for x in uniq))
+        d_conv = [x for x in size_desc if x["converged"]]
+        d_min = [x for x in d_conv if x["index"] == 0]
+        summary.append(
+            {
+                "landscape": land.name,
+                "dim": dim,
+                "found": len(size_rows),
+                "converged": int(sum(x["converged"] for x in size_rows)),
+                "unique": len(uniq),
+                "minima_fraction": minima / len(uniq) if uniq else None,
+                "mean_index_fraction": float(fr.mean()) if uniq else None,
+                "size": size,
+                "instances": config.instances,
+                "stalled": int(sum(x["stalled"] for x in size_rows)),
+                "minima": minima,
+                "spearman": spearman(fr, e) if uniq else None,
+                "theory_mean_index_fraction": float(np.mean(alpha)) if alpha is not None else None,
+                "descent_runs": len(size_desc),
+                "descent_converged": len(d_conv),
+                "descent_minima": len(d_min),
+                "descent_mean_energy": float(np.mean([x["energy"] for x in d_min])) if d_min else None,
+                "descent_energy_se": (
+                    float(np.std(instance_means, ddof=1) / math.sqrt(len(instance_means)))
+                    if len(instance_means) > 1
+                    else None
+                ),
+            }
+        )
+        saddles = [x for x in uniq if x["index"] > 0]
+        if saddles and config.spectra:
+            med = float(np.median([x["index_fraction"] for x in saddles]))
+            typical = sorted(saddles, key=lambda x: (abs(x["index_fraction"] - med), x["instance"], x["start"]))
+            for x in typical[: config.spectra]:
+                for j, lam in enumerate(x["_eigs"]):
+                    spectrum.append(
+                        {
+                            "landscape": land.name,
+                            "dim": dim,
+                            "instance": x["instance"],
+                            "start": x["start"],
+                            "index": x["index"],
+                            "energy": x["energy"],
+                            "k": j,
+                            "eigenvalue": float(lam),
+                        }
+                    )
+        for x in size_rows:
+            del x["_eigs"]
+        rows += size_rows
+        descent_rows += size_desc
+
+    theory_rows = []
+    if config.landscape == "grf" and config.confine == 0:
+        grid = np.linspace(-2.5, 2.5, 101)
+        theory_rows = [{"landscape": "grf", "energy": float(u), "index_fraction": float(a)}
+                       for u, a in zip(grid, theory.grf_index_fraction(grid))]
+    elif config.landscape == "pspin":
+        e0 = theory.pspin_ground_state(config.p)
+        grid = np.linspace(-e0, e0, 101)
+        theory_rows = [{"landscape": "pspin", "energy": float(u), "index_fraction": float(a)}
+                       for u, a in zip(grid, theory.pspin_index_fraction(grid, config.p))]
+
+    info: dict[str, Any] = {
+        "landscape": land.label(),
+        "finder": {"max_steps": max_steps, "patience": patience, "rtol": config.rtol},
+        "seconds_per_size": timings,
+        "device": str(jax.devices()[0]),
+    }
+    if config.landscape == "pspin":
+        info["theory"] = {
+            "threshold_energy": -theory.pspin_threshold(config.p),
+            "ground_state_energy": -theory.pspin_ground_state(config.p),
+            "energy_unit": "H / n (per spin)",
+        }
+    elif config.landscape == "grf":
+        info["theory"] = {
+            "critical_energy": theory.grf_critical_energy() if config.confine == 0 else None,
+            "alpha": "F_semicircle(energy)" if config.confine == 0 else "none (confine > 0)",
+            "energy_unit": "phi / n",
+        }
+    else:
+        info["theory"] = {"energy_unit": "training loss (mean squared error / 2 + weight decay)"}
+    tables = {"summary": summary, "descent": descent_rows, "spectrum": spectrum, "theory": theory_rows}
+    return Result(rows=rows, tables=tables, info=info)
