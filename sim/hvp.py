@@ -1,0 +1,173 @@
+"""Hessian-vector and Gauss–Newton-vector products of scalar losses of pytrees; no Hessian is formed.
+
+Two levels:
+
+* pytree level: ``hvp(loss, params, tangents)`` and ``gnvp(predict, output_loss, params, tangents)``
+  take and return pytrees shaped like ``params``;
+* operator level: ``hessian_matvec(loss, params)`` and ``gauss_newton_matvec(predict, output_loss,
+  params)`` return a *matvec callable* on flat vectors of length ``num_params(params)`` (the layout
+  of ``jax.flatten_util.ravel_pytree``). This is what ``sim.lanczos`` consumes.
+
+The Hessian product is forward-over-reverse, ``d/dt grad L(p + t v)`` at ``t = 0``: one JVP of the
+gradient. The operator form linearises the gradient *once* (``jax.linearize``), so every further
+product runs only the tangent half of the forward-over-reverse pass; it stores the residuals of one
+gradient evaluation (the activations), i.e. O(batch x width x depth) memory, never O(N^2).
+
+The Gauss–Newton (generalised Gauss–Newton) matrix of ``L(p) = l(f(p))`` is ``G = J^T H_l J`` with
+``J = df/dp`` and ``H_l`` the Hessian of the output loss ``l`` in the outputs; it is positive
+semi-definite whenever ``l`` is convex, and equals the Hessian when ``f`` is linear in ``p``. The
+product is a JVP of ``f``, an HVP of ``l`` in output space, and a VJP of ``f``.
+
+Nothing here is jitted: the callables close over ``params`` and data, so build them *inside* the
+function you jit (closing over traced values is fine), e.g.::
+
+    @jax.jit
+    def negative_fraction(key, params, task):
+        mv = hessian_matvec(lambda p: mse_loss(p, task), params)
+        q = slq(key, mv, num_params(params), num_steps=80, num_probes=16)
+        return fraction_below(q, 0.0)
+
+References:
+    Pearlmutter, "Fast exact multiplication by the Hessian", Neural Computation 6 (1994).
+    Schraudolph, "Fast curvature matrix-vector products for second-order gradient descent",
+    Neural Computation 14 (2002) (Gauss–Newton products).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
+
+__all__ = ["hvp", "gnvp", "hessian_matvec", "gauss_newton_matvec", "num_params"]
+
+PyTree = Any
+Matvec = Callable[[jax.Array], jax.Array]
+
+
+def num_params(params: PyTree) -> int:
+    """Total number of scalars in the pytree ``params`` (the length of its flat vector)."""
+    return int(sum(int(jnp.size(leaf)) for leaf in jax.tree_util.tree_leaves(params)))
+
+
+def _check_callable(fn: str, name: str, f) -> None:
+    if not callable(f):
+        raise ValueError(f"{fn}: {name} must be callable, got {type(f).__name__}")
+
+
+def _check_float_tree(fn: str, params: PyTree) -> None:
+    leaves = jax.tree_util.tree_leaves(params)
+    if not leaves:
+        raise ValueError(f"{fn}: params has no array leaves")
+    for leaf in leaves:
+        if not jnp.issubdtype(jnp.result_type(leaf), jnp.floating):
+            raise ValueError(f"{fn}: every leaf of params must be floating, got {jnp.result_type(leaf)}")
+
+
+def hvp(loss: Callable[[PyTree], jax.Array], params: PyTree, tangents: PyTree) -> PyTree:
+    """Hessian-vector product ``H(params) @ tangents`` of a scalar loss, forward-over-reverse.
+
+    Args:
+        loss: ``params -> ()`` scalar loss (close over the data).
+        params: pytree of floating arrays, the point where the Hessian is taken.
+        tangents: pytree with the structure, shapes and dtypes of ``params``.
+
+    Returns:
+        Pytree like ``params``: ``sum_j d^2 L / dp_i dp_j * tangents_j``.
+    """
+    _check_callable("hvp", "loss", loss)
+    _check_float_tree("hvp", params)
+    return jax.jvp(jax.grad(loss), (params,), (tangents,))[1]
+
+
+def gnvp(
+    predict: Callable[[PyTree], Any],
+    output_loss: Callable[[Any], jax.Array],
+    params: PyTree,
+    tangents: PyTree,
+) -> PyTree:
+    """Gauss–Newton-vector product ``J^T H_l J @ tangents`` for ``L(p) = output_loss(predict(p))``.
+
+    Args:
+        predict: ``params -> outputs`` (any pytree of floating arrays; close over the inputs).
+        output_loss: ``outputs -> ()`` scalar loss of the outputs (close over the targets).
+        params: pytree of floating arrays.
+        tangents: pytree like ``params``.
+
+    Returns:
+        Pytree like ``params``.
+    """
+    _check_callable("gnvp", "predict", predict)
+    _check_callable("gnvp", "output_loss", output_loss)
+    _check_float_tree("gnvp", params)
+    out, jvp_out = jax.jvp(predict, (params,), (tangents,))
+    h_jv = jax.jvp(jax.grad(output_loss), (out,), (jvp_out,))[1]
+    _, vjp = jax.vjp(predict, params)
+    return vjp(h_jv)[0]
+
+
+def hessian_matvec(loss: Callable[[PyTree], jax.Array], params: PyTree) -> Matvec:
+    """The Hessian of ``loss`` at ``params`` as a matvec on flat vectors (``ravel_pytree`` layout).
+
+    The gradient is linearised once at ``params``; each call then costs the tangent half of a
+    forward-over-reverse pass. Input vectors are cast to the parameter dtype.
+
+    Args:
+        loss: ``params -> ()`` scalar loss (close over the data).
+        params: pytree of floating arrays, all of one dtype.
+
+    Returns:
+        ``matvec(v)``: ``(n,) -> (n,)`` with ``n = num_params(params)``, ``v -> H v``.
+    """
+    _check_callable("hessian_matvec", "loss", loss)
+    _check_float_tree("hessian_matvec", params)
+    flat, unravel = ravel_pytree(params)
+
+    def flat_grad(x):
+        return ravel_pytree(jax.grad(loss)(unravel(x)))[0]
+
+    _, lin = jax.linearize(flat_grad, flat)
+
+    def matvec(v: jax.Array) -> jax.Array:
+        return lin(v.astype(flat.dtype))
+
+    return matvec
+
+
+def gauss_newton_matvec(
+    predict: Callable[[PyTree], Any],
+    output_loss: Callable[[Any], jax.Array],
+    params: PyTree,
+) -> Matvec:
+    """The Gauss–Newton matrix ``J^T H_l J`` as a matvec on flat vectors (``ravel_pytree`` layout).
+
+    ``predict`` is linearised once (JVP and its transpose, the VJP, reuse the same residuals) and the
+    output-space Hessian of ``output_loss`` is linearised once at the outputs.
+
+    Args:
+        predict: ``params -> outputs`` (close over the inputs).
+        output_loss: ``outputs -> ()`` scalar loss of the outputs (close over the targets).
+        params: pytree of floating arrays, all of one dtype.
+
+    Returns:
+        ``matvec(v)``: ``(n,) -> (n,)``, ``v -> J^T H_l J v``.
+    """
+    _check_callable("gauss_newton_matvec", "predict", predict)
+    _check_callable("gauss_newton_matvec", "output_loss", output_loss)
+    _check_float_tree("gauss_newton_matvec", params)
+    flat, unravel = ravel_pytree(params)
+
+    def flat_predict(x):
+        return predict(unravel(x))
+
+    out, jvp_lin = jax.linearize(flat_predict, flat)
+    vjp_lin = jax.linear_transpose(jvp_lin, flat)
+    _, h_out = jax.linearize(jax.grad(output_loss), out)
+
+    def matvec(v: jax.Array) -> jax.Array:
+        return vjp_lin(h_out(jvp_lin(v.astype(flat.dtype))))[0]
+
+    return matvec
