@@ -1,0 +1,140 @@
+"""The CLI shell: version and help, `hdsim distances` end to end, and every bad input.
+
+Bad input must give one line on stderr naming the value, exit code 2, no traceback and no files.
+"""
+
+import csv
+import json
+import math
+
+import pytest
+from typer.testing import CliRunner
+
+from cli import app
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_version_and_help():
+    from sim import __version__
+
+    r = invoke("--version")
+    assert r.exit_code == 0 and r.stdout.strip() == f"hdsim {__version__}"
+    r = invoke("--help")
+    assert r.exit_code == 0 and "distances" in r.stdout and "figures" in r.stdout
+
+
+def test_every_command_has_help_with_one_line_per_option():
+    import typer.main
+
+    group = typer.main.get_command(app)
+    for name, cmd in group.commands.items():
+        r = invoke(name, "--help")
+        assert r.exit_code == 0, name
+        for param in cmd.params:
+            if param.param_type_name == "option" and param.name != "help":
+                assert param.help, f"{name} {param.opts} has no help"
+                assert "\n" not in param.help
+
+
+@pytest.fixture(scope="module")
+def distances_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("dist")
+    r = invoke("distances", "--dist", "gaussian,cauchy", "--metric", "euclidean,cityblock", "--dims", "10,1e2,1000",
+               "--points", 32, "--seed", 3, "--out", out)
+    return r, out
+
+
+def test_distances_writes_csv_json_and_plots(distances_run):
+    r, out = distances_run
+    assert r.exit_code == 0, r.stdout + r.stderr
+    rows = read_csv(out / "distances.csv")
+    assert len(rows) == 2 * 2 * 3
+    for col in ("dist", "metric", "p", "dim", "points", "pairs", "mean", "std", "rel_std", "min", "max",
+                "rel_contrast", "theory_mean", "theory_rel_std"):
+        assert col in rows[0], col
+    meta = json.loads((out / "distances.json").read_text())
+    assert meta["seed"] == 3 and meta["parameters"]["dims"] == [10, 100, 1000]
+    assert {"hdsim", "jax", "numpy"} <= set(meta["versions"]) and meta["device"]["platform"] == "cpu"
+    assert meta["wall_seconds"] > 0
+    for stem in ("distances_rel_std_euclidean", "distances_rel_contrast_euclidean", "distances_hist_euclidean",
+                 "distances_angles"):
+        assert (out / f"{stem}.png").stat().st_size > 1000 and (out / f"{stem}.svg").exists()
+    assert not list(out.glob(".*part"))
+
+
+def test_distances_numbers_agree_with_theory(distances_run):
+    """Gaussian rows: the mean pair distance is within a few standard errors of the chi-law mean.
+    The 496 pairs of 32 points are correlated; the SE of their mean is at most std/sqrt(16)
+    (16 disjoint pairs), a conservative bound."""
+    _, out = distances_run
+    for r in read_csv(out / "distances.csv"):
+        if r["dist"] == "gaussian" and r["metric"] == "euclidean":
+            mean, std, theory = float(r["mean"]), float(r["std"]), float(r["theory_mean"])
+            assert abs(mean - theory) <= 4.5 * std / math.sqrt(16)
+        if r["dist"] == "cauchy":
+            assert r["theory_mean"] == "nan"  # no closed form: NaN, never a made-up number
+
+
+def test_distances_same_seed_same_numbers(distances_run, tmp_path):
+    _, out = distances_run
+    r = invoke("distances", "--dist", "gaussian,cauchy", "--metric", "euclidean,cityblock", "--dims", "10,1e2,1000",
+               "--points", 32, "--seed", 3, "--out", tmp_path, "--no-plots", "--chunk", 4096)
+    assert r.exit_code == 0, r.stderr
+    assert (tmp_path / "distances.csv").read_bytes() == (out / "distances.csv").read_bytes()
+
+
+BAD = [
+    (("--dims", "0"), "'0'"),
+    (("--dims", "1.5"), "'1.5'"),
+    (("--dims", "10,abc"), "'abc'"),
+    (("--dims", "50:10"), "'50:10'"),
+    (("--points", "1"), "1"),
+    (("--dist", "gaussian,levy"), "'levy'; valid: gaussian, uniform"),
+    (("--metric", "hamming"), "'hamming'; valid: euclidean"),
+    (("--metric", "minkowski", "--p", "0"), "--p must be"),
+    (("--metric", "minkowski", "--p", "-1"), "got -1"),
+    (("--metric", "minkowski"), "needs --p"),
+    (("--df", "0"), "--df must be"),
+    (("--dist", "powerlaw", "--a", "-1"), "--a must be"),
+    (("--chunk", "5000"), "--chunk 5000"),
+    (("--dtype", "float16"), "'float16'"),
+    (("--points", "abc"), "'abc'"),
+    (("--points", "1000000"), "GiB"),
+]
+
+
+@pytest.mark.parametrize("args,needle", BAD, ids=[" ".join(a) for a, _ in BAD])
+def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path, args, needle):
+    out = tmp_path / "out"
+    r = invoke("distances", "--dims", "10", "--points", "4", *args, "--out", out)
+    assert r.exit_code == 2, (r.exit_code, r.stdout, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), r.stderr
+    assert needle in lines[0], lines[0]
+    assert "Traceback" not in r.stdout + r.stderr
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_unwritable_out_is_one_line(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    r = invoke("distances", "--dims", "10", "--points", "4", "--out", blocker / "sub")
+    assert r.exit_code == 2
+    assert r.stderr.strip().count("\n") == 0 and "--out" in r.stderr and "not a writable directory" in r.stderr
+
+
+def test_figures_list_and_bad_name(tmp_path):
+    r = invoke("figures", "--list")
+    assert r.exit_code == 0 and "concentration" in r.stdout
+    r = invoke("figures", "--only", "nosuchfigure", "--out", tmp_path)
+    assert r.exit_code == 2 and "'nosuchfigure'" in r.stderr and not any(tmp_path.iterdir())
