@@ -60,6 +60,8 @@ __all__ = [
     "sample_tiles",
     "tile_width",
     "init_params",
+    "sign_words",
+    "sign_blocks",
 ]
 
 #: Coordinates per tile: the unit of key derivation. Part of the definition of the random stream.
@@ -144,10 +146,21 @@ class Uniform(Distribution):
 
 @dataclasses.dataclass(frozen=True)
 class Rademacher(Distribution):
+    """+-1 coordinates: coordinate c of a draw is bit c of ``sign_words`` (0 -> +1, 1 -> -1).
+
+    The packed words are the definition, so the streamed distance kernels can count differing signs
+    with popcount(xor) on the words (``sim.distances``, 32 coordinates per word) and still describe
+    exactly the vectors ``sample`` returns.
+    """
+
     name: ClassVar[str] = "rademacher"
 
     def draw(self, key, shape, dtype):
-        return jax.random.rademacher(key, shape, dtype)
+        size = math.prod(shape)
+        words = sign_words(key, -(-size // 32))
+        bits = (words[:, None] >> jnp.arange(32, dtype=jnp.uint32)[None, :]) & jnp.uint32(1)
+        x = jnp.asarray(1, dtype) - jnp.asarray(2, dtype) * bits.reshape(-1)[:size].astype(dtype)
+        return x.reshape(shape)
 
     def raw_moment(self, k):
         return 0.0 if k % 2 else 1.0
@@ -286,6 +299,41 @@ class Init(Distribution):
 
     def scale_power_sum(self, d, s):
         return float(sum(size * std ** (2 * s) for size, std in self.layers() if std > 0))
+
+
+def sign_words(key: jax.Array, n_words: int) -> jax.Array:
+    """``n_words`` uint32 words of random bits from ``key``: the packed form of Rademacher draws.
+
+    Word ``2j`` and ``2j + 1`` are the low and high halves of the 64-bit Threefry-2x32 block with
+    counter ``j``, i.e. the little-endian words of ``jax.random.bits(key, (m,), jnp.uint64)`` (with
+    x64 on; the same words without it). Every block depends only on its counter, so the first
+    words of a short draw are the first words of a long one (short tiles are prefixes of full tiles).
+    ``jax.random.bits(key, shape, uint32)`` would hash one block per 32-bit word and fold its halves
+    together; using both halves halves the hashing per coordinate. Keys of another PRNG
+    implementation fall back to ``jax.random.bits(key, (n_words,), uint32)``.
+
+    Args:
+        key: a typed PRNG key (scalar).
+        n_words: number of 32-bit words (static), >= 1.
+
+    Returns:
+        uint32 array of shape ``(n_words,)``.
+    """
+    key = as_key(key)
+    if str(jax.random.key_impl(key)) != "threefry2x32":
+        return jax.random.bits(key, (n_words,), jnp.uint32)
+    lo, hi = sign_blocks(key, -(-int(n_words) // 2))
+    return jnp.stack([lo, hi], axis=-1).reshape(-1)[:n_words]
+
+
+def sign_blocks(key: jax.Array, m: int) -> tuple[jax.Array, jax.Array]:
+    """The words of ``sign_words(key, 2 m)`` as (even words, odd words), each uint32 of shape ``(m,)``:
+    the low and high halves of the Threefry-2x32 blocks 0..m-1 (threefry keys only)."""
+    from jax.extend.random import threefry2x32_p
+
+    k1, k2 = jax.random.key_data(key)
+    hi, lo = threefry2x32_p.bind(k1, k2, jnp.zeros((m,), jnp.uint32), jnp.arange(m, dtype=jnp.uint32))
+    return lo, hi
 
 
 def harmonic(d: int, s: float) -> float:

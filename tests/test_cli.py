@@ -110,6 +110,15 @@ BAD = [
     (("--dtype", "float16"), "'float16'"),
     (("--points", "abc"), "'abc'"),
     (("--points", "1000000"), "GiB"),
+    (("--devices", "0"), "--devices must be an integer >= 1, got 0"),
+    (("--devices", "64"), "64 devices requested but only"),
+    (("--platform", "cuda"), "'cuda'; valid: cpu, gpu, tpu"),
+    (("--platform", "gpu"), "--platform gpu: no gpu backend available"),
+    (("--coordinator", "127.0.0.1:1234"), "give all three or none"),
+    (("--process-id", "1"), "give all three or none"),
+    (("--coordinator", "host", "--num-processes", "2", "--process-id", "0"), "HOST:PORT"),
+    (("--coordinator", "h:1234", "--num-processes", "0", "--process-id", "0"), "--num-processes must be"),
+    (("--coordinator", "h:1234", "--num-processes", "2", "--process-id", "2"), "--process-id must be in 0..1"),
 ]
 
 

@@ -11,7 +11,7 @@ import pytest
 from scipy.spatial.distance import pdist, squareform
 
 from sim.distances import Metric, pair_stats, pairwise_distances, pairwise_matrices
-from sim.theory.distances import chi_mean, cosine_theory, sqdist_moments
+from sim.theory.distances import chi_mean, chi_rel_std, cosine_theory, sqdist_moments
 from sim.vectors import (TILE, Cauchy, Gaussian, Init, LogNormal, PowerLaw, Rademacher, StudentT, Uniform,
                          init_params, sample)
 from stats_helpers import assert_mean, assert_variance
@@ -113,6 +113,19 @@ def test_theory_table_values():
     assert all(math.isnan(v) for v in sqdist_moments(Cauchy(), 10))
     mean3, var3 = sqdist_moments(StudentT(df=3.0), 10)  # finite variance, infinite fourth moment
     assert mean3 == pytest.approx(10 * 2 * 3.0) and math.isnan(var3)
+
+
+def test_chi_law_moments_are_accurate_at_every_dimension():
+    """Against 50-digit values (mpmath): the series branch above d = 1000 keeps full precision where
+    2d - mean^2 cancels (at d = 1e8 it went negative in float64)."""
+    import mpmath as mp
+
+    mp.mp.dps = 50
+    for d in (2, 10, 999, 1000, 1001, 10**4, 10**8, 10**9, 175 * 10**9):
+        m = 2 * mp.exp(mp.loggamma(mp.mpf(d + 1) / 2) - mp.loggamma(mp.mpf(d) / 2))
+        rel = mp.sqrt(2 * d - m * m) / m
+        assert chi_mean(d) == pytest.approx(float(m), rel=1e-13), d
+        assert chi_rel_std(d) == pytest.approx(float(rel), rel=1e-9), d
 
 
 def test_chi_law_mean_of_gaussian_distance():

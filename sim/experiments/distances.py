@@ -17,7 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from sim._util import fold_in_u64
-from sim.distances import Metric, make_metric, memory_estimate, pair_stats, pairwise_matrices
+from sim.devices import get_devices, make_mesh
+from sim.distances import Metric, make_metric, memory_estimate, pair_stats, pairwise_matrices, uses_packed
 from sim.experiments.base import Progress, Result, no_progress
 from sim.theory.distances import cosine_theory, distance_theory
 from sim.vectors import Distribution, Init, mlp_widths_for_dim
@@ -44,6 +45,9 @@ class DistancesConfig:
         seed: integer seed.
         chunk: coordinates generated at once (None: automatic, ~32 MB).
         dtype: sample dtype name, "float32" or "float64".
+        devices: number of devices to split the tiles over (None: all devices JAX sees, across
+            processes after ``jax.distributed.initialize``). Results do not depend on it.
+        platform: backend whose devices are used ("cpu", "gpu", "tpu"; None: JAX's default).
     """
 
     dists: tuple[Distribution, ...]
@@ -53,6 +57,8 @@ class DistancesConfig:
     seed: int = 0
     chunk: int | None = None
     dtype: str = "float32"
+    devices: int | None = None
+    platform: str | None = None
 
     def to_json(self) -> dict:
         return {
@@ -63,6 +69,8 @@ class DistancesConfig:
             "seed": self.seed,
             "chunk": self.chunk,
             "dtype": self.dtype,
+            "devices": self.devices,
+            "platform": self.platform,
         }
 
 
@@ -88,7 +96,7 @@ def check_memory(config: DistancesConfig, available: int) -> None:
     itemsize = np.dtype(config.dtype).itemsize
     need = max(
         memory_estimate(config.points, dims_for(dist, d)[1], _metrics_for_pass(config.metrics),
-                        chunk=config.chunk, dtype=config.dtype)
+                        chunk=config.chunk, dtype=config.dtype, packed=uses_packed(dist))
         for dist in config.dists for d in config.dims
     )
     if need > available:
@@ -108,13 +116,14 @@ def run(config: DistancesConfig, *, progress: Progress | None = None) -> Result:
     rows, hist, angles = [], [], []
     metrics = _metrics_for_pass(config.metrics)
     n = config.points
+    mesh = make_mesh(get_devices(config.devices, platform=config.platform))
     coords, t_total = 0, 0.0
     for dist in config.dists:
         for d_req in config.dims:
             law, d = dims_for(dist, d_req)
             t0 = time.perf_counter()
             mats = pairwise_matrices(fold_in_u64(base, d), law, n, d, metrics, chunk=config.chunk,
-                                     dtype=jnp.dtype(config.dtype))
+                                     dtype=jnp.dtype(config.dtype), devices=mesh)
             mats = jax.block_until_ready(mats)
             by_name = {m: mat for m, mat in zip(metrics, mats)}
             stats = jax.device_get([pair_stats(by_name[m], edges=HIST_EDGES) for m in config.metrics])
@@ -149,6 +158,10 @@ def run(config: DistancesConfig, *, progress: Progress | None = None) -> Result:
         "coordinates": coords,
         "compute_seconds": round(t_total, 3),
         "coordinates_per_second": coords / t_total if t_total > 0 else math.nan,
+        "devices": mesh.size,
+        "platform": mesh.devices.flat[0].platform,
+        "processes": jax.process_count(),
+        "packed_rademacher": any(uses_packed(dist) for dist in config.dists),
     }
     return Result(rows=rows, tables={"hist": hist, "angles": angles}, info=info)
 

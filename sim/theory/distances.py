@@ -49,6 +49,7 @@ __all__ = [
     "distance_theory",
     "cosine_theory",
     "chi_mean",
+    "chi_rel_std",
     "angle_density",
     "effective_rank",
 ]
@@ -95,9 +96,34 @@ def sqdist_moments(dist: Distribution, d: int) -> tuple[float, float]:
     return power_sum_moments(dist, d, 2.0)
 
 
+#: above this d the chi-law moments come from their asymptotic series (relative error < 1e-13)
+_CHI_SERIES_DIM = 1000
+
+
 def chi_mean(d: int) -> float:
-    """E|x - y| for independent standard Gaussian x, y in R^d: 2 Gamma((d+1)/2) / Gamma(d/2)."""
+    """E|x - y| for independent standard Gaussian x, y in R^d: 2 Gamma((d+1)/2) / Gamma(d/2).
+
+    For large d the difference of log-gammas loses digits (absolute error ~ 1e-16 d); there the series
+    Gamma(x + 1/2) / Gamma(x) = sqrt(x) (1 - 1/(8x) + 1/(128x^2) + 5/(1024x^3) - 21/(32768x^4) + ...)
+    with x = d/2 is used.
+    """
+    if d > _CHI_SERIES_DIM:
+        return math.sqrt(2.0 * d) * (1 - 1 / (4 * d) + 1 / (32 * d**2) + 5 / (128 * d**3) - 21 / (2048 * d**4))
     return 2.0 * math.exp(math.lgamma((d + 1) / 2) - math.lgamma(d / 2))
+
+
+def chi_rel_std(d: int) -> float:
+    """std/mean of |x - y| for independent standard Gaussian x, y in R^d: sqrt(2d - m^2)/m, m = chi_mean.
+
+    2d - m^2 cancels catastrophically for large d (at d = 10^8 it even goes negative in float64), so
+    there 1 - m^2/(2d) = 1/(2d) - 1/(8d^2) - 1/(16d^3) + 5/(128d^4) + O(d^-5) is used (the square of the
+    series in ``chi_mean``).
+    """
+    if d > _CHI_SERIES_DIM:
+        r = chi_mean(d) / math.sqrt(2.0 * d)
+        return math.sqrt(1 / (2 * d) - 1 / (8 * d**2) - 1 / (16 * d**3) + 5 / (128 * d**4)) / r
+    mean = chi_mean(d)
+    return math.sqrt(2 * d - mean * mean) / mean
 
 
 def _root_theory(mean_w: float, var_w: float, p: float) -> Theory:
@@ -135,8 +161,7 @@ def distance_theory(dist: Distribution, metric: Metric | str, d: int) -> Theory:
     if name == "sqeuclidean" or q == 1:
         return Theory(mean_w, math.sqrt(var_w) / mean_w, "exact")
     if name == "euclidean" and isinstance(dist, Gaussian):
-        mean = chi_mean(d)
-        return Theory(mean, math.sqrt(2 * d - mean * mean) / mean, "exact")
+        return Theory(chi_mean(d), chi_rel_std(d), "exact")
     return _root_theory(mean_w, var_w, q)
 
 
