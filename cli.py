@@ -379,6 +379,141 @@ def figures(
 
 # ---- hdsim critical (critical points of random losses, issue 4) ----
 
+CRITICAL_POINT_COLUMNS = ("landscape", "dim", "start", "converged", "grad_norm", "energy", "index", "index_fraction",
+                          "min_eig", "max_eig")
+CRITICAL_SUMMARY_COLUMNS = ("landscape", "dim", "found", "converged", "unique", "minima_fraction",
+                            "mean_index_fraction")
+
+
+@app.command()
+def critical(
+    landscape: Annotated[str, typer.Option(help="Random loss: grf, pspin or mlp.")] = "grf",
+    dims: Annotated[str, typer.Option(help="Sizes N (mlp: hidden widths): 2,4,8 or A:B or A:B:K (K log-spaced).")] = "2,4,8,16,32",
+    starts: Annotated[int, typer.Option(help="Random starts per instance, >= 1.")] = 512,
+    instances: Annotated[int, typer.Option(help="Random landscapes per size, >= 1.")] = 1,
+    seed: Annotated[int, typer.Option(help="Seed (integer >= 0).")] = 0,
+    p: Annotated[int, typer.Option(help="pspin: order p >= 2 (n**p <= 2^24 couplings).")] = 3,
+    features: Annotated[Optional[int], typer.Option(help="grf: random features, >= 1 (default: features-per-dim x N).")] = None,
+    features_per_dim: Annotated[int, typer.Option(help="grf: random features per dimension, >= 1.")] = 16,
+    length_scale: Annotated[float, typer.Option(help="grf: correlation length s > 0 (per sqrt(N)).")] = 1.0,
+    confine: Annotated[float, typer.Option(help="grf: confining term (confine/2)|x|^2, >= 0 (no theory if > 0).")] = 0.0,
+    d_in: Annotated[int, typer.Option(help="mlp: input dimension, >= 1.")] = 2,
+    num_samples: Annotated[int, typer.Option(help="mlp: training samples, >= 1.")] = 64,
+    weight_decay: Annotated[float, typer.Option(help="mlp: weight decay >= 0.")] = 1e-3,
+    noise: Annotated[float, typer.Option(help="mlp: label noise std >= 0.")] = 0.0,
+    max_steps: Annotated[Optional[int], typer.Option(help="Newton iterations per start, >= 1 (default 100; mlp 300).")] = None,
+    descent: Annotated[bool, typer.Option(help="Also run gradient descent from the same starts (minima energies).")] = True,
+    descent_steps: Annotated[int, typer.Option(help="Gradient-descent iteration cap, >= 1.")] = 20000,
+    spectra: Annotated[int, typer.Option(help="Saddles per size whose Hessian spectrum is kept, >= 0.")] = 4,
+    out: Annotated[Path, typer.Option(help="Output directory (created if needed).")] = Path("out/critical"),
+    plots: Annotated[bool, typer.Option(help="Write the figures (PNG and SVG).")] = True,
+):
+    """Critical points of random losses (Newton from random starts): index against energy, minima fraction."""
+    from sim.landscapes import LANDSCAPES
+
+    if landscape not in LANDSCAPES:
+        _fail(f"--landscape: unknown value {landscape!r}; valid: {', '.join(LANDSCAPES)}")
+    dim_list = _parse_dims(dims)
+    for name, v, least in (("--starts", starts, 1), ("--instances", instances, 1), ("--seed", seed, 0),
+                           ("--p", p, 2), ("--features-per-dim", features_per_dim, 1), ("--d-in", d_in, 1),
+                           ("--num-samples", num_samples, 1), ("--descent-steps", descent_steps, 1),
+                           ("--spectra", spectra, 0)):
+        if v < least:
+            _fail(f"{name} must be an integer >= {least}, got {v}")
+    for name, v in (("--features", features), ("--max-steps", max_steps)):
+        if v is not None and v < 1:
+            _fail(f"{name} must be an integer >= 1, got {v}")
+    _positive("--length-scale", length_scale)
+    _positive("--confine", confine, strict=False)
+    _positive("--weight-decay", weight_decay, strict=False)
+    _positive("--noise", noise, strict=False)
+
+    from sim.experiments import critical as exp
+
+    try:
+        config = exp.CriticalConfig(
+            landscape=landscape, dims=tuple(dim_list), starts=starts, seed=seed, instances=instances, p=p,
+            features=features, features_per_dim=features_per_dim, length_scale=length_scale, confine=confine,
+            d_in=d_in, num_samples=num_samples, weight_decay=weight_decay, noise=noise, max_steps=max_steps,
+            descent=descent, descent_steps=descent_steps, spectra=spectra,
+        )
+    except ValueError as e:
+        _fail(str(e))
+    # the Hessians of all starts of one size are held at once (S x dim^2 float64, a few copies)
+    land = config.make_landscape()
+    dmax = max(land.dim(d) for d in config.dims)
+    need = 3 * 8 * config.starts * (dmax * dmax + 16 * dmax)
+    if need > 0.5 * _available_memory():
+        _fail(f"--starts {starts} at dimension {dmax} needs about {need / 2**30:.1f} GiB, more than half of the "
+              f"{_available_memory() / 2**30:.1f} GiB available; use fewer starts or smaller --dims")
+    _out_dir(out)
+    _setup_jax()
+
+    import dataclasses
+
+    from sim.io import Output, run_metadata
+
+    t0 = time.perf_counter()
+    bar, task = _progress(len(config.dims) * config.instances, f"critical {landscape}")
+    with bar:
+        result = exp.run(config, progress=lambda k: bar.advance(task, k))
+    wall = time.perf_counter() - t0
+    summary = result.tables["summary"]
+    for table, cols in ((result.rows, CRITICAL_POINT_COLUMNS), (summary, CRITICAL_SUMMARY_COLUMNS)):
+        missing = [c for c in cols if table and c not in table[0]]
+        if missing:  # pragma: no cover - guards the file format promised by the issue
+            raise RuntimeError(f"critical: columns {missing} missing from the experiment's tables")
+    with Output(out) as o:
+        o.csv("critical_points.csv", result.rows)
+        o.csv("critical_summary.csv", summary)
+        if result.tables["descent"]:
+            o.csv("critical_descent.csv", result.tables["descent"])
+        if result.tables["spectrum"]:
+            o.csv("critical_spectrum.csv", result.tables["spectrum"])
+        if result.tables["theory"]:
+            o.csv("critical_theory.csv", result.tables["theory"])
+        if plots:
+            _critical_plots(o, config, result)
+        o.json("critical.json", run_metadata("hdsim critical", dataclasses.asdict(config), seed=seed,
+                                             wall_seconds=wall, info=result.info))
+        written = o.staged_names()
+    typer.echo(f"{'landscape':>9} {'dim':>5} {'found':>6} {'converged':>9} {'not conv.':>9} {'unique':>6} "
+               f"{'minima frac':>11} {'mean index frac':>15} {'spearman':>8}")
+    for s in summary:
+        mf = "n/a" if s["minima_fraction"] is None else f"{s['minima_fraction']:.4f}"
+        mi = "n/a" if s["mean_index_fraction"] is None else f"{s['mean_index_fraction']:.4f}"
+        rho = s["spearman"]
+        rho = "n/a" if rho is None or not math.isfinite(rho) else f"{rho:.3f}"
+        typer.echo(f"{s['landscape']:>9} {s['dim']:>5} {s['found']:>6} {s['converged']:>9} {s['not_converged']:>9} "
+                   f"{s['unique']:>6} {mf:>11} {mi:>15} {rho:>8}")
+    bad = sum(s["not_converged"] for s in summary)
+    typer.echo(f"{bad} of {sum(s['found'] for s in summary)} starts did not converge (reported in "
+               f"critical_points.csv, excluded from the statistics); wrote {len(written)} files to {out} "
+               f"in {wall:.0f} s")
+
+
+def _critical_plots(o, config, result):
+    from sim.plots import save, style
+    from sim.plots import critical as pc
+    from sim.theory import landscapes as th
+
+    summary = result.tables["summary"]
+    name = config.landscape
+    with style():
+        save(pc.fig_index_energy([(name, result.rows, result.tables["theory"], summary)]), o, "critical_index_energy")
+        if len(summary) >= 2:
+            save(pc.fig_minima_fraction({name: summary}), o, "critical_minima_fraction")
+        if result.tables["spectrum"]:
+            spec = None
+            if name == "grf" and config.confine == 0:
+                spec = lambda e: th.grf_hessian_semicircle(e, config.length_scale)  # noqa: E731
+            elif name == "pspin":
+                spec = lambda e: th.pspin_hessian_semicircle(e, config.p)  # noqa: E731
+            save(pc.fig_spectra(result.tables["spectrum"], name, theory_spec=spec), o, "critical_spectra")
+        if name == "pspin" and result.tables["descent"]:
+            save(pc.fig_descent_energy(summary, result.tables["descent"], config.p), o, "critical_descent_energy")
+
+
 
 # ---- hdsim spectrum (Hessian spectra from Hessian-vector products, issue 5) ----
 

@@ -313,3 +313,56 @@ def test_spearman():
     assert E.spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
     assert E.spearman([1, 1, 2, 2], [1, 2, 3, 4]) == pytest.approx(0.8944271909999159)  # ties: average ranks
     assert math.isnan(E.spearman([1, 1, 1], [1, 2, 3]))
+
+
+# ----------------------------------------------------------------------------------------------
+# minima fraction against N and the index-energy correlation at larger N (slow: ~1 min each)
+
+
+def _decay(summary):
+    from sim.plots.critical import fit_minima_decay
+
+    return fit_minima_decay([s["dim"] for s in summary], [s["minima"] for s in summary],
+                            [s["unique"] for s in summary])
+
+
+def test_minima_decay_fit_recovers_a_known_rate():
+    """The logistic fit used for the minima-fraction law recovers the rate of simulated binomial counts
+    within its own interval (Wald SE; 4.5 SE)."""
+    from sim.plots.critical import fit_minima_decay
+
+    rng = np.random.default_rng(0)
+    dims = np.arange(2, 12)
+    n = np.full(dims.size, 4000)
+    p = 1 / (1 + np.exp(-(1.0 - 0.4 * dims)))
+    k = rng.binomial(n, p)
+    f = fit_minima_decay(dims, k, n)
+    assert abs(f.rate - 0.4) <= Z * f.se and f.se < 0.02
+    assert fit_minima_decay(dims, np.zeros_like(k), n) is None  # no minima: no fit
+
+
+@pytest.mark.slow
+def test_grf_minima_fraction_decays_and_index_tracks_energy_larger_n():
+    """GRF, N = 2..8 (4 instances): the fitted decay rate of the minima fraction is > 0 by 4.5 SE;
+    N = 16, 32: Spearman(index fraction, energy) > 0.5."""
+    small = E.run(E.CriticalConfig(landscape="grf", dims=(2, 3, 4, 5, 6, 8), starts=256, instances=4,
+                                   descent=False, spectra=0)).tables["summary"]
+    f = _decay(small)
+    assert f.rate > Z * f.se, f
+    large = E.run(E.CriticalConfig(landscape="grf", dims=(16, 32), starts=256, descent=False,
+                                   spectra=0)).tables["summary"]
+    for s in large:
+        assert s["unique"] >= 80 and s["spearman"] > 0.5, s
+
+
+@pytest.mark.slow
+def test_mlp_minima_fraction_decays_with_p():
+    """MLP, hidden widths 1..8 (P = 5..33): the fitted decay rate of the minima fraction is > 0 by
+    4.5 SE, and Spearman > 0.5 at every P >= 16."""
+    s = E.run(E.CriticalConfig(landscape="mlp", dims=(1, 2, 3, 4, 6, 8), starts=256, descent=False,
+                               spectra=0)).tables["summary"]
+    f = _decay(s)
+    assert f.rate > Z * f.se, f
+    for r in s:
+        if r["dim"] >= 16:
+            assert r["unique"] >= 20 and r["spearman"] > 0.5, r

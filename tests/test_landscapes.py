@@ -224,3 +224,23 @@ def test_grf_theory():
     s = 1.7
     e = np.linspace(-3, 3, 13)
     np.testing.assert_allclose(T.grf_index_fraction(e, 1.0, -1 / s**2, 1 / s**4), T.grf_index_fraction(e))
+
+
+def test_hessian_semicircles_match_the_index_fractions():
+    """The Hessian spectra of the theory put exactly the index fraction F(.) below zero."""
+    x = np.linspace(-40, 40, 800001)
+    dx = x[1] - x[0]
+    for s in (1.0, 1.7):
+        for eps in (-2.5, -1.0, 0.0, 0.7):
+            c, r = T.grf_hessian_semicircle(eps, s)
+            rho = T.semicircle_density(x, c, r)
+            assert np.sum(rho) * dx == pytest.approx(1.0, abs=1e-6)
+            assert np.sum(rho[x < 0]) * dx == pytest.approx(float(T.grf_index_fraction(eps)), abs=1e-4)
+            assert float(T.semicircle_cdf(0.0, c, r)) == pytest.approx(float(T.grf_index_fraction(eps)), abs=1e-12)
+    for p in (2, 3, 4):
+        for u in (-1.8, -1.0, 0.3):
+            c, r = T.pspin_hessian_semicircle(u, p)
+            rho = T.semicircle_density(x, c, r)
+            assert np.sum(rho[x < 0]) * dx == pytest.approx(float(T.pspin_index_fraction(u, p)), abs=1e-4)
+    with pytest.raises(ValueError, match="length_scale"):
+        T.grf_hessian_semicircle(0.0, 0.0)

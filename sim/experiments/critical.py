@@ -14,7 +14,8 @@ Tables (``Result``):
   loss lives on (n for grf/pspin, the number of parameters P for mlp), ``size`` the value from
   ``config.dims`` (the hidden width for mlp), ``index_fraction = index / tangent dimension``
   (n - 1 on the sphere).
-* ``tables["summary"]``: one row per size: counts (found = starts x instances, converged, stalled,
+* ``tables["summary"]``: one row per size: counts (found = starts x instances, converged,
+  not_converged = found - converged, stalled = the part of not_converged that stopped early,
   unique), fraction of minima among unique critical points, mean index fraction, the Spearman
   correlation of index fraction with energy, the theory's mean index fraction at the same energies,
   and the descent results (minima reached, their mean energy with a standard error over instances).
@@ -262,6 +263,7 @@ def run(config: CriticalConfig, *, progress: Progress | None = None) -> Result:
                 "mean_index_fraction": float(fr.mean()) if uniq else None,
                 "size": size,
                 "instances": config.instances,
+                "not_converged": int(sum(not x["converged"] for x in size_rows)),
                 "stalled": int(sum(x["stalled"] for x in size_rows)),
                 "minima": minima,
                 "spearman": spearman(fr, e) if uniq else None,

@@ -1,5 +1,205 @@
-"""Gallery: issue 4: critical points of random losses."""
+"""Gallery: issue 4: critical points of random losses.
+
+Entries (their experiments are shared through ``_run``):
+
+* ``critical_index_energy``: index fraction against energy for the GRF, the 3-spin glass and the MLP.
+* ``critical_minima_fraction``: fraction of minima among unique critical points against N (GRF, MLP).
+* ``critical_spectra``: Hessian spectra at typical GRF saddles against the shifted semicircle.
+* ``pspin_threshold``: energies of the minima reached by gradient descent (3-spin) against n.
+"""
 
 from __future__ import annotations
 
-from sim.gallery import register  # noqa: F401
+import functools
+import math
+
+import numpy as np
+
+from sim.experiments import critical as exp_crit
+from sim.gallery import register
+from sim.io import Output
+from sim.plots import critical as plot_crit
+from sim.plots import save, style
+from sim.theory import landscapes as theory
+
+__all__: list[str] = []
+
+
+def _configs(quick: bool) -> dict[str, exp_crit.CriticalConfig]:
+    C = exp_crit.CriticalConfig
+    if quick:  # a smoke run: two sizes per landscape, one configuration shared by the GRF entries
+        grf = C(landscape="grf", dims=(4, 8), starts=64, descent=False, spectra=8)
+        return {
+            "grf": grf,
+            "grf_small": grf,
+            "mlp": C(landscape="mlp", dims=(1, 2), starts=32, descent=False, spectra=0),
+            "pspin": C(landscape="pspin", dims=(8, 16), starts=8, instances=2, spectra=0),
+        }
+    return {
+        "grf": C(landscape="grf", dims=(4, 8, 16, 32), starts=512, descent=False, spectra=32),
+        "grf_small": C(landscape="grf", dims=(2, 3, 4, 5, 6, 8), starts=256, instances=4, descent=False, spectra=0),
+        "mlp": C(landscape="mlp", dims=(1, 2, 3, 4, 6, 8), starts=256, descent=False, spectra=0),
+        "pspin": C(landscape="pspin", dims=(8, 16, 32, 64), starts=32, instances=4, spectra=0),
+    }
+
+
+@functools.lru_cache(maxsize=None)
+def _run(config: exp_crit.CriticalConfig):
+    return exp_crit.run(config)
+
+
+def _params(cfgs, *names):
+    import dataclasses
+
+    return {k: dataclasses.asdict(cfgs[k]) for k in names}
+
+
+def _last(summary):
+    return summary[-1]
+
+
+def _fmt(v, spec=".2f"):
+    return "n/a" if v is None or (isinstance(v, float) and not math.isfinite(v)) else format(v, spec)
+
+
+def _summary_csv(label, summary):
+    keys = ("landscape", "dim", "size", "instances", "found", "converged", "not_converged", "unique", "minima",
+            "minima_fraction", "mean_index_fraction", "theory_mean_index_fraction", "spearman")
+    return [dict({"series": label}, **{k: s[k] for k in keys}) for s in summary]
+
+
+@register("critical_index_energy", "index fraction against energy of critical points: GRF, 3-spin, MLP")
+def _index_energy(out: Output, quick: bool):
+    cfgs = _configs(quick)
+    res = {k: _run(cfgs[k]) for k in ("grf", "pspin", "mlp")}
+    # MLP panels from P >= 9 (at P = 5 there are only a handful of critical points)
+    panels = [(cfgs[k].landscape, [r for r in res[k].rows if k != "mlp" or r["dim"] >= 9 or quick],
+               res[k].tables["theory"], res[k].tables["summary"]) for k in ("grf", "pspin", "mlp")]
+    with style():
+        save(plot_crit.fig_index_energy(panels), out, "critical_index_energy")
+    cols = ("landscape", "dim", "instance", "start", "energy", "index", "index_fraction")
+    out.csv("critical_index_energy.csv",
+            [{c: r[c] for c in cols} for k in ("grf", "pspin", "mlp") for r in res[k].rows if r["unique"]])
+    g, s, m = (_last(res[k].tables["summary"]) for k in ("grf", "pspin", "mlp"))
+    caption = (
+        f"The index fraction of unique critical points rises with their energy: Spearman correlation "
+        f"{_fmt(g['spearman'])} for the Gaussian random field at N = {g['dim']} (mean index fraction "
+        f"{_fmt(g['mean_index_fraction'], '.3f')} against {_fmt(g['theory_mean_index_fraction'], '.3f')} from the "
+        f"Bray-Dean law F(energy) at the same energies), {_fmt(s['spearman'])} for the 3-spin glass at n = {s['dim']} "
+        f"(theory F(u sqrt(3/2)): {_fmt(s['mean_index_fraction'], '.3f')} measured against "
+        f"{_fmt(s['theory_mean_index_fraction'], '.3f')}) and {_fmt(m['spearman'])} for the teacher-student MLP "
+        f"with P = {m['dim']} parameters (no theory)."
+    )
+    extra = {k: res[k].tables["summary"] for k in ("grf", "pspin", "mlp")}
+    return caption, _params(cfgs, "grf", "pspin", "mlp"), cfgs["grf"].seed, {"summary": extra}
+
+
+@register("critical_minima_fraction", "fraction of minima among critical points against N (GRF, MLP)")
+def _minima_fraction(out: Output, quick: bool):
+    cfgs = _configs(quick)
+    series = {
+        "Gaussian random field": _run(cfgs["grf_small"]).tables["summary"],
+        "MLP (teacher-student)": _run(cfgs["mlp"]).tables["summary"],
+    }
+    fits = {k: plot_crit.fit_minima_decay([s["dim"] for s in v], [s["minima"] for s in v], [s["unique"] for s in v])
+            for k, v in series.items()}
+    with style():
+        save(plot_crit.fig_minima_fraction(series, fits), out, "critical_minima_fraction")
+    out.csv("critical_minima_fraction.csv", [r for k, v in series.items() for r in _summary_csv(k, v)])
+
+    def law(label):
+        f, v = fits[label], series[label]
+        span = (f"N = {v[0]['dim']} to {v[-1]['dim']}: {_fmt(v[0]['minima_fraction'], '.3f')} to "
+                f"{_fmt(v[-1]['minima_fraction'], '.3f')}")
+        if f is None:
+            return f"{label}: no fit ({sum(s['minima'] for s in v)} minima in total; {span})"
+        verdict = "falls" if f.ci_low > 0 else ("rises" if f.ci_high < 0 else "shows no significant trend")
+        return (f"{label}: {verdict}, c = {f.rate:.3f} per dimension (95% CI {f.ci_low:.3f} to {f.ci_high:.3f}; "
+                f"{span})")
+
+    caption = (
+        "Fraction of minima among the unique critical points found by the Newton search, fitted by "
+        "logit(fraction) = a - c N (binomial maximum likelihood; N = number of parameters for the MLP): "
+        f"{law('Gaussian random field')}; {law('MLP (teacher-student)')}; theory: minima are an e^(-cN) fraction."
+    )
+    extra = {"fits": {k: (f._asdict() if f else None) for k, f in fits.items()}}
+    return caption, _params(cfgs, "grf_small", "mlp"), cfgs["grf_small"].seed, extra
+
+
+def _grf_spectrum_fit(spectrum, length_scale):
+    """Per dim: pooled Kolmogorov distance to the theory mixture and the fraction of negative eigenvalues."""
+    out = {}
+    for d in sorted({r["dim"] for r in spectrum}):
+        rows = [r for r in spectrum if r["dim"] == d]
+        ev = np.sort([r["eigenvalue"] for r in rows])
+        energies = np.array(list({(r["instance"], r["start"]): r["energy"] for r in rows}.values()))
+        centres, radius = theory.grf_hessian_semicircle(energies, length_scale)
+        cdf = np.mean([theory.semicircle_cdf(ev, c, radius) for c in np.atleast_1d(centres)], axis=0)
+        k = np.arange(1, ev.size + 1) / ev.size
+        ks = float(max(np.max(k - cdf), np.max(cdf - (k - 1 / ev.size))))
+        out[d] = {
+            "dim": d,
+            "saddles": int(energies.size),
+            "eigenvalues": int(ev.size),
+            "kolmogorov_distance": ks,
+            "negative_fraction": float(np.mean(ev < 0)),
+            "theory_negative_fraction": float(np.mean(theory.grf_index_fraction(energies))),
+            "mean_energy": float(energies.mean()),
+        }
+    return out
+
+
+@register("critical_spectra", "Hessian spectrum at typical GRF saddles against the shifted semicircle")
+def _spectra(out: Output, quick: bool):
+    cfgs = _configs(quick)
+    cfg = cfgs["grf"]
+    res = _run(cfg)
+    spec = res.tables["spectrum"]
+    with style():
+        save(plot_crit.fig_spectra(spec, "grf",
+                                   theory_spec=lambda e: theory.grf_hessian_semicircle(e, cfg.length_scale),
+                                   title="Gaussian random field: Hessian eigenvalues at typical saddles "
+                                         "(dotted: 0; the mass left of it is the index)"),
+             out, "critical_spectra")
+    out.csv("critical_spectra.csv", spec)
+    stats = _grf_spectrum_fit(spec, cfg.length_scale)
+    top = stats[max(stats)]
+    caption = (
+        f"At {top['saddles']} typical saddles of the Gaussian random field at N = {top['dim']} (energy "
+        f"{top['mean_energy']:.3f}) the pooled Hessian eigenvalues follow the semicircle of radius 2 shifted by "
+        f"minus the energy (Bray-Dean): Kolmogorov distance {top['kolmogorov_distance']:.3f} for "
+        f"{top['eigenvalues']} eigenvalues, a fraction {top['negative_fraction']:.3f} of them negative against "
+        f"{top['theory_negative_fraction']:.3f} from F(energy)."
+    )
+    return caption, _params(cfgs, "grf"), cfg.seed, {"spectra": list(stats.values())}
+
+
+@register("pspin_threshold", "3-spin glass: minima reached by gradient descent approach the threshold -E_inf")
+def _pspin_threshold(out: Output, quick: bool):
+    cfgs = _configs(quick)
+    cfg = cfgs["pspin"]
+    res = _run(cfg)
+    summary = res.tables["summary"]
+    einf = theory.pspin_threshold(cfg.p)
+    dims = [s["dim"] for s in summary]
+    mean = [s["descent_mean_energy"] for s in summary]
+    se = [s["descent_energy_se"] if s["descent_energy_se"] is not None else math.nan for s in summary]
+    fit = plot_crit.fit_gap_power_law(dims, [m + einf if m is not None else math.nan for m in mean], se)
+    with style():
+        save(plot_crit.fig_descent_energy(summary, res.tables["descent"], cfg.p, fit=fit), out, "pspin_threshold")
+    keys = ("dim", "instances", "descent_runs", "descent_converged", "descent_minima", "descent_mean_energy",
+            "descent_energy_se")
+    out.csv("pspin_threshold.csv", [dict({k: s[k] for k in keys}, threshold=-einf,
+                                         ground_state=-theory.pspin_ground_state(cfg.p)) for s in summary])
+    fit_txt = (f"; the gap to the threshold falls as n^b with b = {fit.exponent:.2f} (95% CI {fit.ci_low:.2f} "
+               f"to {fit.ci_high:.2f})" if fit else "")
+    lo, hi = summary[0], summary[-1]
+    caption = (
+        f"Gradient descent from random starts in the spherical {cfg.p}-spin glass ends at minima whose energy per "
+        f"spin falls from {lo['descent_mean_energy']:.3f} ± {_fmt(lo['descent_energy_se'], '.3f')} at n = {lo['dim']} "
+        f"to {hi['descent_mean_energy']:.3f} ± {_fmt(hi['descent_energy_se'], '.3f')} at n = {hi['dim']} "
+        f"(mean ± SE over {cfg.instances} instances), approaching the threshold -E_inf = {-einf:.3f} "
+        f"with means above the large-n "
+        f"ground state {-theory.pspin_ground_state(cfg.p):.3f}" + fit_txt + "."
+    )
+    return caption, _params(cfgs, "pspin"), cfg.seed, {"fit": fit._asdict() if fit else None}

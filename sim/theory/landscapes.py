@@ -45,6 +45,10 @@ __all__ = [
     "sphere_euler_characteristic",
     "grf_index_fraction",
     "grf_critical_energy",
+    "grf_hessian_semicircle",
+    "pspin_hessian_semicircle",
+    "semicircle_density",
+    "semicircle_cdf",
 ]
 
 
@@ -143,3 +147,41 @@ def grf_index_fraction(eps, f0: float = 1.0, f1: float = -1.0, f2: float = 1.0):
     """
     ec = grf_critical_energy(f0, f1, f2)
     return _semicircle_cdf(2.0 * np.asarray(eps, dtype=np.float64) / abs(ec))
+
+
+def semicircle_density(x, centre, radius):
+    """Density of the semicircle law on [centre - radius, centre + radius] (array in, array out)."""
+    if not (radius > 0):
+        raise ValueError(f"semicircle_density: radius must be > 0, got {radius!r}")
+    y = (np.asarray(x, dtype=np.float64) - centre) / radius
+    return np.where(np.abs(y) < 1, 2.0 / (np.pi * radius) * np.sqrt(np.clip(1.0 - y * y, 0.0, None)), 0.0)
+
+
+def grf_hessian_semicircle(eps, length_scale: float = 1.0):
+    """Hessian spectrum at a typical GRF critical point of energy density eps: ``(centre, radius)``.
+
+    For ``f(r) = exp(-r / s^2)`` (``sim.landscapes.GRF`` without confinement) the Hessian is a GOE of
+    radius ``2 sqrt(f''(0)) = 2 / s^2`` shifted by ``(f'(0)/f(0)) eps = -eps / s^2``, so the fraction
+    of negative eigenvalues is ``F(eps)`` (``grf_index_fraction``).
+    """
+    if not (math.isfinite(length_scale) and length_scale > 0):
+        raise ValueError(f"grf_hessian_semicircle: length_scale must be a finite number > 0, got {length_scale!r}")
+    s2 = float(length_scale) ** 2
+    return -np.asarray(eps, dtype=np.float64) / s2, 2.0 / s2
+
+
+def pspin_hessian_semicircle(u, p: int):
+    """Riemannian Hessian spectrum of the p-spin glass at energy per spin u: ``(centre, radius)``.
+
+    ``sqrt(p(p-1)/n) M - p u I`` with M a GOE of off-diagonal variance 1: radius ``2 sqrt(p(p-1))``,
+    centre ``-p u`` (ABC 2013).
+    """
+    p = _check_p("pspin_hessian_semicircle", p)
+    return -p * np.asarray(u, dtype=np.float64), 2.0 * math.sqrt(p * (p - 1))
+
+
+def semicircle_cdf(x, centre=0.0, radius=2.0):
+    """CDF of the semicircle law on [centre - radius, centre + radius] (array in, array out)."""
+    if not (radius > 0):
+        raise ValueError(f"semicircle_cdf: radius must be > 0, got {radius!r}")
+    return _semicircle_cdf(2.0 * (np.asarray(x, dtype=np.float64) - centre) / radius)
