@@ -56,12 +56,32 @@ def test_exact_theta_from_large_n():
     assert 0.33 < slope < 0.43, slope
 
 
+def test_fit_theta_of_the_experiment():
+    """sim.experiments.rmt.fit_theta: exact on a noiseless quadratic; on the exact -ln P over n = 10..40 with
+    noise of the size thermodynamic integration gives, theta is within 5% of ln(3)/4 and the bootstrap
+    interval is about +-1.96 of its standard error; reproducible from its seed."""
+    from sim.experiments.rmt import fit_theta
+
+    ns = np.arange(10, 41, 5)
+    f = fit_theta(ns, -(0.3 * ns**2 + 0.5 * ns - 1.0), np.full(ns.size, 0.1), min_dim=10)
+    assert (f.theta, f.b, f.c) == pytest.approx((0.3, 0.5, -1.0), rel=1e-9)
+    lp = np.array([rare.log_p_positive_definite_exact(int(n)) for n in ns])  # cached by the test above
+    se = 0.005 * ns  # TI's standard error grows ~ linearly in n (0.23 at n = 50 with 32 chains)
+    noisy = lp + se * np.random.default_rng(5).standard_normal(ns.size)
+    f = fit_theta(ns, noisy, se, seed=3)
+    assert abs(f.theta / th.THETA - 1) < 0.05, f
+    assert f.ci_low < f.theta < f.ci_high
+    assert (f.ci_high - f.ci_low) / 2 == pytest.approx(1.96 * f.stderr, rel=0.15)
+    assert fit_theta(ns, noisy, se, seed=3) == f
+    assert fit_theta(ns[:3], noisy[:3], se[:3]) is None
+
+
 # ----------------------------------------------------------------------------------------------
 # tridiagonal model
 
 
 def test_tridiagonal_model_has_the_goe_law():
-    n, total = 3, 400_000
+    n, total = 3, 200_000
     a, c = rare.tridiagonal_goe(jax.random.key(1), n, batch_shape=(total,), dtype=F64)
     assert a.shape == (total, n) and c.shape == (total, n - 1)
     piv = np.asarray(rare.tridiagonal_pivots(a, c))
