@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import json
 import time
+from pathlib import Path
 from typing import Callable
 
 from sim.io import Output, run_metadata
 
-__all__ = ["FigureSpec", "REGISTRY", "register", "make_figures", "TOPICS"]
+__all__ = ["FigureSpec", "REGISTRY", "register", "make_figures", "gallery_markdown", "TOPICS"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,3 +72,20 @@ def make_figures(out_dir, names=None, *, quick=False, progress: Callable[[str], 
             files = out.staged_names()
         done.append({"name": name, "files": files, "caption": caption})
     return done
+
+
+def gallery_markdown(out_dir, *, prefix: str = "") -> str:
+    """Markdown of the gallery in ``out_dir``: every figure present there, in gallery order, with its
+    caption (from its JSON) and the command that regenerates it. ``prefix`` goes before file names
+    (``figures/`` for the README)."""
+    parts = []
+    for spec in REGISTRY.values():
+        meta = Path(out_dir) / f"{spec.name}.json"
+        if not meta.exists():
+            continue
+        caption = json.loads(meta.read_text())["info"]["caption"]
+        parts.append(
+            f"### {spec.name}\n\n![{spec.description}]({prefix}{spec.name}.png)\n\n{caption}\n\n"
+            f"`hdsim figures --only {spec.name}` (data: [{spec.name}.csv]({prefix}{spec.name}.csv))\n"
+        )
+    return "\n".join(parts)
