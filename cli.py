@@ -671,6 +671,116 @@ def _critical_plots(o, config, result):
 # ---- hdsim spectrum (Hessian spectra from Hessian-vector products, issue 5) ----
 
 
+@app.command()
+def spectrum(
+    model: Annotated[str, typer.Option(help="Operator: mlp (MSE loss Hessian), goe, grf or pspin (landscape Hessian at --point).")] = "mlp",
+    width: Annotated[int, typer.Option(min=1, help="mlp: hidden width.")] = 64,
+    depth: Annotated[int, typer.Option(min=1, help="mlp: number of hidden layers.")] = 2,
+    input_dim: Annotated[int, typer.Option(min=1, help="mlp: input dimension of the teacher task.")] = 16,
+    samples: Annotated[int, typer.Option(min=1, help="mlp: training samples (teacher-student regression).")] = 256,
+    train_steps: Annotated[int, typer.Option(min=0, help="mlp: gradient-descent steps before the spectrum (0: at initialisation).")] = 0,
+    lr: Annotated[Optional[float], typer.Option(help="mlp: GD step > 0 (default: 1 / largest Hessian eigenvalue at init).")] = None,
+    dim: Annotated[Optional[int], typer.Option(help="goe: matrix size (default 1000); grf/pspin: landscape size n (default 100).")] = None,
+    shift: Annotated[float, typer.Option(help="goe: spectrum of H + shift*I (negative fraction -> semicircle CDF at -shift).")] = 0.0,
+    p: Annotated[int, typer.Option(min=2, help="pspin: order p >= 2 (n**p couplings are stored: p = 3 allows n <= 256).")] = 3,
+    point: Annotated[str, typer.Option(help="grf/pspin: Hessian at a 'critical' point (first converged Newton start, n <= 256) or a 'random' one.")] = "critical",
+    starts: Annotated[int, typer.Option(min=1, help="grf/pspin --point critical: Newton starts (float64).")] = 8,
+    probes: Annotated[int, typer.Option(help="SLQ random probes, >= 2 (the error bar is their spread).")] = 16,
+    steps: Annotated[int, typer.Option(help="Lanczos steps per probe, >= 1 (<= N with --reortho full).")] = 80,
+    batch_size: Annotated[Optional[int], typer.Option(help="Probes run at once (default all); memory ~ batch x steps x N.")] = None,
+    reortho: Annotated[str, typer.Option(help="Reorthogonalisation: full (O(steps*N) memory) or none (O(N), ghost Ritz values).")] = "full",
+    probe: Annotated[str, typer.Option(help="Probe law: rademacher or gaussian.")] = "rademacher",
+    threshold: Annotated[float, typer.Option(help="Also report the fraction of eigenvalues below this value.")] = 0.0,
+    sigma: Annotated[Optional[float], typer.Option(help="Density kernel width > 0 (default: eigenvalue range / steps).")] = None,
+    exact: Annotated[str, typer.Option(help="Exact comparison (dense Hessian + eigvalsh): auto (N <= --exact-max), yes or no.")] = "auto",
+    exact_max: Annotated[int, typer.Option(min=1, help="Largest N for --exact auto.")] = 4096,
+    dtype: Annotated[str, typer.Option(help="Parameters, probes and Lanczos dtype: float32 or float64.")] = "float32",
+    seed: Annotated[int, typer.Option(min=0, help="Seed (integer >= 0).")] = 0,
+    out: Annotated[Path, typer.Option(help="Output directory (created if needed).")] = Path("out/spectrum"),
+    plots: Annotated[bool, typer.Option(help="Write the density figure (PNG and SVG).")] = True,
+):
+    """Hessian spectrum from Hessian-vector products (SLQ): density.csv, spectrum.json and a figure."""
+    from sim.experiments import spectrum as exp
+    from sim.lanczos import PROBES, REORTHO
+
+    for name, value, valid in (("--model", model, exp.MODELS), ("--point", point, exp.POINTS), ("--reortho", reortho, REORTHO), ("--probe", probe, PROBES),
+                               ("--exact", exact, ("auto", "yes", "no")), ("--dtype", dtype, ("float32", "float64"))):
+        if value not in valid:
+            _fail(f"{name}: unknown value {value!r}; valid: {', '.join(valid)}")
+    if probes < 2:
+        _fail(f"--probes {probes}: need >= 2 probes (the error bar is their spread)")
+    if steps < 1:
+        _fail(f"--steps {steps}: must be an integer >= 1")
+    if batch_size is not None and batch_size < 1:
+        _fail(f"--batch-size {batch_size}: must be an integer >= 1")
+    if dim is not None and dim < (2 if model == "pspin" else 1):
+        _fail(f"--dim {dim}: must be an integer >= {2 if model == 'pspin' else 1}")
+    _positive("--lr", lr)
+    _positive("--sigma", sigma)
+    for name, value in (("--shift", shift), ("--threshold", threshold)):
+        if not math.isfinite(value):
+            _fail(f"{name} must be a finite number, got {value}")
+    if dim is None:
+        dim = 1000 if model == "goe" else 100
+    try:
+        config = exp.SpectrumConfig(
+            model=model, width=width, depth=depth, input_dim=input_dim, num_samples=samples, train_steps=train_steps,
+            learning_rate=lr, dim=dim, shift=shift, p=p, point=point, starts=starts, probes=probes, steps=steps,
+            probe=probe, reortho=reortho, batch_size=batch_size, threshold=threshold, sigma=sigma, exact=exact,
+            exact_max=exact_max, dtype=dtype, seed=seed)
+    except ValueError as e:
+        msg = str(e).removeprefix("spectrum: ")
+        _fail(f"--dim {dim} --p {p}: {msg}" if msg.startswith(f"{model}:") else msg)
+    n = config.num_params
+    if reortho == "full" and steps > n:
+        _fail(f"--steps {steps}: must be <= N = {n:,} with --reortho full (or use --reortho none)")
+    try:
+        exp.check_memory(config, _available_memory())
+    except ValueError as e:
+        _fail(str(e))
+    _out_dir(out)
+    _setup_jax()
+
+    from sim.io import Output, run_metadata
+
+    t0 = time.perf_counter()
+    bar, task = _progress(2, f"spectrum ({model}, N = {n:,})")
+    try:
+        with bar:
+            result = exp.run(config, progress=lambda k: bar.advance(task, k))
+    except RuntimeError as e:  # e.g. no Newton start converged: nothing is written
+        typer.echo(f"Error: {' '.join(str(e).removeprefix('spectrum: ').split())}", err=True)
+        raise typer.Exit(1)
+    wall = time.perf_counter() - t0
+    info = result.info
+    keys = ("negative_fraction", "negative_fraction_stderr", "negative_fraction_lower", "negative_fraction_upper",
+            "min_eigenvalue", "min_eigenvalue_residual", "max_eigenvalue", "max_eigenvalue_residual",
+            "exact_negative_fraction", "exact_min_eigenvalue", "exact_max_eigenvalue", "density_l1",
+            "theory_negative_fraction")
+    top = {k: info[k] for k in keys if k in info}
+    with Output(out) as o:
+        o.csv("density.csv", result.rows)
+        o.csv("ritz.csv", result.tables["ritz"])
+        if "exact_histogram" in result.tables:
+            o.csv("exact_histogram.csv", result.tables["exact_histogram"])
+            o.csv("exact_eigenvalues.csv", result.tables["exact_eigenvalues"])
+        if plots:
+            from sim.plots import save, style
+            from sim.plots import spectrum as ps
+
+            with style():
+                save(ps.fig_density([(None, ps.density_series(result.rows, result.tables, info), info)]), o, "spectrum")
+        meta = run_metadata("hdsim spectrum", config.to_json(), seed=seed, wall_seconds=wall, info=info)
+        o.json("spectrum.json", {**top, "num_params": n, "timings": info["seconds"], **meta})
+        written = o.staged_names()
+    exact_txt = f" (exact {info['exact_negative_fraction']:.4f})" if "exact_negative_fraction" in info else ""
+    typer.echo(f"{model} N={n:,}: negative fraction {info['negative_fraction']:.4f} +- "
+               f"{info['negative_fraction_stderr']:.4f}{exact_txt}; eigenvalues in [{info['min_eigenvalue']:.5g}, "
+               f"{info['max_eigenvalue']:.5g}]")
+    typer.echo(f"{info['seconds'].get('slq_run', 0.0):.2f} s SLQ ({probes} probes x {steps} steps); wrote {len(written)} "
+               f"files to {out}")
+
+
 def main() -> None:
     """Console-script entry point (``hdsim``)."""
     app()

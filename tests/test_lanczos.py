@@ -225,14 +225,22 @@ def test_validation():
 
 
 # ------------------------------------------------------------------------- GOE at N = 2000 (exact)
+# The check runs at N = 2000 (slow: ~25 s here); the default run checks the same statistics at
+# N = 500, where the tolerances of the density metrics are scaled by sqrt(2000 / N) (probe noise of SLQ
+# falls as 1 / sqrt(N * probes)) and the absolute 0.01 bound on the fraction is not asserted (at N = 500
+# with 32 probes the probe noise alone is ~0.005, so only the Z-standard-error bound is meaningful).
 
 N_GOE = 2000
 SHIFT = 0.4  # H + s I: negative fraction -> F(-s) = 0.3735 (semicircle CDF), not a symmetric 1/2
 
 
-@pytest.fixture(scope="module")
-def goe():
-    a = _goe_np(11, N_GOE) + SHIFT * np.eye(N_GOE)
+@pytest.fixture(
+    scope="module",
+    params=[pytest.param(N_GOE, marks=pytest.mark.slow, id="N2000"), pytest.param(500, id="N500")],
+)
+def goe(request):
+    n = request.param
+    a = _goe_np(11, n) + SHIFT * np.eye(n)
     return a, np.linalg.eigvalsh(a)
 
 
@@ -242,18 +250,21 @@ def _semicircle_cdf(x):
 
 def test_goe_negative_fraction_density_and_extremes(goe):
     a, evals = goe
+    n = a.shape[0]
+    scale = math.sqrt(N_GOE / n)  # density tolerances: probe noise ~ 1 / sqrt(N * probes)
     exact = float(np.mean(evals < 0))
-    assert abs(exact - _semicircle_cdf(-SHIFT)) < 0.01  # the matrix is what we think it is
+    assert abs(exact - _semicircle_cdf(-SHIFT)) < 0.01 * scale  # the matrix is what we think it is
     quad = _run_slq(a, jax.random.key(12), num_steps=80, num_probes=32)
     fe = fraction_below(quad, 0.0)
     diff = float(fe.fraction) - exact
-    assert abs(diff) <= 0.01, f"SLQ {float(fe.fraction):.4f} vs exact {exact:.4f}"
+    if n >= N_GOE:
+        assert abs(diff) <= 0.01, f"SLQ {float(fe.fraction):.4f} vs exact {exact:.4f}"
     assert abs(diff) <= Z * float(fe.stderr), f"|diff| = {abs(diff) / float(fe.stderr):.2f} SE"
     assert float(fe.lower) - Z * float(fe.lower_stderr) <= exact <= float(fe.upper) + Z * float(fe.upper_stderr)
     # fraction below other thresholds
     for t in (-1.0, 1.0):
         fe_t = fraction_below(quad, t)
-        assert abs(float(fe_t.fraction) - np.mean(evals < t)) <= max(0.01, Z * float(fe_t.stderr))
+        assert abs(float(fe_t.fraction) - np.mean(evals < t)) <= max(0.01 * scale, Z * float(fe_t.stderr))
 
     # density against the exact spectrum smoothed with the same kernel
     sigma = 0.1
@@ -262,13 +273,13 @@ def test_goe_negative_fraction_density_and_extremes(goe):
     z = (np.asarray(grid)[:, None] - evals[None, :]) / sigma
     rho_exact = np.exp(-0.5 * z * z).mean(1) / (sigma * math.sqrt(2 * math.pi))
     l1 = float(np.trapezoid(np.abs(rho - rho_exact), grid))
-    assert l1 < 0.05, f"L1 distance {l1:.4f}"
+    assert l1 < 0.05 * scale, f"L1 distance {l1:.4f}"
     # and against the exact histogram (bin width 0.25, density at bin centres from the SLQ density)
     edges = np.arange(-2.0, 2.75, 0.25) + SHIFT - 0.4
     hist, _ = np.histogram(evals, bins=edges, density=True)
     centres = 0.5 * (edges[1:] + edges[:-1])
     slq_hist = np.asarray(spectral_density(quad, jnp.asarray(centres), sigma=sigma))
-    assert np.max(np.abs(slq_hist - hist)) < 0.05
+    assert np.max(np.abs(slq_hist - hist)) < 0.05 * scale
 
     ext = extreme_eigenvalues(quad)
     assert evals[0] - 1e-10 <= float(ext.min_value) and float(ext.max_value) <= evals[-1] + 1e-10
@@ -282,25 +293,35 @@ def test_no_reorthogonalisation_gives_the_same_count(goe):
     exact = float(np.mean(evals < 0))
     quad = _run_slq(a, jax.random.key(13), num_steps=120, num_probes=16, reortho="none")
     fe = fraction_below(quad, 0.0)
-    assert abs(float(fe.fraction) - exact) <= max(0.01, Z * float(fe.stderr))
+    assert abs(float(fe.fraction) - exact) <= max(0.01 * math.sqrt(N_GOE / a.shape[0]), Z * float(fe.stderr))
     np.testing.assert_allclose(np.sum(quad.weights, axis=1), 1.0, atol=1e-10)
 
 
 # ------------------------------------------------------------------ MLP Hessian at N ~ 2000 (exact)
 
 MLP_WIDTHS = (64, 24, 24, 1)  # 2185 parameters
+MLP_SMALL_WIDTHS = (16, 16, 12, 1)  # 489 parameters: the default-run version
 MLP_SAMPLES = 256
+
+
+def _mlp_problem(widths):
+    with jax.numpy_rank_promotion("allow"):  # sim.models adds biases with implicit broadcasting
+        key = jax.random.key(14)
+        params = mlp_init(jax.random.fold_in(key, 0), widths, dtype=jnp.float64)
+        task = teacher_task(jax.random.fold_in(key, 1), widths, MLP_SAMPLES, noise=0.1, dtype=jnp.float64)
+        flat, unravel = ravel_pytree(params)
+        hess = jax.jit(jax.hessian(lambda x: mse_loss(unravel(x), task)))(flat)
+    return params, task, np.linalg.eigvalsh(np.asarray(hess))
 
 
 @pytest.fixture(scope="module")
 def mlp():
-    with jax.numpy_rank_promotion("allow"):  # sim.models adds biases with implicit broadcasting
-        key = jax.random.key(14)
-        params = mlp_init(jax.random.fold_in(key, 0), MLP_WIDTHS, dtype=jnp.float64)
-        task = teacher_task(jax.random.fold_in(key, 1), MLP_WIDTHS, MLP_SAMPLES, noise=0.1, dtype=jnp.float64)
-        flat, unravel = ravel_pytree(params)
-        hess = jax.jit(jax.hessian(lambda x: mse_loss(unravel(x), task)))(flat)
-    return params, task, np.linalg.eigvalsh(np.asarray(hess))
+    return _mlp_problem(MLP_WIDTHS)
+
+
+@pytest.fixture(scope="module")
+def mlp_small():
+    return _mlp_problem(MLP_SMALL_WIDTHS)
 
 
 def _mlp_slq(params, task, key, num_steps, num_probes):
@@ -315,6 +336,31 @@ def _mlp_slq(params, task, key, num_steps, num_probes):
         return f(params, task, key)
 
 
+def test_mlp_small_negative_fraction_density_and_extremes(mlp_small):
+    # The default-run version of the N ~ 2000 check below (which is slow: ~40 s here): N = 489, 16 probes
+    # x 100 steps; the estimate within Z standard errors of eigvalsh, the exact count inside the CMS
+    # bracket, L1 distance to the exact density (same kernel) scaled by sqrt(2185 / 489) from the
+    # N ~ 2000 bound, exact extremes.
+    params, task, evals = mlp_small
+    n = evals.size
+    exact = float(np.mean(evals < 0))
+    quad = _mlp_slq(params, task, jax.random.key(15), 100, 16)
+    fe = fraction_below(quad, 0.0)
+    diff = float(fe.fraction) - exact
+    assert abs(diff) <= Z * float(fe.stderr), f"SLQ {float(fe.fraction):.4f} +- {float(fe.stderr):.4f} vs {exact:.4f}"
+    assert float(fe.lower) - Z * float(fe.lower_stderr) <= exact <= float(fe.upper) + Z * float(fe.upper_stderr)
+    sigma = 0.02
+    grid = jnp.linspace(-1.0, 3.0, 801, dtype=jnp.float64)
+    rho = np.asarray(spectral_density(quad, grid, sigma=sigma))
+    z = (np.asarray(grid)[:, None] - evals[None, :]) / sigma
+    rho_exact = np.exp(-0.5 * z * z).mean(1) / (sigma * math.sqrt(2 * math.pi))
+    l1 = float(np.trapezoid(np.abs(rho - rho_exact), grid))
+    assert l1 < 0.1 * math.sqrt(2185 / n), f"L1 distance {l1:.4f}"
+    ext = extreme_eigenvalues(quad)
+    assert abs(float(ext.min_value) - evals[0]) <= 1e-6 and abs(float(ext.max_value) - evals[-1]) <= 1e-6
+
+
+@pytest.mark.slow  # ~40 s: dense Hessian of 2185 parameters and 32 probes x 200 steps
 def test_mlp_negative_fraction_within_001_of_eigvalsh(mlp):
     # Network Hessians have a narrow bulk of near-zero eigenvalues (here ~ 1/5 of them within 3e-3 of 0
     # on a spectrum spanning [-0.7, 2.2]) that Gauss nodes resolve slowly: at 200 steps the textbook step

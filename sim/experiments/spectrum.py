@@ -3,7 +3,9 @@
 Two experiments:
 
 * ``run(SpectrumConfig)``: one operator — the MSE loss Hessian of an MLP (``sim.models``) at
-  initialisation or after ``train_steps`` of gradient descent, or a (shifted) GOE matrix — its SLQ
+  initialisation or after ``train_steps`` of gradient descent, a (shifted) GOE matrix, or the
+  (Riemannian, tangent-space) Hessian of a ``sim.landscapes`` GRF / spherical p-spin instance at a
+  critical point found by ``sim.critical.find_critical_points`` or at a random point — its SLQ
   density on a grid (main table: ``eigenvalue, density``), the fraction of negative eigenvalues with
   a standard error across probes and a Chebyshev–Markov–Stieltjes bracket, the extreme Ritz values
   with residual bounds, and, where the dimension allows (``exact``), the exact eigenvalues from a dense
@@ -12,10 +14,16 @@ Two experiments:
   gradient-descent run, for models of 10^3..10^6 parameters (the figure's data).
 
 Keys: model ``fold_in(key, 0)``, data ``fold_in(key, 1)``, probes ``fold_in(key, 2)``, GOE
-``fold_in(key, 3)``, with ``key = jax.random.key(seed)``.
+``fold_in(key, 3)``, landscape instance ``fold_in(key, 4)``, its starts / random point
+``fold_in(key, 5)``, with ``key = jax.random.key(seed)``.
 
-Other operators (e.g. the Riemannian Hessian of a ``sim.landscapes`` GRF/p-spin at a critical point)
-plug in through ``spectrum_of_matvec(key, matvec, dim, config)``.
+Landscapes (``grf``, ``pspin``): the instance and the point are float64 (Newton searches need it);
+the Hessian product is a JVP of the landscape's Euclidean gradient, mapped to the tangent space of the
+sphere for p-spin (``B^T H B - (x . grad / n) I`` with ``B`` the Householder tangent basis of
+``sim.landscapes.sphere_tangent_basis``, applied as a reflection, never formed). ``point="critical"``
+runs ``find_critical_points`` from ``starts`` random starts and takes the first start that converged
+(in start order: deterministic); no converged start raises ``RuntimeError``. Other operators plug in
+through ``spectrum_of_matvec(key, matvec, dim, config)``.
 """
 
 from __future__ import annotations
@@ -46,9 +54,19 @@ __all__ = [
     "spectrum_of_matvec",
     "mlp_widths",
     "width_for_params",
+    "memory_estimate",
+    "check_memory",
+    "landscape_matvec",
+    "semicircle_cdf",
+    "POINTS",
+    "CRITICAL_MAX_DIM",
 ]
 
-MODELS = ("mlp", "goe")
+MODELS = ("mlp", "goe", "grf", "pspin")
+#: where a landscape Hessian is taken
+POINTS = ("critical", "random")
+#: largest landscape dimension for point="critical" (the Newton search diagonalises dense n x n Hessians)
+CRITICAL_MAX_DIM = 256
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,7 +79,9 @@ class SpectrumConfig:
         num_samples, noise: teacher-task size and label noise.
         train_steps: full-batch gradient-descent steps before the spectrum (0: at initialisation).
         learning_rate: GD step; None: ``1 / lambda_max`` at initialisation (estimated by Lanczos).
-        dim, shift: GOE dimension and shift (``H + shift * I``, spectrum ~ [-2, 2] + shift).
+        dim, shift: GOE dimension and shift (``H + shift * I``, spectrum ~ [-2, 2] + shift); for grf and
+            pspin the landscape size n (the Hessian acts on n, resp. n - 1 tangent, directions).
+        p: p-spin order. point: ``"critical"`` or ``"random"`` (landscapes). starts: Newton starts.
         probes, steps: SLQ probes and Lanczos steps per probe.
         probe, reortho, batch_size: see ``sim.lanczos.slq``.
         threshold: also report the fraction of eigenvalues below this value.
@@ -85,6 +105,9 @@ class SpectrumConfig:
     learning_rate: float | None = None
     dim: int = 1000
     shift: float = 0.0
+    p: int = 3
+    point: str = "critical"
+    starts: int = 8
     probes: int = 16
     steps: int = 80
     probe: str = "rademacher"
@@ -101,10 +124,19 @@ class SpectrumConfig:
     def __post_init__(self):
         if self.model not in MODELS:
             raise ValueError(f"spectrum: unknown model {self.model!r}; valid: {', '.join(MODELS)}")
-        for name in ("width", "depth", "input_dim", "output_dim", "num_samples", "dim", "probes", "steps"):
+        for name in ("width", "depth", "input_dim", "output_dim", "num_samples", "dim", "probes", "steps", "starts"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"spectrum: {name} must be an integer >= 1, got {v!r}")
+        if self.point not in POINTS:
+            raise ValueError(f"spectrum: point must be one of {', '.join(POINTS)}, got {self.point!r}")
+        if self.model in ("grf", "pspin"):
+            self.landscape().check_size(self.dim)
+            if self.point == "critical" and self.dim > CRITICAL_MAX_DIM:
+                raise ValueError(
+                    f"spectrum: dim {self.dim} > {CRITICAL_MAX_DIM} with point=critical (the Newton search "
+                    f"diagonalises dense Hessians); use a smaller dim or point=random"
+                )
         if self.train_steps < 0:
             raise ValueError(f"spectrum: train_steps must be >= 0, got {self.train_steps!r}")
         if self.learning_rate is not None and not self.learning_rate > 0:
@@ -127,7 +159,21 @@ class SpectrumConfig:
 
     @property
     def num_params(self) -> int:
-        return self.dim if self.model == "goe" else mlp_num_params(self.widths)
+        """N, the dimension of the operator (parameters, GOE size, or landscape tangent dimension)."""
+        if self.model == "mlp":
+            return mlp_num_params(self.widths)
+        if self.model == "pspin":
+            return self.dim - 1
+        return self.dim
+
+    def landscape(self):
+        """The ``sim.landscapes`` family of a grf/pspin config."""
+        from sim.landscapes import make_landscape
+
+        return make_landscape(self.model, p=self.p)
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -277,6 +323,132 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
+def semicircle_cdf(x: float) -> float:
+    """CDF of the semicircle law on [-2, 2] (THEORY.md section 2)."""
+    x = min(max(float(x), -2.0), 2.0)
+    return 0.5 + (x * math.sqrt(4 - x * x) / 4 + math.asin(x / 2)) / math.pi
+
+
+def memory_estimate(config: SpectrumConfig) -> int:
+    """Rough upper estimate (bytes) of the peak memory of ``run(config)``.
+
+    Lanczos bases ``batch x steps x N`` (full reorthogonalisation) or a few vectors per probe (none),
+    the operator (GOE matrix N^2, p-spin couplings n^p, GRF features 16 n^2, MLP parameters and
+    activations), and the dense Hessian plus ``eigvalsh`` workspace (float64) when the exact comparison
+    is on; for point=critical, the Newton search's dense Hessians for every start; plus 512 MiB for the
+    runtime. Measured at N = 1,000,911 (MLP, 2 probes x 80 steps at once, float32): estimate 1.2 GB,
+    peak resident memory 1.25 GB.
+    """
+    item = 8 if config.dtype == "float64" else 4
+    n = config.num_params
+    bs = min(config.batch_size or config.probes, config.probes)
+    lanczos = bs * (config.steps if config.reortho == "full" else 0) * n * item + bs * 8 * n * item
+    exact = config.exact == "yes" or (config.exact == "auto" and n <= config.exact_max)
+    dense = 5 * 8 * n * n  # float64 Hessian, its transpose/symmetrisation and the eigvalsh workspace
+    if config.model == "goe":
+        op = 3 * n * n * item
+    elif config.model == "mlp":
+        acts = config.num_samples * (config.width * config.depth + config.input_dim + config.output_dim)
+        op = 6 * n * item + 8 * acts * item
+        if exact:
+            dense += n * n * item + 256 * n * 8  # the HVP columns in the parameter dtype, one lax.map batch
+    elif config.model == "grf":
+        feats = config.landscape().num_features(config.dim)
+        op = 3 * feats * config.dim * 8 + min(feats * config.dim**2, 1 << 24) * 8
+    else:  # pspin
+        op = 3 * config.dim**config.p * 8
+    critical = 6 * config.starts * config.dim**2 * 8 if config.model in ("grf", "pspin") and config.point == "critical" else 0
+    runtime = 512 << 20  # the JAX/XLA runtime and compiled code (~300 MB measured) plus XLA temporaries
+    return int(lanczos + op + (dense if exact else 0) + critical + runtime)
+
+
+def check_memory(config: SpectrumConfig, available: int) -> None:
+    """Raise ValueError when ``memory_estimate(config)`` exceeds ``available`` bytes."""
+    need = memory_estimate(config)
+    if need > available:
+        n = config.num_params
+        exact = config.exact == "yes" or (config.exact == "auto" and n <= config.exact_max)
+        raise ValueError(
+            f"N = {n:,} with {config.steps} steps x {min(config.batch_size or config.probes, config.probes)} probes "
+            f"at once{' and the exact dense Hessian' if exact else ''} needs about {need / 2**30:.1f} GiB, more than "
+            f"the {available / 2**30:.1f} GiB available; use fewer --steps, a smaller --batch-size, "
+            f"--reortho none{', --exact no' if exact else ''} or a smaller model"
+        )
+
+
+def _reflector(x: jax.Array):
+    """(B, B^T) of ``sim.landscapes.sphere_tangent_basis(x)`` as functions (Householder, never formed)."""
+    n = x.shape[0]
+    u = x / jnp.linalg.norm(x)
+    e = jnp.zeros((n,), x.dtype).at[n - 1].set(1.0)
+    sign = jnp.where(u[n - 1] >= 0, 1.0, -1.0).astype(x.dtype)
+    w = u + sign * e
+    ww = jnp.dot(w, w)
+
+    def refl(y):
+        return y - (2.0 * jnp.dot(w, y) / ww) * w
+
+    def b(v):  # (n - 1,) -> (n,)
+        return refl(jnp.concatenate([v, jnp.zeros((1,), v.dtype)]))
+
+    def bt(z):  # (n,) -> (n - 1,)
+        return refl(z)[: n - 1]
+
+    return b, bt
+
+
+def landscape_matvec(landscape, params, x, dtype) -> Callable:
+    """Hessian-vector product of a landscape at ``x`` on its tangent space, for vectors of ``dtype``.
+
+    Euclidean (grf): ``v -> D^2 phi(x) v`` (a JVP of the gradient). Sphere (pspin): the tangent Hessian
+    ``B^T (P D^2H P - (x . DH / n) P) B = B^T D^2H B - (x . DH / n) I`` in the Householder basis ``B``
+    (``sim.landscapes.sphere_tangent_basis``), so its matrix is ``landscape.tangent_hessian``.
+    """
+    wdt = x.dtype
+
+    def hv(y):
+        return jax.jvp(lambda z: landscape.euclidean_grad(params, z), (x,), (y,))[1]
+
+    if landscape.manifold != "sphere":
+        return lambda v: hv(v.astype(wdt)).astype(dtype)
+    n = x.shape[0]
+    radial = jnp.dot(x, landscape.euclidean_grad(params, x)) / n
+    b, bt = _reflector(x)
+    return lambda v: (bt(hv(b(v.astype(wdt)))) - radial * v.astype(wdt)).astype(dtype)
+
+
+def _landscape_point(config: SpectrumConfig, key):
+    """(landscape, params, x, extra info) for a grf/pspin config (float64)."""
+    from sim.critical import find_critical_points
+
+    land = config.landscape()
+    params = land.sample(jax.random.fold_in(key, 4), config.dim, dtype=jnp.float64)
+    extra = {"landscape": land.label(), "dim": config.dim, "point": config.point}
+    if config.point == "random":
+        x = land.start(jax.random.fold_in(key, 5), params)
+    else:
+        cp = find_critical_points(jax.random.fold_in(key, 5), land, params, config.starts)
+        conv = np.asarray(cp.converged)
+        extra.update(starts=config.starts, converged_starts=int(conv.sum()), stalled_starts=int(np.asarray(cp.stalled).sum()))
+        if not conv.any():
+            raise RuntimeError(
+                f"spectrum: none of the {config.starts} Newton starts converged to a critical point of "
+                f"{land.label()} at n = {config.dim}; use more starts or point=random"
+            )
+        i = int(np.argmax(conv))
+        x = cp.x[i]
+        extra.update(start=i, grad_norm=float(cp.grad_norm[i]), gtol=float(cp.gtol),
+                     critical_index=int(cp.index[i]), critical_zero_modes=int(cp.n_zero[i]))
+    u = float(land.energy_density(params, x))
+    extra["energy_density"] = u
+    # Semicircle theory at this energy (valid at any point: THEORY.md sections 2 and 3)
+    if config.model == "pspin":
+        extra["theory_negative_fraction"] = semicircle_cdf(u * math.sqrt(config.p / (config.p - 1)))
+    elif land.confine == 0:
+        extra["theory_negative_fraction"] = semicircle_cdf(u)
+    return land, params, x, extra
+
+
 # ------------------------------------------------------------------------------------- one spectrum
 
 
@@ -342,6 +514,7 @@ def _summarise(quad, frac0, frac_t, ext, config, n, timings, exact_evals, extra_
             density_l1=float(np.trapezoid(np.abs(rho - exact_rho), grid)),
         )
         tables["exact_density"] = [{"eigenvalue": float(x), "density": float(r)} for x, r in zip(grid, exact_rho)]
+        tables["exact_eigenvalues"] = [{"eigenvalue": float(v)} for v in ex]
         bins = max(10, min(200, int(math.sqrt(ex.size))))
         hist, edges = np.histogram(ex, bins=bins, range=(float(ex[0]), float(ex[-1])), density=True)
         tables["exact_histogram"] = [
@@ -406,8 +579,8 @@ def run(config: SpectrumConfig, *, progress: Progress | None = None) -> Result:
     """One spectrum (see ``SpectrumConfig``). Rows: ``eigenvalue, density`` on a grid.
 
     Tables: ``ritz`` (probe, node, weight, residual); with the exact comparison also
-    ``exact_density`` (exact eigenvalues smoothed with the same kernel) and ``exact_histogram``
-    (left, right, density). Info: negative fraction (+ stderr, CMS bracket), fraction below the
+    ``exact_density`` (exact eigenvalues smoothed with the same kernel), ``exact_histogram``
+    (left, right, density) and ``exact_eigenvalues`` (ascending). Info: negative fraction (+ stderr, CMS bracket), fraction below the
     threshold, extremes with residual bounds, exact counterparts and ``density_l1``, timings,
     ``peak_rss_mb`` (process peak resident memory).
     """
@@ -418,6 +591,19 @@ def run(config: SpectrumConfig, *, progress: Progress | None = None) -> Result:
     do_exact = config.exact == "yes" or (config.exact == "auto" and n <= config.exact_max)
     if config.reortho == "full" and config.steps > n:
         raise ValueError(f"spectrum: steps ({config.steps}) must be <= N ({n}) with full reorthogonalisation")
+
+    if config.model in ("grf", "pspin"):
+        t = time.perf_counter()
+        land, params, x, extra = _landscape_point(config, key)
+        t_build = time.perf_counter() - t
+        progress(1)
+        mv = landscape_matvec(land, params, x, dt)
+        exact_matrix = land.tangent_hessian(params, x) if do_exact else None
+        res = spectrum_of_matvec(jax.random.fold_in(key, 2), mv, n, config, exact_matrix=exact_matrix)
+        res.info["seconds"]["build"] = t_build
+        res.info.update(extra)
+        progress(1)
+        return res
 
     if config.model == "goe":
         t = time.perf_counter()

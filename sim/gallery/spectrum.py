@@ -1,5 +1,100 @@
-"""Gallery: issue 5: Hessian spectra at scale."""
+"""Gallery: issue 5: Hessian spectra at scale (stochastic Lanczos quadrature from Hessian-vector products).
+
+Only numbers go into the CSVs and captions; timings go into the JSON (``extra``), so PNG/SVG/CSV are
+byte-identical on re-run.
+"""
 
 from __future__ import annotations
 
-from sim.gallery import register  # noqa: F401
+import dataclasses
+
+from sim.experiments import spectrum as exp_spec
+from sim.gallery import register
+from sim.io import Output
+from sim.plots import save, style
+from sim.plots import spectrum as plot_spec
+
+
+def _density_configs(quick: bool):
+    if quick:
+        goe = exp_spec.SpectrumConfig(model="goe", dim=400, shift=0.4, probes=8, steps=40, dtype="float64", seed=0)
+        mlp = exp_spec.SpectrumConfig(model="mlp", width=8, depth=2, input_dim=32, num_samples=128, probes=8, steps=40,
+                                      dtype="float64", seed=0)
+    else:
+        goe = exp_spec.SpectrumConfig(model="goe", dim=2000, shift=0.4, probes=16, steps=80, dtype="float64", seed=0)
+        mlp = exp_spec.SpectrumConfig(model="mlp", width=24, depth=2, input_dim=64, num_samples=256, probes=16,
+                                      steps=100, dtype="float64", seed=0)
+    return goe, mlp
+
+
+@register("spectrum_density", "SLQ density and negative fraction of a GOE and an MLP Hessian against eigvalsh")
+def _spectrum_density(out: Output, quick: bool):
+    goe_cfg, mlp_cfg = _density_configs(quick)
+    panels, rows, timings = [], [], {}
+    for name, cfg in (("goe", goe_cfg), ("mlp", mlp_cfg)):
+        res = exp_spec.run(cfg)
+        info = res.info
+        series = plot_spec.density_series(res.rows, res.tables, info)
+        label = (f"GOE + {cfg.shift:g} I, N = {info['num_params']:,}" if name == "goe"
+                 else f"MLP {'-'.join(map(str, cfg.widths))} loss Hessian, N = {info['num_params']:,}")
+        panels.append((label, series, info))
+        rows += [{"panel": name, **r} for r in series]
+        timings[name] = {"seconds": info["seconds"], "peak_rss_mb": info["peak_rss_mb"]}
+    with style():
+        save(plot_spec.fig_density(panels), out, "spectrum_density")
+    out.csv("spectrum_density.csv", rows)
+    g, m = panels[0][2], panels[1][2]
+    caption = (
+        f"With {goe_cfg.probes} probes x {goe_cfg.steps} Lanczos steps, SLQ puts the negative fraction of a shifted "
+        f"GOE (N = {g['num_params']:,}) at {g['negative_fraction']:.4f} +- {g['negative_fraction_stderr']:.4f} "
+        f"against {g['exact_negative_fraction']:.4f} from eigvalsh (semicircle limit "
+        f"{exp_spec.semicircle_cdf(-goe_cfg.shift):.4f}), and with {mlp_cfg.probes} x {mlp_cfg.steps} that of an MLP "
+        f"loss Hessian (N = {m['num_params']:,}) at {m['negative_fraction']:.4f} +- {m['negative_fraction_stderr']:.4f} "
+        f"against {m['exact_negative_fraction']:.4f}; L1 distances of the densities to the exact ones smoothed with "
+        f"the same kernel: {g['density_l1']:.3f} and {m['density_l1']:.3f}."
+    )
+    params = {"goe": goe_cfg.to_json(), "mlp": mlp_cfg.to_json()}
+    summary = {k: {key: p[2].get(key) for key in ("negative_fraction", "negative_fraction_stderr",
+                                                 "exact_negative_fraction", "density_l1", "min_eigenvalue",
+                                                 "exact_min_eigenvalue", "max_eigenvalue", "exact_max_eigenvalue")}
+               for k, p in zip(("goe", "mlp"), panels)}
+    return caption, params, goe_cfg.seed, {"summary": summary, "timings": timings}
+
+
+def _training_config(quick: bool) -> exp_spec.SpectrumTrainingConfig:
+    if quick:
+        return exp_spec.SpectrumTrainingConfig(param_counts=(1_000,), train_steps=40, checkpoints=3, probes=4,
+                                               steps=20, batch_size=2, seed=0)
+    return exp_spec.SpectrumTrainingConfig(param_counts=(1_000, 10_000, 100_000, 1_000_000), train_steps=150,
+                                           checkpoints=4, probes=8, steps=40, batch_size=4, seed=0)
+
+
+@register("spectrum_training", "negative-eigenvalue fraction of MLP losses at init and along GD, 10^3..10^6 params")
+def _spectrum_training(out: Output, quick: bool):
+    cfg = _training_config(quick)
+    res = exp_spec.run_training(cfg)
+    rows = [{k: v for k, v in r.items() if k != "seconds"} for r in res.rows]  # timings only in the JSON
+    with style():
+        save(plot_spec.fig_training(rows), out, "spectrum_training")
+    out.csv("spectrum_training.csv", rows)
+    sizes = sorted({r["num_params"] for r in rows})
+    first = {n: next(r for r in rows if r["num_params"] == n and r["step"] == 0) for n in sizes}
+    last = {n: [r for r in rows if r["num_params"] == n][-1] for n in sizes}
+
+    def f(r):
+        return f"{r['negative_fraction']:.3f} +- {r['negative_fraction_stderr']:.3f}"
+
+    big = last[sizes[-1]]
+    at = (f"{f(first[sizes[0]])} at N = {sizes[0]:,} and {f(first[sizes[-1]])} at N = {sizes[-1]:,}"
+          if len(sizes) > 1 else f"{f(first[sizes[0]])} at N = {sizes[0]:,}")
+    after = f"{f(last[sizes[0]])} and {f(big)}" if len(sizes) > 1 else f(big)
+    caption = (
+        f"SLQ ({cfg.probes} probes x {cfg.steps} steps, float32) on tanh MLPs of depth {cfg.depth}: the fraction of "
+        f"negative Hessian eigenvalues at initialisation is {at}, and after {cfg.train_steps} gradient-descent steps "
+        f"{after}; the standard errors cover the probes only, and the quadrature bracket "
+        f"[{big['negative_fraction_lower']:.3f}, {big['negative_fraction_upper']:.3f}] at N = {sizes[-1]:,} shows that "
+        f"{cfg.steps} Gauss nodes do not resolve the sign of the near-zero bulk there."
+    )
+    extra = {"seconds_per_checkpoint": [{"num_params": r["num_params"], "step": r["step"], "seconds": r["seconds"]}
+                                        for r in res.rows], **res.info}
+    return caption, dataclasses.asdict(cfg), cfg.seed, extra

@@ -1,0 +1,177 @@
+"""`hdsim spectrum` end to end (files, columns, JSON keys, the estimate against eigvalsh, every bad input)
+and the quick gallery entries of issue 5 (files written, byte-identical on re-run)."""
+
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from cli import app
+from tests.stats_helpers import Z
+
+runner = CliRunner()
+
+TOP_KEYS = {"negative_fraction", "negative_fraction_stderr", "negative_fraction_lower", "negative_fraction_upper",
+            "min_eigenvalue", "min_eigenvalue_residual", "max_eigenvalue", "max_eigenvalue_residual", "num_params",
+            "timings", "parameters", "seed", "versions", "wall_seconds", "info"}
+
+
+def _read(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _check_estimate(meta):
+    """The SLQ estimate is within Z standard errors (over probes) of the exact eigvalsh fraction and inside
+    its own Chebyshev-Markov-Stieltjes bracket."""
+    est, se, exact = meta["negative_fraction"], meta["negative_fraction_stderr"], meta["exact_negative_fraction"]
+    assert se > 0
+    assert abs(est - exact) <= Z * se, f"{est:.4f} +- {se:.4f} vs exact {exact:.4f}"
+    assert meta["negative_fraction_lower"] <= est + 1e-12 and est <= meta["negative_fraction_upper"] + 1e-12
+    # extremes: Ritz values lie inside the spectrum, and an eigenvalue lies within each residual bound
+    assert meta["exact_min_eigenvalue"] - 1e-6 <= meta["min_eigenvalue"] <= meta["exact_min_eigenvalue"] + 0.05
+    assert meta["exact_max_eigenvalue"] - 0.05 <= meta["max_eigenvalue"] <= meta["exact_max_eigenvalue"] + 1e-6
+
+
+@pytest.fixture(scope="module")
+def goe_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("spectrum") / "goe"
+    args = ["spectrum", "--model", "goe", "--dim", "300", "--shift", "0.4", "--probes", "8", "--steps", "40",
+            "--seed", "1", "--dtype", "float64", "--out", str(out)]
+    return runner.invoke(app, args), out, args
+
+
+def test_goe_run_files_columns_and_estimate(goe_run):
+    res, out, _ = goe_run
+    assert res.exit_code == 0, res.output
+    names = set(os.listdir(out))
+    assert {"density.csv", "ritz.csv", "exact_histogram.csv", "exact_eigenvalues.csv", "spectrum.json",
+            "spectrum.png", "spectrum.svg"} <= names
+    assert not [n for n in names if n.endswith(".part")]
+    dens = _read(out / "density.csv")
+    assert list(dens[0]) == ["eigenvalue", "density"]
+    x = np.array([float(r["eigenvalue"]) for r in dens])
+    rho = np.array([float(r["density"]) for r in dens])
+    assert np.all(np.diff(x) > 0) and np.all(rho >= 0)
+    assert np.trapezoid(rho, x) == pytest.approx(1.0, abs=1e-3)
+    meta = json.loads((out / "spectrum.json").read_text())
+    assert TOP_KEYS <= set(meta)
+    assert meta["num_params"] == 300 and meta["parameters"]["model"] == "goe" and meta["parameters"]["dim"] == 300
+    assert {"slq_compile", "slq_run", "exact_eigvalsh"} <= set(meta["timings"])
+    ev = np.array([float(r["eigenvalue"]) for r in _read(out / "exact_eigenvalues.csv")])
+    assert ev.size == 300 and meta["exact_negative_fraction"] == np.mean(ev < 0)
+    _check_estimate(meta)
+    assert "negative fraction" in res.output and f"wrote {len(names)} files" in res.output
+
+
+def test_goe_rerun_is_byte_identical(goe_run, tmp_path):
+    _, out, args = goe_run
+    args = args[:-1] + [str(tmp_path)]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    for name in ("density.csv", "ritz.csv", "exact_histogram.csv", "spectrum.png", "spectrum.svg"):
+        assert (tmp_path / name).read_bytes() == (out / name).read_bytes(), name
+
+
+def test_mlp_run_without_plots(tmp_path):
+    out = tmp_path / "mlp"
+    res = runner.invoke(app, ["spectrum", "--model", "mlp", "--width", "8", "--depth", "2", "--input-dim", "16",
+                              "--samples", "64", "--probes", "8", "--steps", "30", "--dtype", "float64",
+                              "--no-plots", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    names = set(os.listdir(out))
+    assert "spectrum.png" not in names and {"density.csv", "spectrum.json"} <= names
+    meta = json.loads((out / "spectrum.json").read_text())
+    assert meta["num_params"] == 16 * 8 + 8 + 8 * 8 + 8 + 9
+    assert {"slq_run", "per_hvp", "exact_hessian"} <= set(meta["timings"])
+    _check_estimate(meta)
+
+
+def test_pspin_at_a_random_point_full_depth(tmp_path):
+    # n = 24 on the sphere: the tangent Hessian is 23 x 23; 23 Lanczos steps are full depth, so the Ritz
+    # values are its eigenvalues (the HVP on the tangent space reproduces landscape.tangent_hessian).
+    out = tmp_path / "pspin"
+    res = runner.invoke(app, ["spectrum", "--model", "pspin", "--dim", "24", "--point", "random", "--probes", "4",
+                              "--steps", "23", "--dtype", "float64", "--no-plots", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    meta = json.loads((out / "spectrum.json").read_text())
+    assert meta["num_params"] == 23 and meta["info"]["point"] == "random"
+    assert meta["min_eigenvalue"] == pytest.approx(meta["exact_min_eigenvalue"], abs=1e-8)
+    assert meta["max_eigenvalue"] == pytest.approx(meta["exact_max_eigenvalue"], abs=1e-8)
+    assert 0 <= meta["theory_negative_fraction"] <= 1
+
+
+@pytest.mark.slow  # the Newton search compiles for ~15 s here
+def test_pspin_at_a_critical_point_full_depth(tmp_path):
+    # As above at a critical point: the exact index from sim.critical is the eigvalsh count.
+    out = tmp_path / "pspin"
+    res = runner.invoke(app, ["spectrum", "--model", "pspin", "--dim", "24", "--starts", "4", "--probes", "4",
+                              "--steps", "23", "--dtype", "float64", "--no-plots", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    meta = json.loads((out / "spectrum.json").read_text())
+    info = meta["info"]
+    assert meta["num_params"] == 23 and info["converged_starts"] >= 1
+    assert info["critical_index"] == round(meta["exact_negative_fraction"] * 23)
+    assert meta["min_eigenvalue"] == pytest.approx(meta["exact_min_eigenvalue"], abs=1e-8)
+    assert meta["max_eigenvalue"] == pytest.approx(meta["exact_max_eigenvalue"], abs=1e-8)
+    assert 0 <= meta["theory_negative_fraction"] <= 1
+
+
+BAD = [
+    (["--model", "hessian"], "'hessian'"),
+    (["--model", "goe,mlp"], "'goe,mlp'"),
+    (["--point", "saddle", "--model", "grf"], "'saddle'"),
+    (["--reortho", "partial"], "'partial'"),
+    (["--probe", "uniform"], "'uniform'"),
+    (["--exact", "maybe"], "'maybe'"),
+    (["--dtype", "float16"], "'float16'"),
+    (["--probes", "1"], "--probes 1"),
+    (["--steps", "0"], "--steps 0"),
+    (["--model", "goe", "--dim", "50", "--steps", "60"], "--steps 60"),
+    (["--width", "0"], "'0'"),
+    (["--seed", "-1"], "'-1'"),
+    (["--batch-size", "0"], "--batch-size 0"),
+    (["--sigma", "-1"], "-1"),
+    (["--lr", "0"], "--lr"),
+    (["--shift", "nan", "--model", "goe"], "--shift"),
+    (["--model", "pspin", "--dim", "1"], "--dim 1"),
+    (["--model", "pspin", "--dim", "300", "--point", "random"], "300"),
+    (["--model", "grf", "--dim", "300"], "300"),
+    (["--model", "goe", "--dim", "300000"], "GiB"),
+    (["--model", "mlp", "--width", "4096", "--depth", "4", "--steps", "4000"], "GiB"),
+    (["--width", "abc"], "'abc'"),
+]
+
+
+@pytest.mark.parametrize("extra,needle", BAD, ids=[" ".join(b[0]) for b in BAD])
+def test_bad_input_exit_2_one_line_nothing_written(tmp_path, extra, needle):
+    out = tmp_path / "never"
+    res = runner.invoke(app, ["spectrum", *extra, "--out", str(out)])
+    assert res.exit_code == 2, res.output
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), res.output
+    assert needle in lines[0], lines[0]
+    assert not out.exists()
+
+
+def _gallery(out, quick=True):
+    from sim.gallery import make_figures
+
+    return make_figures(out, ["spectrum_density", "spectrum_training"], quick=quick)
+
+
+@pytest.mark.slow  # two quick gallery runs: ~ 2 x 15 s of compilation on this machine
+def test_quick_gallery_is_byte_identical(tmp_path):
+    done = _gallery(tmp_path / "a")
+    again = _gallery(tmp_path / "b")
+    for f in done:
+        name = f["name"]
+        for ext in ("png", "svg", "csv", "json"):
+            assert (tmp_path / "a" / f"{name}.{ext}").exists()
+        for ext in ("png", "svg", "csv"):
+            assert (tmp_path / "a" / f"{name}.{ext}").read_bytes() == (tmp_path / "b" / f"{name}.{ext}").read_bytes()
+        assert any(c.isdigit() for c in f["caption"]) and f["caption"].endswith(".")
+    assert [f["caption"] for f in done] == [f["caption"] for f in again]
