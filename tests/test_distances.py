@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy.spatial.distance import pdist, squareform
 
-from sim.distances import Metric, pair_stats, pairwise_distances, pairwise_matrices
+from sim.distances import pair_stats, pairwise_distances, pairwise_matrices
 from sim.theory.distances import chi_mean, chi_rel_std, cosine_theory, sqdist_moments
 from sim.vectors import (TILE, Cauchy, Gaussian, Init, LogNormal, PowerLaw, Rademacher, StudentT, Uniform,
                          init_params, sample)

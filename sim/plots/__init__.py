@@ -10,13 +10,14 @@ from __future__ import annotations
 import contextlib
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 
 import matplotlib.style  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-__all__ = ["style", "new_figure", "save", "COLORS", "MARKERS"]
+__all__ = ["style", "new_figure", "save", "pick_dims", "COLORS", "MARKERS"]
 
 STYLE = "sim.plots.hdsim"
 #: Okabe & Ito (2008) colour-blind-safe palette, black last-but-one.
@@ -47,3 +48,13 @@ def save(fig: Figure, out, stem: str) -> list[str]:
             fig.savefig(out.path(name), format=ext, metadata=meta)
             names.append(name)
     return names
+
+
+def pick_dims(dims, most: int = 4) -> list[int]:
+    """Up to ``most`` of the distinct ``dims``, evenly spaced by rank (so evenly in log d for a
+    log-spaced sweep), always including the smallest and the largest."""
+    dims = sorted(set(int(d) for d in dims))
+    if len(dims) <= most:
+        return dims
+    idx = np.unique(np.round(np.linspace(0, len(dims) - 1, most)).astype(int))
+    return [dims[i] for i in idx]

@@ -19,7 +19,7 @@ from typing import NamedTuple
 import numpy as np
 from matplotlib.ticker import NullFormatter
 
-from sim.plots import COLORS, MARKERS, new_figure
+from sim.plots import COLORS, MARKERS, new_figure, pick_dims
 from sim.theory import landscapes as theory
 
 __all__ = [
@@ -32,7 +32,6 @@ __all__ = [
     "fig_descent_energy",
     "GapFit",
     "fit_gap_power_law",
-    "pick_dims",
     "ENERGY_LABEL",
 ]
 
@@ -100,15 +99,6 @@ def fit_minima_decay(dims, minima, unique) -> MinimaDecay | None:
     se = float(math.sqrt(cov[1, 1]))
     rate = float(-beta[1])
     return MinimaDecay(rate, se, rate - 1.96 * se, rate + 1.96 * se, float(beta[0]), int(x.size))
-
-
-def pick_dims(dims, most=4):
-    """Up to ``most`` dimensions spread evenly over the sorted distinct values."""
-    dims = sorted(set(dims))
-    if len(dims) <= most:
-        return dims
-    idx = np.unique(np.round(np.linspace(0, len(dims) - 1, most)).astype(int))
-    return [dims[i] for i in idx]
 
 
 def _unique(rows, dim):

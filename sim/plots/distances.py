@@ -11,7 +11,7 @@ import numpy as np
 from sim.fit import fit_power_law
 from matplotlib.legend_handler import HandlerTuple
 
-from sim.plots import COLORS, MARKERS, new_figure
+from sim.plots import COLORS, MARKERS, new_figure, pick_dims
 from sim.theory.distances import angle_density
 
 __all__ = ["fig_histograms", "fig_rel_std", "fig_rel_contrast", "fig_angles", "fit_rows"]
@@ -128,15 +128,6 @@ def _rebin(edges, cnt, width):
     return edges[: m + 1 : k], cnt[:m].reshape(-1, k).sum(axis=1)
 
 
-def _pick_dims(dims, most=4):
-    """Up to ``most`` dimensions spread evenly in log d."""
-    dims = sorted(set(dims))
-    if len(dims) <= most:
-        return dims
-    idx = np.unique(np.round(np.linspace(0, len(dims) - 1, most)).astype(int))
-    return [dims[i] for i in idx]
-
-
 def fig_histograms(rows, hist_rows, edges, metric="euclidean", dists=None, most=4):
     """Histograms of distance / mean distance, one panel per law, one curve per d (up to ``most``);
     dashed: the normal law with the theoretical relative spread, where it exists."""
@@ -146,7 +137,7 @@ def fig_histograms(rows, hist_rows, edges, metric="euclidean", dists=None, most=
     for ax, dist in zip(axes[0], dists):
         rs = {r["dim"]: r for r in rows if r["dist"] == dist and r["metric"] == metric}
         peak = 0.0
-        for j, d in enumerate(_pick_dims(rs)):
+        for j, d in enumerate(pick_dims(rs)):
             r = rs[d]
             rel = r["rel_std"] if math.isfinite(r["rel_std"]) else 1.0
             e, cnt = _rebin(edges, _hist(hist_rows, dist, d, "distance/mean", edges, metric), min(rel / 3, 0.05))
@@ -174,7 +165,7 @@ def fig_angles(angle_rows, hist_rows, edges, dists=None, most=4):
     dists = dists or list(dict.fromkeys(a["dist"] for a in angle_rows))
     fig, axes = new_figure(ncols=len(dists), width=2.6 * len(dists), height=2.8)
     for ax, dist in zip(axes[0], dists):
-        dims = _pick_dims({h["dim"] for h in hist_rows if h["dist"] == dist and h["quantity"] == "angle_deg"}, most)
+        dims = pick_dims({h["dim"] for h in hist_rows if h["dist"] == dist and h["quantity"] == "angle_deg"}, most)
         peak = 0.0
         for j, d in enumerate(dims):
             e, cnt = _rebin(edges, _hist(hist_rows, dist, d, "angle_deg", edges), min(57.3 / math.sqrt(d) / 3, 2.0))

@@ -19,7 +19,7 @@ from collections import defaultdict
 import numpy as np
 
 from sim.experiments.rmt import ThetaFit, fit_linear, fit_theta
-from sim.plots import COLORS, MARKERS, new_figure
+from sim.plots import COLORS, MARKERS, new_figure, pick_dims
 from sim.theory import rmt as th
 
 __all__ = [
@@ -31,7 +31,6 @@ __all__ = [
     "shift_fit",
     "variance_fit",
     "index_variance_table",
-    "pick_dims",
 ]
 
 ENSEMBLE_NAMES = {
@@ -40,15 +39,6 @@ ENSEMBLE_NAMES = {
     "wigner-uniform": "Wigner (uniform entries)",
     "wishart": "Wishart",
 }
-
-
-def pick_dims(dims, most=4):
-    """Up to ``most`` of ``dims``, spread evenly in log N."""
-    dims = sorted(set(int(d) for d in dims))
-    if len(dims) <= most:
-        return dims
-    idx = np.unique(np.round(np.linspace(0, len(dims) - 1, most)).astype(int))
-    return [dims[i] for i in idx]
 
 
 def _zero_shift(rows):
