@@ -1,10 +1,22 @@
-"""Power-law fits with bootstrap confidence intervals.
+"""Fits of the laws hdsim measures, each with a confidence interval to quote beside the theory.
+
+* ``fit_power_law``: y = c x^b on log-log axes, residual-bootstrap interval (every d^b law).
+* ``fit_theta``: -ln P(minimum) = theta N^2 + b N + c, weighted, parametric-bootstrap interval.
+* ``fit_linear`` (weighted) and ``fit_slope`` (ordinary least squares, errors from the scatter).
+* ``fit_gap_power_law``: distance to a threshold against n, weighted on log-log axes.
+* ``fit_minima_decay``: logistic (binomial maximum-likelihood) decay of a fraction with N.
+* ``wilson_interval``: the interval of a binomial proportion.
+
+All plain numpy except ``fit_power_law`` (jax bootstrap); seeds are explicit, so intervals are
+reproducible.
 
 ``fit_power_law(key, x, y)`` fits y = c * x^b by least squares on log-log axes and returns b with a
-residual-bootstrap confidence interval: the residuals of the log-log fit are resampled with
+residual-bootstrap-t confidence interval: the residuals of the log-log fit are resampled with
 replacement (``n_boot`` times, keys ``fold_in(key, i)``), added to the fitted line, and refitted; the
-interval is the percentile interval of the refitted slopes. Residual (not case) resampling keeps
-every x in every replicate, so it works with the handful of dimensions a sweep has.
+quantiles of the studentised replicates (b* - b)/se* set the interval b - q se. Residual (not case)
+resampling keeps every x in every replicate, so it works with the handful of dimensions a sweep has;
+studentising fixes the under-coverage of the plain percentile interval with so few points (measured:
+0.88 instead of 0.95 with 9 points; see tests/test_fit.py).
 
 References:
     Efron & Tibshirani 1993, "An Introduction to the Bootstrap", ch. 9 (bootstrapping regression).
@@ -13,6 +25,7 @@ References:
 from __future__ import annotations
 
 import functools
+import math
 from typing import NamedTuple
 
 import jax
@@ -21,7 +34,20 @@ import numpy as np
 
 from sim._util import as_key
 
-__all__ = ["PowerLawFit", "fit_power_law"]
+__all__ = [
+    "PowerLawFit",
+    "fit_power_law",
+    "LinearFit",
+    "fit_linear",
+    "fit_slope",
+    "ThetaFit",
+    "fit_theta",
+    "GapFit",
+    "fit_gap_power_law",
+    "MinimaDecay",
+    "fit_minima_decay",
+    "wilson_interval",
+]
 
 
 class PowerLawFit(NamedTuple):
@@ -55,9 +81,18 @@ def _boot(key, lx, ly, n_boot):
 
     def one(i):
         idx = jax.random.randint(jax.random.fold_in(key, i), lx.shape, 0, lx.shape[0])
-        return _ols(lx, fitted + resid[idx])[0]
+        y = fitted + resid[idx]
+        b, a = _ols(lx, y)
+        return b, _slope_se(lx, y, b, a)
 
-    return slope, icpt, resid, jax.vmap(one)(jnp.arange(n_boot))
+    boot_slopes, boot_se = jax.vmap(one)(jnp.arange(n_boot))
+    return slope, icpt, _slope_se(lx, ly, slope, icpt), (boot_slopes - slope) / boot_se
+
+
+def _slope_se(lx, ly, slope, icpt):
+    xm = lx - lx.mean()
+    r = ly - (icpt + slope * lx)
+    return jnp.sqrt(jnp.sum(r * r) / (lx.shape[0] - 2.0) / jnp.sum(xm * xm))
 
 
 def fit_power_law(key, x, y, *, n_boot: int = 4000, level: float = 0.95) -> PowerLawFit:
@@ -81,9 +116,218 @@ def fit_power_law(key, x, y, *, n_boot: int = 4000, level: float = 0.95) -> Powe
     if not 0 < level < 1:
         raise ValueError(f"fit_power_law: level must be in (0, 1), got {level}")
     lx, ly = np.log(x), np.log(y)
-    slope, icpt, _, boots = jax.device_get(_boot(as_key(key), jnp.asarray(lx), jnp.asarray(ly), int(n_boot)))
-    dof = max(x.size - 2, 1)
-    resid = ly - (icpt + slope * lx)
-    stderr = float(np.sqrt(np.sum(resid**2) / dof / np.sum((lx - lx.mean()) ** 2)))
+    slope, icpt, stderr, t = jax.device_get(_boot(as_key(key), jnp.asarray(lx), jnp.asarray(ly), int(n_boot)))
+    t = t[np.isfinite(t)]  # a replicate with zero residual scatter has no t statistic
+    if stderr == 0 or t.size == 0:  # noiseless: the slope is exact
+        return PowerLawFit(float(slope), float(np.exp(icpt)), float(slope), float(slope), 0.0, float(level))
+    q_lo, q_hi = np.quantile(t, [(1 - level) / 2, (1 + level) / 2])
+    lo, hi = slope - q_hi * stderr, slope - q_lo * stderr
+    return PowerLawFit(float(slope), float(np.exp(icpt)), float(lo), float(hi), float(stderr), float(level))
+
+
+class ThetaFit(NamedTuple):
+    """-ln P(min) = theta N^2 + b N + c, weighted least squares; [ci_low, ci_high] is the ``level``
+    parametric-bootstrap interval of theta (see ``fit_theta``)."""
+
+    theta: float
+    b: float
+    c: float
+    ci_low: float
+    ci_high: float
+    stderr: float
+    chi2_per_dof: float
+    dims: tuple[int, ...]
+    level: float
+
+    def label(self) -> str:
+        return f"theta = {self.theta:.4f} [{self.ci_low:.4f}, {self.ci_high:.4f}]"
+
+
+def _wls(x, y, w):
+    coef, *_ = np.linalg.lstsq(x * w[:, None], y * w, rcond=None)
+    return coef
+
+
+def fit_theta(dims, log_p, stderr, *, min_dim: int = 10, n_boot: int = 2000, level: float = 0.95,
+              seed: int = 0) -> ThetaFit | None:
+    """Fit -ln P = theta N^2 + b N + c to measured log P(min) at N >= ``min_dim``.
+
+    Points are weighted by 1/stderr (points with a non-finite value or a non-positive stderr are left
+    out). The interval is a parametric bootstrap: every replicate refits fitted + stderr * z, z ~ N(0, 1)
+    (numpy ``default_rng(seed)``, so the interval is reproducible), with the stderrs inflated by
+    sqrt(chi^2/dof) when the points scatter more than their error bars say. Fitting the linear term
+    removes the O(N) correction that biases theta from -ln P / N^2 (at N = 50 it is still 3%).
+
+    Returns:
+        ``ThetaFit``, or None with fewer than 4 usable points.
+    """
+    n = np.asarray(dims, np.float64)
+    y = -np.asarray(log_p, np.float64)
+    se = np.asarray(stderr, np.float64)
+    ok = np.isfinite(n) & np.isfinite(y) & np.isfinite(se) & (se > 0) & (n >= min_dim)
+    n, y, se = n[ok], y[ok], se[ok]
+    if n.size < 4:
+        return None
+    x = np.stack([n**2, n, np.ones_like(n)], axis=1)
+    w = 1.0 / se
+    coef = _wls(x, y, w)
+    resid = (y - x @ coef) * w
+    dof = n.size - 3
+    chi2 = float(np.sum(resid**2) / dof)
+    infl = max(1.0, math.sqrt(chi2))
+    cov = np.linalg.inv((x * w[:, None]).T @ (x * w[:, None])) * infl**2
+    fitted = x @ coef
+    rng = np.random.default_rng(seed)
+    boots = np.array([_wls(x, fitted + infl * se * rng.standard_normal(n.size), w)[0] for _ in range(n_boot)])
     lo, hi = np.quantile(boots, [(1 - level) / 2, (1 + level) / 2])
-    return PowerLawFit(float(slope), float(np.exp(icpt)), float(lo), float(hi), stderr, float(level))
+    return ThetaFit(float(coef[0]), float(coef[1]), float(coef[2]), float(lo), float(hi), math.sqrt(cov[0, 0]),
+                    chi2, tuple(int(v) for v in n), level)
+
+
+class LinearFit(NamedTuple):
+    """y = slope x + intercept by weighted least squares; [ci_low, ci_high] = slope -+ z * stderr."""
+
+    slope: float
+    intercept: float
+    ci_low: float
+    ci_high: float
+    stderr: float
+    chi2_per_dof: float
+
+
+def fit_linear(x, y, stderr, *, level: float = 0.95, through_origin: bool = False) -> LinearFit | None:
+    """Weighted least squares of y on x (errors ``stderr``), normal interval for the slope.
+
+    The slope's standard error is inflated by sqrt(chi^2/dof) when the scatter exceeds the error bars.
+    Returns None with too few usable points (2, or 1 through the origin).
+    """
+    x, y, se = (np.asarray(v, np.float64) for v in (x, y, stderr))
+    ok = np.isfinite(x) & np.isfinite(y) & np.isfinite(se) & (se > 0)
+    x, y, se = x[ok], y[ok], se[ok]
+    k = 1 if through_origin else 2
+    if x.size < k + 1:
+        return None
+    a = x[:, None] if through_origin else np.stack([x, np.ones_like(x)], axis=1)
+    w = 1.0 / se
+    coef = _wls(a, y, w)
+    chi2 = float(np.sum(((y - a @ coef) * w) ** 2) / (x.size - k))
+    cov = np.linalg.inv((a * w[:, None]).T @ (a * w[:, None])) * max(1.0, chi2)
+    s = math.sqrt(cov[0, 0])
+    z = float(_normal_quantile((1 + level) / 2))
+    return LinearFit(float(coef[0]), 0.0 if through_origin else float(coef[1]), float(coef[0] - z * s),
+                     float(coef[0] + z * s), s, chi2)
+
+
+def _normal_quantile(p: float) -> float:
+    from statistics import NormalDist
+
+    return NormalDist().inv_cdf(p)
+
+
+def fit_slope(x, y, *, level: float = 0.95) -> LinearFit | None:
+    """Ordinary least-squares slope of y on x, its standard error from the residual scatter and a
+    normal interval (for clouds of points without error bars, e.g. index fraction against energy).
+
+    Returns None with fewer than 3 finite points or no spread in x.
+    """
+    x, y = (np.asarray(v, np.float64) for v in (x, y))
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y = x[ok], y[ok]
+    if x.size < 3 or np.ptp(x) == 0:
+        return None
+    xm = x - x.mean()
+    slope = float(np.sum(xm * (y - y.mean())) / np.sum(xm * xm))
+    icpt = float(y.mean() - slope * x.mean())
+    resid = y - (icpt + slope * x)
+    s2 = float(np.sum(resid**2) / (x.size - 2))
+    se = math.sqrt(s2 / float(np.sum(xm * xm)))
+    z = float(_normal_quantile((1 + level) / 2))
+    return LinearFit(slope, icpt, slope - z * se, slope + z * se, se, s2)
+
+
+class GapFit(NamedTuple):
+    """``gap = prefactor * n^exponent`` by weighted least squares on log-log axes; 95% Wald interval."""
+
+    exponent: float
+    se: float
+    ci_low: float
+    ci_high: float
+    prefactor: float
+
+
+def fit_gap_power_law(n, gap, gap_se) -> GapFit | None:
+    """Fit the distance to the threshold against n (weights 1/SE(log gap)^2, SE(log gap) = SE/gap).
+
+    The interval is scaled by the reduced chi-square when it is above 1. None when fewer than 3
+    positive gaps with finite SE.
+    """
+    n, gap, se = (np.asarray(v, np.float64) for v in (n, gap, gap_se))
+    ok = (gap > 0) & np.isfinite(se) & (se > 0)
+    if ok.sum() < 3:
+        return None
+    x, y, s = np.log(n[ok]), np.log(gap[ok]), se[ok] / gap[ok]
+    w = 1 / s**2
+    design = np.stack([np.ones_like(x), x], axis=1)
+    info = design.T @ (design * w[:, None])
+    beta = np.linalg.solve(info, design.T @ (w * y))
+    chi2 = float(np.sum(w * (y - design @ beta) ** 2) / max(x.size - 2, 1))
+    cov = np.linalg.inv(info) * max(chi2, 1.0)
+    b, sb = float(beta[1]), float(math.sqrt(cov[1, 1]))
+    return GapFit(b, sb, b - 1.96 * sb, b + 1.96 * sb, float(math.exp(beta[0])))
+
+
+def wilson_interval(k, n, z: float = 1.96):
+    """Wilson score interval of a binomial proportion k / n (arrays in, ``(low, high)`` out)."""
+    k, n = np.asarray(k, np.float64), np.asarray(n, np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = k / n
+        d = 1 + z * z / n
+        c = (p + z * z / (2 * n)) / d
+        h = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
+    return np.clip(c - h, 0, 1), np.clip(c + h, 0, 1)
+
+
+class MinimaDecay(NamedTuple):
+    """``logit(minima fraction) = intercept - rate * N``; [ci_low, ci_high]: 95% Wald interval of rate."""
+
+    rate: float
+    se: float
+    ci_low: float
+    ci_high: float
+    intercept: float
+    dims: int
+
+
+def fit_minima_decay(dims, minima, unique) -> MinimaDecay | None:
+    """Binomial (logistic) maximum-likelihood fit of the fraction of minima against the dimension.
+
+    Args:
+        dims: N per point; minima, unique: counts (minima among unique critical points).
+
+    Returns:
+        ``MinimaDecay`` or None when fewer than 3 dimensions have points, or no minima / only minima.
+    """
+    x = np.asarray(dims, np.float64)
+    k = np.asarray(minima, np.float64)
+    n = np.asarray(unique, np.float64)
+    ok = n > 0
+    x, k, n = x[ok], k[ok], n[ok]
+    if x.size < 3 or k.sum() == 0 or k.sum() == n.sum():
+        return None
+    design = np.stack([np.ones_like(x), x], axis=1)
+    beta = np.zeros(2)
+    for _ in range(100):  # Newton (IRLS) on the binomial log-likelihood
+        eta = design @ beta
+        p = 1 / (1 + np.exp(-eta))
+        w = n * p * (1 - p)
+        info = design.T @ (design * w[:, None]) + 1e-12 * np.eye(2)
+        step = np.linalg.solve(info, design.T @ (k - n * p))
+        beta = beta + step
+        if np.max(np.abs(step)) < 1e-12:
+            break
+    eta = design @ beta
+    p = 1 / (1 + np.exp(-eta))
+    cov = np.linalg.inv(design.T @ (design * (n * p * (1 - p))[:, None]))
+    se = float(math.sqrt(cov[1, 1]))
+    rate = float(-beta[1])
+    return MinimaDecay(rate, se, rate - 1.96 * se, rate + 1.96 * se, float(beta[0]), int(x.size))

@@ -320,7 +320,7 @@ def test_spearman():
 
 
 def _decay(summary):
-    from sim.plots.critical import fit_minima_decay
+    from sim.fit import fit_minima_decay
 
     return fit_minima_decay([s["dim"] for s in summary], [s["minima"] for s in summary],
                             [s["unique"] for s in summary])
@@ -329,7 +329,7 @@ def _decay(summary):
 def test_minima_decay_fit_recovers_a_known_rate():
     """The logistic fit used for the minima-fraction law recovers the rate of simulated binomial counts
     within its own interval (Wald SE; 4.5 SE)."""
-    from sim.plots.critical import fit_minima_decay
+    from sim.fit import fit_minima_decay
 
     rng = np.random.default_rng(0)
     dims = np.arange(2, 12)

@@ -57,10 +57,10 @@ def test_exact_theta_from_large_n():
 
 
 def test_fit_theta_of_the_experiment():
-    """sim.experiments.rmt.fit_theta: exact on a noiseless quadratic; on the exact -ln P over n = 10..40 with
+    """sim.fit.fit_theta: exact on a noiseless quadratic; on the exact -ln P over n = 10..40 with
     noise of the size thermodynamic integration gives, theta is within 5% of ln(3)/4 and the bootstrap
     interval is about +-1.96 of its standard error; reproducible from its seed."""
-    from sim.experiments.rmt import fit_theta
+    from sim.fit import fit_theta
 
     ns = np.arange(10, 41, 5)
     f = fit_theta(ns, -(0.3 * ns**2 + 0.5 * ns - 1.0), np.full(ns.size, 0.1), min_dim=10)

@@ -25,7 +25,6 @@ import dataclasses
 import math
 import struct
 import time
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -36,7 +35,7 @@ from sim._util import fold_in_u64
 from sim.experiments.base import Progress, Result, no_progress
 from sim.theory import rmt as th
 
-__all__ = ["RmtConfig", "run", "COLUMNS", "RARE_METHODS", "ThetaFit", "fit_theta", "LinearFit", "fit_linear"]
+__all__ = ["RmtConfig", "run", "COLUMNS", "RARE_METHODS"]
 
 RARE_METHODS = ("ti", "exact", "none")
 METHOD_NAMES = {"ti": "ti-tridiagonal-gibbs", "exact": "exact-debruijn-pfaffian"}
@@ -238,106 +237,3 @@ def _spectrum(config: RmtConfig, ens: rmt.Ensemble, n: int, s: float, dtype) -> 
                     "count": int(counts[i]), "density": counts[i] / (config.spectrum_samples * n * width[i]),
                     "theory_density": float(np.mean(dens(x)))})
     return out
-
-
-# ----------------------------------------------------------------------------------------------
-# fits of the measured laws (plain numpy; used by the figures, the gallery and the CLI summary)
-
-
-class ThetaFit(NamedTuple):
-    """-ln P(min) = theta N^2 + b N + c, weighted least squares; [ci_low, ci_high] is the ``level``
-    parametric-bootstrap interval of theta (see ``fit_theta``)."""
-
-    theta: float
-    b: float
-    c: float
-    ci_low: float
-    ci_high: float
-    stderr: float
-    chi2_per_dof: float
-    dims: tuple[int, ...]
-    level: float
-
-    def label(self) -> str:
-        return f"theta = {self.theta:.4f} [{self.ci_low:.4f}, {self.ci_high:.4f}]"
-
-
-def _wls(x, y, w):
-    coef, *_ = np.linalg.lstsq(x * w[:, None], y * w, rcond=None)
-    return coef
-
-
-def fit_theta(dims, log_p, stderr, *, min_dim: int = 10, n_boot: int = 2000, level: float = 0.95,
-              seed: int = 0) -> ThetaFit | None:
-    """Fit -ln P = theta N^2 + b N + c to measured log P(min) at N >= ``min_dim``.
-
-    Points are weighted by 1/stderr (points with a non-finite value or a non-positive stderr are left
-    out). The interval is a parametric bootstrap: every replicate refits fitted + stderr * z, z ~ N(0, 1)
-    (numpy ``default_rng(seed)``, so the interval is reproducible), with the stderrs inflated by
-    sqrt(chi^2/dof) when the points scatter more than their error bars say. Fitting the linear term
-    removes the O(N) correction that biases theta from -ln P / N^2 (at N = 50 it is still 3%).
-
-    Returns:
-        ``ThetaFit``, or None with fewer than 4 usable points.
-    """
-    n = np.asarray(dims, np.float64)
-    y = -np.asarray(log_p, np.float64)
-    se = np.asarray(stderr, np.float64)
-    ok = np.isfinite(n) & np.isfinite(y) & np.isfinite(se) & (se > 0) & (n >= min_dim)
-    n, y, se = n[ok], y[ok], se[ok]
-    if n.size < 4:
-        return None
-    x = np.stack([n**2, n, np.ones_like(n)], axis=1)
-    w = 1.0 / se
-    coef = _wls(x, y, w)
-    resid = (y - x @ coef) * w
-    dof = n.size - 3
-    chi2 = float(np.sum(resid**2) / dof)
-    infl = max(1.0, math.sqrt(chi2))
-    cov = np.linalg.inv((x * w[:, None]).T @ (x * w[:, None])) * infl**2
-    fitted = x @ coef
-    rng = np.random.default_rng(seed)
-    boots = np.array([_wls(x, fitted + infl * se * rng.standard_normal(n.size), w)[0] for _ in range(n_boot)])
-    lo, hi = np.quantile(boots, [(1 - level) / 2, (1 + level) / 2])
-    return ThetaFit(float(coef[0]), float(coef[1]), float(coef[2]), float(lo), float(hi), math.sqrt(cov[0, 0]),
-                    chi2, tuple(int(v) for v in n), level)
-
-
-class LinearFit(NamedTuple):
-    """y = slope x + intercept by weighted least squares; [ci_low, ci_high] = slope -+ z * stderr."""
-
-    slope: float
-    intercept: float
-    ci_low: float
-    ci_high: float
-    stderr: float
-    chi2_per_dof: float
-
-
-def fit_linear(x, y, stderr, *, level: float = 0.95, through_origin: bool = False) -> LinearFit | None:
-    """Weighted least squares of y on x (errors ``stderr``), normal interval for the slope.
-
-    The slope's standard error is inflated by sqrt(chi^2/dof) when the scatter exceeds the error bars.
-    Returns None with too few usable points (2, or 1 through the origin).
-    """
-    x, y, se = (np.asarray(v, np.float64) for v in (x, y, stderr))
-    ok = np.isfinite(x) & np.isfinite(y) & np.isfinite(se) & (se > 0)
-    x, y, se = x[ok], y[ok], se[ok]
-    k = 1 if through_origin else 2
-    if x.size < k + 1:
-        return None
-    a = x[:, None] if through_origin else np.stack([x, np.ones_like(x)], axis=1)
-    w = 1.0 / se
-    coef = _wls(a, y, w)
-    chi2 = float(np.sum(((y - a @ coef) * w) ** 2) / (x.size - k))
-    cov = np.linalg.inv((a * w[:, None]).T @ (a * w[:, None])) * max(1.0, chi2)
-    s = math.sqrt(cov[0, 0])
-    z = float(_normal_quantile((1 + level) / 2))
-    return LinearFit(float(coef[0]), 0.0 if through_origin else float(coef[1]), float(coef[0] - z * s),
-                     float(coef[0] + z * s), s, chi2)
-
-
-def _normal_quantile(p: float) -> float:
-    from statistics import NormalDist
-
-    return NormalDist().inv_cdf(p)

@@ -15,6 +15,7 @@ import math
 
 import numpy as np
 
+from sim import fit
 from sim.experiments import critical as exp_crit
 from sim.gallery import register
 from sim.io import Output
@@ -68,6 +69,25 @@ def _summary_csv(label, summary):
     return [dict({"series": label}, **{k: s[k] for k in keys}) for s in summary]
 
 
+def _index_energy_slope(rows, config, dim):
+    """(measured OLS fit of index fraction on energy over the unique points at ``dim``, the OLS slope of
+    the theory index fraction at the same energies)."""
+    pts = [r for r in rows if r["unique"] and r["dim"] == dim]
+    e = np.array([r["energy"] for r in pts], np.float64)
+    a = np.array([r["index_fraction"] for r in pts], np.float64)
+    th = (theory.grf_index_fraction(e) if config.landscape == "grf"
+          else theory.pspin_index_fraction(e, config.p))
+    ft = fit.fit_slope(e, np.asarray(th, np.float64))
+    return fit.fit_slope(e, a), (ft.slope if ft else math.nan)
+
+
+def _slope_txt(pair) -> str:
+    f, th = pair
+    if f is None:
+        return "n/a"
+    return f"{f.slope:.3f} (95% CI {f.ci_low:.3f} to {f.ci_high:.3f}) [theory {th:.3f}]"
+
+
 @register("critical_index_energy", "index fraction against energy of critical points: GRF, 3-spin, MLP")
 def _index_energy(out: Output, quick: bool):
     cfgs = _configs(quick)
@@ -81,8 +101,13 @@ def _index_energy(out: Output, quick: bool):
     out.csv("critical_index_energy.csv",
             [{c: r[c] for c in cols} for k in ("grf", "pspin", "mlp") for r in res[k].rows if r["unique"]])
     g, s, m = (_last(res[k].tables["summary"]) for k in ("grf", "pspin", "mlp"))
+    slopes = {k: _index_energy_slope(res[k].rows, cfgs[k], _last(res[k].tables["summary"])["dim"])
+              for k in ("grf", "pspin")}
     caption = (
-        f"The index fraction of unique critical points rises with their energy: Spearman correlation "
+        f"The index fraction of unique critical points rises with their energy: slope "
+        f"{_slope_txt(slopes['grf'])} per unit energy density for the Gaussian random field at N = {g['dim']} "
+        f"and {_slope_txt(slopes['pspin'])} per unit energy per spin for the 3-spin glass at n = {s['dim']} "
+        f"(least squares over the points, theory on the same energies in brackets); Spearman correlation "
         f"{_fmt(g['spearman'])} for the Gaussian random field at N = {g['dim']} (mean index fraction "
         f"{_fmt(g['mean_index_fraction'], '.3f')} against {_fmt(g['theory_mean_index_fraction'], '.3f')} from the "
         f"Bray-Dean law F(energy) at the same energies), {_fmt(s['spearman'])} for the 3-spin glass at n = {s['dim']} "
@@ -91,6 +116,7 @@ def _index_energy(out: Output, quick: bool):
         f"with P = {m['dim']} parameters (no theory)."
     )
     extra = {k: res[k].tables["summary"] for k in ("grf", "pspin", "mlp")}
+    extra["slopes"] = {k: {"measured": v[0]._asdict() if v[0] else None, "theory": v[1]} for k, v in slopes.items()}
     return caption, _params(cfgs, "grf", "pspin", "mlp"), cfgs["grf"].seed, {"summary": extra}
 
 
@@ -101,7 +127,7 @@ def _minima_fraction(out: Output, quick: bool):
         "Gaussian random field": _run(cfgs["grf_small"]).tables["summary"],
         "MLP (teacher-student)": _run(cfgs["mlp"]).tables["summary"],
     }
-    fits = {k: plot_crit.fit_minima_decay([s["dim"] for s in v], [s["minima"] for s in v], [s["unique"] for s in v])
+    fits = {k: fit.fit_minima_decay([s["dim"] for s in v], [s["minima"] for s in v], [s["unique"] for s in v])
             for k, v in series.items()}
     with style():
         save(plot_crit.fig_minima_fraction(series, fits), out, "critical_minima_fraction")
@@ -184,15 +210,15 @@ def _pspin_threshold(out: Output, quick: bool):
     dims = [s["dim"] for s in summary]
     mean = [s["descent_mean_energy"] for s in summary]
     se = [s["descent_energy_se"] if s["descent_energy_se"] is not None else math.nan for s in summary]
-    fit = plot_crit.fit_gap_power_law(dims, [m + einf if m is not None else math.nan for m in mean], se)
+    gap_fit = fit.fit_gap_power_law(dims, [m + einf if m is not None else math.nan for m in mean], se)
     with style():
-        save(plot_crit.fig_descent_energy(summary, res.tables["descent"], cfg.p, fit=fit), out, "pspin_threshold")
+        save(plot_crit.fig_descent_energy(summary, res.tables["descent"], cfg.p, fit=gap_fit), out, "pspin_threshold")
     keys = ("dim", "instances", "descent_runs", "descent_converged", "descent_minima", "descent_mean_energy",
             "descent_energy_se")
     out.csv("pspin_threshold.csv", [dict({k: s[k] for k in keys}, threshold=-einf,
                                          ground_state=-theory.pspin_ground_state(cfg.p)) for s in summary])
-    fit_txt = (f"; the gap to the threshold falls as n^b with b = {fit.exponent:.2f} (95% CI {fit.ci_low:.2f} "
-               f"to {fit.ci_high:.2f})" if fit else "")
+    fit_txt = (f"; the gap to the threshold falls as n^b with b = {gap_fit.exponent:.2f} (95% CI {gap_fit.ci_low:.2f} "
+               f"to {gap_fit.ci_high:.2f})" if gap_fit else "")
     lo, hi = summary[0], summary[-1]
     caption = (
         f"Gradient descent from random starts in the spherical {cfg.p}-spin glass ends at minima whose energy per "
@@ -202,4 +228,4 @@ def _pspin_threshold(out: Output, quick: bool):
         f"with means above the large-n "
         f"ground state {-theory.pspin_ground_state(cfg.p):.3f}" + fit_txt + "."
     )
-    return caption, _params(cfgs, "pspin"), cfg.seed, {"fit": fit._asdict() if fit else None}
+    return caption, _params(cfgs, "pspin"), cfg.seed, {"fit": gap_fit._asdict() if gap_fit else None}

@@ -8,30 +8,25 @@
 * ``fig_descent_energy``: energies per spin of the minima reached by gradient descent (p-spin) against n,
   with the threshold -E_inf and the ground state -E_0.
 
-Helpers (numbers, no drawing): ``wilson_interval``, ``fit_minima_decay``, ``fit_gap_power_law``.
+The fits behind the figures live in ``sim.fit``.
 """
 
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
 
 import numpy as np
 from matplotlib.ticker import NullFormatter
 
+from sim import fit
 from sim.plots import COLORS, MARKERS, new_figure, pick_dims
 from sim.theory import landscapes as theory
 
 __all__ = [
-    "wilson_interval",
-    "MinimaDecay",
-    "fit_minima_decay",
     "fig_index_energy",
     "fig_minima_fraction",
     "fig_spectra",
     "fig_descent_energy",
-    "GapFit",
-    "fit_gap_power_law",
     "ENERGY_LABEL",
 ]
 
@@ -42,63 +37,6 @@ ENERGY_LABEL = {
 }
 _N_LABEL = {"grf": "N", "pspin": "N", "mlp": "P"}
 _INDEX_LABEL = {"grf": "k / N", "pspin": "k / (N - 1)", "mlp": "k / P"}
-
-
-def wilson_interval(k, n, z: float = 1.96):
-    """Wilson score interval of a binomial proportion k / n (arrays in, ``(low, high)`` out)."""
-    k, n = np.asarray(k, np.float64), np.asarray(n, np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        p = k / n
-        d = 1 + z * z / n
-        c = (p + z * z / (2 * n)) / d
-        h = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
-    return np.clip(c - h, 0, 1), np.clip(c + h, 0, 1)
-
-
-class MinimaDecay(NamedTuple):
-    """``logit(minima fraction) = intercept - rate * N``; [ci_low, ci_high]: 95% Wald interval of rate."""
-
-    rate: float
-    se: float
-    ci_low: float
-    ci_high: float
-    intercept: float
-    dims: int
-
-
-def fit_minima_decay(dims, minima, unique) -> MinimaDecay | None:
-    """Binomial (logistic) maximum-likelihood fit of the fraction of minima against the dimension.
-
-    Args:
-        dims: N per point; minima, unique: counts (minima among unique critical points).
-
-    Returns:
-        ``MinimaDecay`` or None when fewer than 3 dimensions have points, or no minima / only minima.
-    """
-    x = np.asarray(dims, np.float64)
-    k = np.asarray(minima, np.float64)
-    n = np.asarray(unique, np.float64)
-    ok = n > 0
-    x, k, n = x[ok], k[ok], n[ok]
-    if x.size < 3 or k.sum() == 0 or k.sum() == n.sum():
-        return None
-    design = np.stack([np.ones_like(x), x], axis=1)
-    beta = np.zeros(2)
-    for _ in range(100):  # Newton (IRLS) on the binomial log-likelihood
-        eta = design @ beta
-        p = 1 / (1 + np.exp(-eta))
-        w = n * p * (1 - p)
-        info = design.T @ (design * w[:, None]) + 1e-12 * np.eye(2)
-        step = np.linalg.solve(info, design.T @ (k - n * p))
-        beta = beta + step
-        if np.max(np.abs(step)) < 1e-12:
-            break
-    eta = design @ beta
-    p = 1 / (1 + np.exp(-eta))
-    cov = np.linalg.inv(design.T @ (design * (n * p * (1 - p))[:, None]))
-    se = float(math.sqrt(cov[1, 1]))
-    rate = float(-beta[1])
-    return MinimaDecay(rate, se, rate - 1.96 * se, rate + 1.96 * se, float(beta[0]), int(x.size))
 
 
 def _unique(rows, dim):
@@ -176,12 +114,12 @@ def fig_minima_fraction(series, fits=None, *, title=None):
         n = np.array([s["unique"] for s in summary], float)
         ok = n > 0
         dims, k, n = dims[ok], k[ok], n[ok]
-        lo, hi = wilson_interval(k, n)
+        lo, hi = fit.wilson_interval(k, n)
         p = k / n
         pos = k > 0
         floor = min(floor, float(np.min(hi)) / 3 if hi.size else floor,
                     float(np.min(lo[pos])) / 1.5 if pos.any() else 1.0)
-        f = (fits or {}).get(label) if fits is not None else fit_minima_decay(dims, k, n)
+        f = (fits or {}).get(label) if fits is not None else fit.fit_minima_decay(dims, k, n)
         fit_txt = f": decay c = {f.rate:.3f} per dim (95% CI {f.ci_low:.3f} to {f.ci_high:.3f})" if f else ""
         ax.errorbar(dims[pos], p[pos], yerr=[p[pos] - lo[pos], hi[pos] - p[pos]], ls="none", marker=mk, color=c,
                     capsize=2.5, label=f"{label}{fit_txt}")
@@ -285,34 +223,3 @@ def fig_descent_energy(summary, descent_rows, p, *, fit=None, title=None):
     ax.set_title(title or f"Spherical {p}-spin: gradient descent stops near the threshold energy", fontsize=10)
     ax.legend(fontsize=7, loc="upper right")
     return fig
-
-
-class GapFit(NamedTuple):
-    """``gap = prefactor * n^exponent`` by weighted least squares on log-log axes; 95% Wald interval."""
-
-    exponent: float
-    se: float
-    ci_low: float
-    ci_high: float
-    prefactor: float
-
-
-def fit_gap_power_law(n, gap, gap_se) -> GapFit | None:
-    """Fit the distance to the threshold against n (weights 1/SE(log gap)^2, SE(log gap) = SE/gap).
-
-    The interval is scaled by the reduced chi-square when it is above 1. None when fewer than 3
-    positive gaps with finite SE.
-    """
-    n, gap, se = (np.asarray(v, np.float64) for v in (n, gap, gap_se))
-    ok = (gap > 0) & np.isfinite(se) & (se > 0)
-    if ok.sum() < 3:
-        return None
-    x, y, s = np.log(n[ok]), np.log(gap[ok]), se[ok] / gap[ok]
-    w = 1 / s**2
-    design = np.stack([np.ones_like(x), x], axis=1)
-    info = design.T @ (design * w[:, None])
-    beta = np.linalg.solve(info, design.T @ (w * y))
-    chi2 = float(np.sum(w * (y - design @ beta) ** 2) / max(x.size - 2, 1))
-    cov = np.linalg.inv(info) * max(chi2, 1.0)
-    b, sb = float(beta[1]), float(math.sqrt(cov[1, 1]))
-    return GapFit(b, sb, b - 1.96 * sb, b + 1.96 * sb, float(math.exp(beta[0])))

@@ -18,7 +18,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from sim.experiments.rmt import ThetaFit, fit_linear, fit_theta
+from sim.fit import ThetaFit, fit_linear, fit_theta
 from sim.plots import COLORS, MARKERS, new_figure, pick_dims
 from sim.theory import rmt as th
 
