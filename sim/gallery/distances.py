@@ -39,6 +39,10 @@ def _run_distances(config: exp_dist.DistancesConfig):
     return exp_dist.run(config)
 
 
+def _fits_json(fits):
+    return {k: (v._asdict() if v else None) for k, v in fits.items()}
+
+
 def _slope_sentence(fits, dist):
     f = fits.get(dist)
     return f"{f.exponent:.3f} (95% CI {f.ci_low:.3f} to {f.ci_high:.3f})" if f else "n/a"
@@ -59,7 +63,7 @@ def _concentration(out: Output, quick: bool):
         f"Cauchy coordinates give b = {_slope_sentence(fits, 'cauchy')}: no concentration; "
         f"a covariance spectrum decaying as i^-1.5 (bounded effective rank) gives {_slope_sentence(fits, 'powerlaw')}."
     )
-    return caption, cfg.to_json(), cfg.seed, {"fits": {k: (v._asdict() if v else None) for k, v in fits.items()}}
+    return caption, cfg.to_json(), cfg.seed, {"fits": _fits_json(fits)}
 
 
 @register("contrast", "relative contrast (Dmax - Dmin)/Dmin against d")
@@ -78,7 +82,7 @@ def _contrast(out: Output, quick: bool):
         f"asymptotically like d^-1/2), while Cauchy vectors keep a contrast between {min(cauchy):.0f} and "
         f"{max(cauchy):.0f} at every d."
     )
-    return caption, cfg.to_json(), cfg.seed, {"fits": {k: (v._asdict() if v else None) for k, v in fits.items()}}
+    return caption, cfg.to_json(), cfg.seed, {"fits": _fits_json(fits)}
 
 
 @register("histograms", "histograms of distance/mean for Gaussian, uniform and Cauchy vectors")
@@ -140,6 +144,6 @@ def _effective_rank(out: Output, quick: bool):
         f"give b = {_slope_sentence(fits, 'init (MLP 784-h-h-10, He)')}."
     )
     return caption, {"powerlaw": cfg_pl.to_json(), "init": cfg_init.to_json()}, cfg_pl.seed, {
-        "fits": {k: (v._asdict() if v else None) for k, v in fits.items()}}
+        "fits": _fits_json(fits)}
 
 
