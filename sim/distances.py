@@ -284,6 +284,8 @@ def default_chunk(n: int, *, itemsize: int = 4, budget: int = 32 << 20, packed: 
 
 def _levels(d: int, chunk_tiles: int) -> int:
     n_chunks = -(-(-(-d // TILE)) // chunk_tiles)
+    if n_chunks == 1:
+        return 1  # one chunk: the stack holds it alone (a deeper stack only costs (levels, n, n) work)
     return 8 * (-(-max(1, n_chunks.bit_length()) // 8))  # bucketed: one compile serves many d
 
 
