@@ -138,9 +138,14 @@ def _parse_list(name: str, text: str, valid) -> list[str]:
     if not items:
         _fail(f"{name} is empty; valid: {', '.join(valid)}")
     for s in items:
-        if s not in valid:
-            _fail(f"{name}: unknown value {s!r}; valid: {', '.join(valid)}")
+        _choice(name, s, valid)
     return list(dict.fromkeys(items))
+
+
+def _choice(name: str, value, valid) -> None:
+    """One value that must be among ``valid``."""
+    if value not in valid:
+        _fail(f"{name}: unknown value {value!r}; valid: {', '.join(valid)}")
 
 
 def _parse_dims(text: str):
@@ -167,8 +172,8 @@ def _parse_scale(devices, platform, coordinator, num_processes, process_id):
 
     if devices is not None and devices < 1:
         _fail(f"--devices must be an integer >= 1, got {devices}")
-    if platform is not None and platform not in PLATFORMS:
-        _fail(f"--platform: unknown value {platform!r}; valid: {', '.join(PLATFORMS)}")
+    if platform is not None:
+        _choice("--platform", platform, PLATFORMS)
     given = [coordinator is not None, num_processes is not None, process_id is not None]
     if any(given) and not all(given):
         _fail("--coordinator, --num-processes and --process-id go together: give all three or none")
@@ -259,8 +264,7 @@ def distances(
         if p is None:
             _fail("--metric minkowski needs --p (any p > 0)")
         _positive("--p", p)
-    if dtype not in ("float32", "float64"):
-        _fail(f"--dtype: unknown value {dtype!r}; valid: float32, float64")
+    _choice("--dtype", dtype, ("float32", "float64"))
     if chunk is not None and (chunk < TILE or chunk % TILE or (chunk // TILE) & (chunk // TILE - 1)):
         _fail(f"--chunk {chunk}: must be {TILE} times a power of two (4096, 8192, 16384, ...)")
     try:
@@ -564,8 +568,7 @@ def critical(
     """Critical points of random losses (Newton from random starts): index against energy, minima fraction."""
     from sim.landscapes import LANDSCAPES
 
-    if landscape not in LANDSCAPES:
-        _fail(f"--landscape: unknown value {landscape!r}; valid: {', '.join(LANDSCAPES)}")
+    _choice("--landscape", landscape, LANDSCAPES)
     dim_list = _parse_dims(dims)
     for name, v, least in (("--starts", starts, 1), ("--instances", instances, 1), ("--seed", seed, 0),
                            ("--p", p, 2), ("--features-per-dim", features_per_dim, 1), ("--d-in", d_in, 1),
@@ -705,8 +708,7 @@ def spectrum(
 
     for name, value, valid in (("--model", model, exp.MODELS), ("--point", point, exp.POINTS), ("--reortho", reortho, REORTHO), ("--probe", probe, PROBES),
                                ("--exact", exact, ("auto", "yes", "no")), ("--dtype", dtype, ("float32", "float64"))):
-        if value not in valid:
-            _fail(f"{name}: unknown value {value!r}; valid: {', '.join(valid)}")
+        _choice(name, value, valid)
     if probes < 2:
         _fail(f"--probes {probes}: need >= 2 probes (the error bar is their spread)")
     if steps < 1:

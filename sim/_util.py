@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["fold_in_u64", "float_dtype", "acc_dtype", "x64_enabled"]
+__all__ = ["fold_in_u64", "float_dtype", "acc_dtype", "x64_enabled", "make_named"]
 
 
 def x64_enabled() -> bool:
@@ -59,3 +59,18 @@ def as_key(key) -> jax.Array:
     if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
         return key
     return jax.random.wrap_key_data(jnp.asarray(key, dtype=jnp.uint32))
+
+
+def make_named(registry: dict, kind: str, name: str, options: dict):
+    """Build ``registry[name]`` (a dataclass) from the ``options`` it takes; ``None`` values are ignored.
+
+    Raises:
+        ValueError: unknown name (the message lists the valid ones), or whatever the class raises.
+    """
+    import dataclasses
+
+    if name not in registry:
+        raise ValueError(f"unknown {kind} {name!r}; valid: {', '.join(registry)}")
+    cls = registry[name]
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in options.items() if k in names and v is not None})

@@ -46,7 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from sim._util import as_key, float_dtype
+from sim._util import as_key, float_dtype, make_named
 from sim.models import mlp_init, mlp_num_params, teacher_task
 
 __all__ = [
@@ -504,8 +504,4 @@ def make_landscape(name: str, **options) -> Landscape:
     Raises:
         ValueError: unknown name (the message lists the valid ones) or a bad option.
     """
-    if name not in LANDSCAPES:
-        raise ValueError(f"unknown landscape {name!r}; valid: {', '.join(LANDSCAPES)}")
-    cls = LANDSCAPES[name]
-    names = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in options.items() if k in names and v is not None})
+    return make_named(LANDSCAPES, "landscape", name, options)

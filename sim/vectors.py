@@ -40,7 +40,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sim._util import as_key, float_dtype
+from sim._util import as_key, float_dtype, make_named
 
 __all__ = [
     "TILE",
@@ -362,11 +362,7 @@ def make_distribution(name: str, **params) -> Distribution:
     Raises:
         ValueError: unknown name (the message lists the valid ones) or a bad parameter.
     """
-    if name not in DISTRIBUTIONS:
-        raise ValueError(f"unknown distribution {name!r}; valid: {', '.join(DISTRIBUTIONS)}")
-    cls = DISTRIBUTIONS[name]
-    names = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in params.items() if k in names and v is not None})
+    return make_named(DISTRIBUTIONS, "distribution", name, params)
 
 
 def mlp_widths_for_dim(d: int, *, d_in: int = 784, d_out: int = 10, depth: int = 2) -> tuple[int, ...]:
