@@ -430,6 +430,11 @@ def rmt(
     spectrum_samples: Annotated[int, typer.Option(help="Matrices per spectrum, >= 1.")] = 2000,
     out: Annotated[Path, typer.Option(help="Output directory (created if needed).")] = Path("out/rmt"),
     plots: Annotated[bool, typer.Option(help="Write the figures (PNG and SVG).")] = True,
+    devices: Annotated[Optional[int], typer.Option(help="Devices to split the matrices over (default: all); same numbers for any count.")] = None,
+    platform: Annotated[Optional[str], typer.Option(help="Backend: cpu, gpu or tpu (default: JAX's choice).")] = None,
+    coordinator: Annotated[Optional[str], typer.Option(help="Multi-process run: HOST:PORT of process 0 (jax.distributed).")] = None,
+    num_processes: Annotated[Optional[int], typer.Option(help="Multi-process run: number of processes P.")] = None,
+    process_id: Annotated[Optional[int], typer.Option(help="Multi-process run: this process, 0..P-1 (only 0 writes).")] = None,
 ):
     """Random-matrix Hessians: index statistics, P(minimum) against N and shift, spectra: CSV, JSON, figures."""
     from sim.rmt import ENSEMBLES
@@ -470,16 +475,20 @@ def rmt(
     need = 64 * max(dim_list) ** 2 * 8 * 6  # one chunk of 64 float64 matrices and its workspace
     if need > _available_memory() // 2:
         _fail(f"--dims: N = {max(dim_list)} needs about {need / 2**30:.1f} GiB per chunk; not enough free memory")
+    multi, primary = _parse_scale(devices, platform, coordinator, num_processes, process_id)
     try:
         config = exp.RmtConfig(ensemble=ens_name, dims=tuple(dim_list), samples=samples, shifts=tuple(shifts),
                                seed=seed, aspect=aspect, dtype=dtype,
                                index_method=None if index_method == "auto" else index_method,
                                rare=rare, min_minima=min_minima, ti_chains=ti_chains, ti_sweeps=ti_sweeps,
-                               spectrum_dims=spec, spectrum_samples=spectrum_samples)
+                               spectrum_dims=spec, spectrum_samples=spectrum_samples, devices=devices,
+                               platform=platform)
     except ValueError as e:
         _fail(str(e))
-    _out_dir(out)
     _setup_jax()
+    used = _setup_scale(devices, platform, coordinator, num_processes, process_id)
+    if primary:
+        _out_dir(out)
 
     from sim.io import Output, run_metadata
     from sim.plots.rmt import theta_fit
@@ -490,6 +499,8 @@ def rmt(
         result = exp.run(config, progress=lambda k: bar.advance(task, k))
     fit = theta_fit(result.rows, seed=seed) if ens_name == "goe" else None
     wall = time.perf_counter() - t0
+    if not primary:  # every process counted its share; process 0 holds the joint counts and writes them
+        return
     with Output(out) as o:
         o.csv("rmt.csv", result.rows)
         for name, table in result.tables.items():
@@ -511,8 +522,9 @@ def rmt(
     if fit is not None:
         typer.echo(f"fit -ln P = θN² + bN + c over N = {min(fit.dims)}..{max(fit.dims)}: θ = {fit.theta:.4f} "
                    f"[{fit.ci_low:.4f}, {fit.ci_high:.4f}] (95%), b = {fit.b:.3f}; theory θ = ln3/4 = 0.27465")
-    typer.echo(f"{result.info['matrices_per_second']:.3g} matrices/s; wrote {len(written)} files to {out} "
-               f"in {wall:.1f} s")
+    where = f"{len(used)} {used[0].platform} device(s)" + (f" in {num_processes} processes" if multi else "")
+    typer.echo(f"{result.info['matrices_per_second']:.3g} matrices/s on {where}; wrote {len(written)} files to "
+               f"{out} in {wall:.1f} s")
 
 
 def _finite(a: float, b: float) -> float:

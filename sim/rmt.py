@@ -22,6 +22,14 @@ pivots: Sylvester's law of inertia, O(n^3/3) and no eigenvalues), ``index_histog
 number of samples in fixed-size chunks and returns exact int64 counts of every index 0..n,
 ``index_summary`` turns counts into the index fraction, P(index = 0) and their standard errors.
 
+Devices: the streaming counters (``index_histogram``, ``eigenvalue_histogram``) take ``devices=``
+(``sim.devices.make_mesh``: None for every device JAX sees, a count, a device list or a 1-D mesh). The
+sample axis is cut into chunks of ``chunk`` matrices whatever the number of devices; each compiled
+call gives device k the chunk ``r * D + k`` (so every device runs the same fixed-shape program on the
+same matrices it would get on one device) and the integer counts are summed exactly (``psum``). The
+counts are therefore bit-identical for 1, 2, 8 ... devices and any number of ``jax.distributed``
+processes.
+
 References:
     Bray & Dean, PRL 98, 150201 (2007); Dean & Majumdar, PRL 97, 160201 (2006); Majumdar, Nadal,
     Scardicchio & Vivo, PRL 103, 220603 (2009); Marchenko & Pastur (1967).
@@ -39,7 +47,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jax.sharding import PartitionSpec
+
 from sim._util import as_key, float_dtype, x64_enabled
+from sim.devices import make_mesh, replicated
 
 __all__ = [
     "ENSEMBLES",
@@ -396,22 +407,99 @@ def default_chunk(n: int) -> int:
     return int(min(2**14, max(64, 2**20 // (n * n))))
 
 
-@functools.partial(jax.jit, static_argnums=(0, 3, 4, 5, 6))
-def _hist_chunk(ens, key, start, chunk, n, method, dtype, shift, total):
+def _chunk_indices(axis, first, chunk, total):
+    """Sample indices (uint32) of this device's chunk ``first + k`` and which of them are < total.
+
+    Chunk c always holds samples [c * chunk, (c + 1) * chunk); chunks past the end are all invalid.
+    """
+    c = first + jax.lax.axis_index(axis).astype(jnp.uint32)
+    start = c * jnp.uint32(chunk)
     idx = start + jnp.arange(chunk, dtype=jnp.uint32)
+    n_chunks = (total - jnp.uint32(1)) // jnp.uint32(chunk) + jnp.uint32(1)
+    valid = (c < n_chunks) & (jnp.arange(chunk, dtype=jnp.uint32) < total - jnp.minimum(start, total))
+    return idx, valid
+
+
+def _index_counts(ens, key, idx, valid, n, method, dtype, shift):
     h = _from_indices(ens, key, idx, n, True, shift, dtype)
     k = _index_of(h, method)
-    valid = idx < total
     return jnp.zeros((n + 1,), jnp.int32).at[k].add(valid.astype(jnp.int32))
 
 
+def _eig_counts(ens, key, idx, valid, n, dtype, shift, edges):
+    ev = jnp.linalg.eigvalsh(_from_indices(ens, key, idx, n, True, shift, dtype))
+    w = jnp.broadcast_to(valid[:, None], ev.shape).astype(jnp.int32)
+    b = jnp.searchsorted(edges, ev.ravel(), side="right") - 1  # bin i: edges[i] <= x < edges[i+1]
+    inside = (b >= 0) & (b < edges.shape[0] - 1)
+    return jnp.zeros((edges.shape[0] - 1,), jnp.int32).at[jnp.where(inside, b, 0)].add(
+        jnp.where(inside, w.ravel(), 0))
+
+
+@functools.lru_cache(maxsize=64)
+def _counter(mesh, impl, ens, chunk, n, method, dtype):
+    """Jitted ``(key_data, first, shift, total[, edges]) -> counts`` over ``mesh`` (replicated int32).
+
+    Device k counts the matrices of chunk ``first + k`` (fixed shape ``(chunk, n, n)`` on every device);
+    the per-device counts are integers and add exactly. ``method=None``: eigenvalue histogram.
+    """
+    axis = mesh.axis_names[0]
+
+    def local(key_data, first, shift, total, *edges):
+        key = jax.random.wrap_key_data(key_data, impl=impl)
+        idx, valid = _chunk_indices(axis, first, chunk, total)
+        if method is None:
+            c = _eig_counts(ens, key, idx, valid, n, dtype, shift, edges[0])
+        else:
+            c = _index_counts(ens, key, idx, valid, n, method, dtype, shift)
+        return jax.lax.psum(c, axis)
+
+    nargs = 5 if method is None else 4
+    rep = replicated(mesh)
+    f = jax.shard_map(local, mesh=mesh, in_specs=(PartitionSpec(),) * nargs, out_specs=PartitionSpec(),
+                      check_vma=False)
+    return jax.jit(f, in_shardings=(rep,) * nargs, out_shardings=rep)
+
+
+def _stream_counts(fn, key, ens, n, samples, chunk, method, dtype, shift, edges, devices, progress):
+    """Run ``_counter`` over every chunk of ``samples`` matrices, ``mesh.size`` chunks per call."""
+    if not isinstance(ens, Ensemble):
+        raise ValueError(f"{fn}: ens must be an Ensemble, got {ens!r}")
+    if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or not 1 <= int(samples) < 2**32:
+        raise ValueError(f"{fn}: samples must be an integer in [1, 2**32), got {samples!r}")
+    if not math.isfinite(float(shift)):
+        raise ValueError(f"{fn}: shift must be finite, got {shift!r}")
+    samples = int(samples)
+    chunk = default_chunk(n) if chunk is None else int(chunk)
+    if chunk < 1:
+        raise ValueError(f"{fn}: chunk must be >= 1, got {chunk}")
+    chunk = min(chunk, samples)
+    mesh = make_mesh(devices)
+    key = as_key(key)
+    impl = str(jax.random.key_impl(key))
+    key_data = np.asarray(jax.random.key_data(key))  # host values: valid inputs for a multi-process mesh
+    args = [np.asarray(float(shift), dtype), np.asarray(samples, np.uint32)]
+    if edges is not None:
+        args.append(np.asarray(edges, dtype))
+    size = mesh.size
+    counts = None
+    # ldl: pivots in float64 (matrices stay in ``dtype``), see ``_index_of``
+    with jax.enable_x64(True) if method == "ldl" else contextlib.nullcontext():
+        run = _counter(mesh, impl, ens, chunk, n, method, dtype)
+        for first in range(0, -(-samples // chunk), size):
+            c = np.asarray(run(key_data, np.asarray(first, np.uint32), *args), np.int64)
+            counts = c if counts is None else counts + c
+            if progress is not None:
+                progress(min(size * chunk, samples - first * chunk))
+    return counts
+
+
 def index_histogram(key, ens: Ensemble, n: int, samples: int, *, shift: float = 0.0, method: str | None = None,
-                    chunk: int | None = None, dtype=jnp.float32,
+                    chunk: int | None = None, dtype=jnp.float32, devices=None,
                     progress: Callable[[int], None] | None = None) -> np.ndarray:
     """Counts of each index 0..n over ``samples`` normalised matrices (plus ``shift`` I), streamed.
 
     Matrix i is drawn from ``fold_in(key, i)`` (the same matrices as ``sample_ensemble`` with
-    ``batch_shape=(samples,)``), so the counts do not depend on ``chunk``.
+    ``batch_shape=(samples,)``), so the counts do not depend on ``chunk`` or on the devices.
 
     Args:
         key: PRNG key.
@@ -420,9 +508,12 @@ def index_histogram(key, ens: Ensemble, n: int, samples: int, *, shift: float = 
         samples: number of matrices, 1 <= samples < 2^32.
         shift: s in H + s I (after normalising).
         method: ``eigh`` or ``ldl``; default ``ldl`` for continuous ensembles, ``eigh`` otherwise.
-        chunk: matrices per compiled call (default ``default_chunk(n)``).
+        chunk: matrices per device and compiled call (default ``default_chunk(n)``, at most ``samples``).
         dtype: float32 or float64 of the matrices.
-        progress: called with the number of matrices done after each chunk.
+        devices: where the chunks run (see ``sim.devices.make_mesh``): None (every device JAX sees),
+            a count N (the first N), a device list or a 1-D Mesh. Device k of D takes chunks k, k + D,
+            ...; the counts are bit-identical for every number of devices.
+        progress: called with the number of matrices done after each call (``D`` chunks).
 
     Returns:
         int64 numpy array of shape ``(n + 1,)``: entry k counts matrices of index k.
@@ -430,51 +521,21 @@ def index_histogram(key, ens: Ensemble, n: int, samples: int, *, shift: float = 
     fn = "index_histogram"
     n = _check_n(n, fn)
     dtype = float_dtype(dtype, fn=fn)
-    if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or not 1 <= int(samples) < 2**32:
-        raise ValueError(f"{fn}: samples must be an integer in [1, 2**32), got {samples!r}")
     if not isinstance(ens, Ensemble):
         raise ValueError(f"{fn}: ens must be an Ensemble, got {ens!r}")
     method = method or ("ldl" if ens.continuous else "eigh")
     if method not in INDEX_METHODS:
         raise ValueError(f"{fn}: unknown method {method!r}; valid: {', '.join(INDEX_METHODS)}")
-    if not math.isfinite(float(shift)):
-        raise ValueError(f"{fn}: shift must be finite, got {shift!r}")
-    samples = int(samples)
-    chunk = default_chunk(n) if chunk is None else int(chunk)
-    if chunk < 1:
-        raise ValueError(f"{fn}: chunk must be >= 1, got {chunk}")
-    chunk = min(chunk, samples)
-    key = as_key(key)
-    s = jnp.asarray(float(shift), dtype)
-    total = jnp.asarray(samples, jnp.uint32)
-    counts = np.zeros(n + 1, np.int64)
-    # ldl: pivots in float64 (matrices stay in ``dtype``), see ``_index_of``
-    for start in range(0, samples, chunk):
-        with jax.enable_x64(True) if method == "ldl" else contextlib.nullcontext():
-            c = _hist_chunk(ens, key, jnp.asarray(start, jnp.uint32), chunk, n, method, dtype, s, total)
-        counts += np.asarray(c, np.int64)
-        if progress is not None:
-            progress(min(chunk, samples - start))
-    return counts
-
-
-@functools.partial(jax.jit, static_argnums=(0, 3, 4, 5))
-def _eig_hist_chunk(ens, key, start, chunk, n, dtype, shift, total, edges):
-    idx = start + jnp.arange(chunk, dtype=jnp.uint32)
-    ev = jnp.linalg.eigvalsh(_from_indices(ens, key, idx, n, True, shift, dtype))
-    w = jnp.broadcast_to((idx < total)[:, None], ev.shape).astype(jnp.int32)
-    b = jnp.searchsorted(edges, ev.ravel(), side="right") - 1  # bin i: edges[i] <= x < edges[i+1]
-    inside = (b >= 0) & (b < edges.shape[0] - 1)
-    return jnp.zeros((edges.shape[0] - 1,), jnp.int32).at[jnp.where(inside, b, 0)].add(
-        jnp.where(inside, w.ravel(), 0))
+    return _stream_counts(fn, key, ens, n, samples, chunk, method, dtype, shift, None, devices, progress)
 
 
 def eigenvalue_histogram(key, ens: Ensemble, n: int, samples: int, edges, *, shift: float = 0.0,
-                         chunk: int | None = None, dtype=jnp.float32) -> np.ndarray:
+                         chunk: int | None = None, dtype=jnp.float32, devices=None) -> np.ndarray:
     """Empirical spectrum: counts of the eigenvalues of ``samples`` normalised matrices in bins ``edges``.
 
     Uses the same matrices as ``index_histogram`` with the same key. Eigenvalues outside the edges are
-    not counted; divide by ``samples * n * widths`` for a density.
+    not counted; divide by ``samples * n * widths`` for a density. ``devices``: as in ``index_histogram``
+    (bit-identical counts for every number of devices).
 
     Returns:
         int64 numpy array of shape ``(len(edges) - 1,)``.
@@ -485,19 +546,7 @@ def eigenvalue_histogram(key, ens: Ensemble, n: int, samples: int, edges, *, shi
     edges = np.asarray(edges, np.float64)
     if edges.ndim != 1 or edges.size < 2 or np.any(np.diff(edges) <= 0):
         raise ValueError(f"{fn}: edges must be a strictly increasing 1-d array of >= 2 values")
-    if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or not 1 <= int(samples) < 2**32:
-        raise ValueError(f"{fn}: samples must be an integer in [1, 2**32), got {samples!r}")
-    samples = int(samples)
-    chunk = min(default_chunk(n) if chunk is None else int(chunk), samples)
-    key = as_key(key)
-    e = jnp.asarray(edges, dtype)
-    s = jnp.asarray(float(shift), dtype)
-    total = jnp.asarray(samples, jnp.uint32)
-    counts = np.zeros(edges.size - 1, np.int64)
-    for start in range(0, samples, chunk):
-        counts += np.asarray(_eig_hist_chunk(ens, key, jnp.asarray(start, jnp.uint32), chunk, n, dtype, s, total, e),
-                             np.int64)
-    return counts
+    return _stream_counts(fn, key, ens, n, samples, chunk, None, dtype, shift, edges, devices, None)
 
 
 def index_summary(counts) -> dict[str, float]:

@@ -7,6 +7,11 @@ GOE at shift 0, ``log_p_min`` comes from the rare-event method instead (``rare="
 integration with an error bar, ``rare="exact"``: de Bruijn's formula, see ``sim.rare``); the Monte Carlo
 count is kept in ``mc_minima`` / ``mc_p_min``. ``log_p_min`` is nan (never log 0) when neither applies.
 
+Devices: the Monte Carlo matrices (index counts and spectra) are split over ``devices`` (default: every
+device JAX sees, across processes after ``jax.distributed.initialize``) in fixed-size chunks; the counts,
+and so every column except ``seconds``, are bit-identical for any number of devices. The rare-event
+chains run on one device.
+
 Main table (one row per (ensemble, dim, shift)), columns in this order:
     ensemble, dim, samples, shift, mean_index_fraction, std_index_fraction,
     mean_index_fraction_stderr, var_index, p_min, p_min_stderr, log_p_min, log_p_min_stderr, method,
@@ -32,6 +37,7 @@ import numpy as np
 
 from sim import rare, rmt
 from sim._util import fold_in_u64
+from sim.devices import get_devices, make_mesh
 from sim.experiments.base import Progress, Result, no_progress
 from sim.theory import rmt as th
 
@@ -69,6 +75,9 @@ class RmtConfig:
         spectrum_dims: dims with an eigenvalue-histogram side table (only those in ``dims``).
         spectrum_samples: matrices per spectrum.
         spectrum_bins: bins per spectrum.
+        devices: number of devices to split the Monte Carlo matrices over (None: all devices JAX sees).
+            Results do not depend on it.
+        platform: backend whose devices are used ("cpu", "gpu", "tpu"; None: JAX's default).
     """
 
     ensemble: str = "goe"
@@ -87,6 +96,8 @@ class RmtConfig:
     spectrum_dims: tuple[int, ...] = (4, 16, 50)
     spectrum_samples: int = 2000
     spectrum_bins: int = 50
+    devices: int | None = None
+    platform: str | None = None
 
     def __post_init__(self):
         rmt.Ensemble.from_label(self.ensemble, aspect=self.aspect)  # validates the name
@@ -102,6 +113,9 @@ class RmtConfig:
             raise ValueError(f"rmt: dtype must be float32 or float64, got {self.dtype!r}")
         if self.index_method not in (None,) + rmt.INDEX_METHODS:
             raise ValueError(f"rmt: index_method must be None, eigh or ldl, got {self.index_method!r}")
+        if self.devices is not None and (isinstance(self.devices, bool) or int(self.devices) != self.devices
+                                         or self.devices < 1):
+            raise ValueError(f"rmt: devices must be None or an integer >= 1, got {self.devices!r}")
 
     def to_json(self) -> dict:
         """The parameters as plain JSON values (for ``run_metadata``)."""
@@ -146,6 +160,7 @@ def run(config: RmtConfig, *, progress: Progress | None = None) -> Result:
     rare_cache: dict[int, tuple[float, float, str]] = {}
     exact_cache: dict[int, float] = {}
     t_mc = t_rare = t_exact = 0.0
+    mesh = make_mesh(get_devices(config.devices, platform=config.platform))
 
     def exact(n: int) -> float:
         nonlocal t_exact
@@ -161,7 +176,8 @@ def run(config: RmtConfig, *, progress: Progress | None = None) -> Result:
         for s in shifts:
             t0 = time.perf_counter()
             counts = rmt.index_histogram(_key(config.seed, n, s, 0), ens, n, int(config.samples), shift=s,
-                                         method=config.index_method, dtype=dtype, progress=progress)
+                                         method=config.index_method, dtype=dtype, devices=mesh,
+                                         progress=progress)
             t_mc += time.perf_counter() - t0
             st = rmt.index_summary(counts)
             f, fn, var, lp_theory = _theory(ens, n, s)
@@ -201,9 +217,12 @@ def run(config: RmtConfig, *, progress: Progress | None = None) -> Result:
                 hist_rows.append({"ensemble": ens.label, "dim": n, "shift": s, "index": int(k),
                                   "count": int(counts[k]), "fraction": counts[k] / st["samples"]})
             if n in config.spectrum_dims:
-                spec_rows += _spectrum(config, ens, n, s, dtype)
+                spec_rows += _spectrum(config, ens, n, s, dtype, mesh)
     info = {
-        "device": str(jax.devices()[0]),
+        "device": str(mesh.devices.flat[0]),
+        "devices": mesh.size,
+        "platform": mesh.devices.flat[0].platform,
+        "processes": jax.process_count(),
         "jax_version": jax.__version__,
         "index_method": config.index_method or ("ldl" if ens.continuous else "eigh"),
         "rare_method": METHOD_NAMES.get(config.rare, "none"),
@@ -216,7 +235,7 @@ def run(config: RmtConfig, *, progress: Progress | None = None) -> Result:
     return Result(rows=rows, tables={"index_hist": hist_rows, "spectrum": spec_rows, "rare": rare_rows}, info=info)
 
 
-def _spectrum(config: RmtConfig, ens: rmt.Ensemble, n: int, s: float, dtype) -> list[dict]:
+def _spectrum(config: RmtConfig, ens: rmt.Ensemble, n: int, s: float, dtype, mesh) -> list[dict]:
     if ens.name == "wishart":
         q = n / ens.rows(n)
         lo, hi = -0.1 + s, (1 + math.sqrt(q)) ** 2 + 0.5 + s
@@ -226,7 +245,7 @@ def _spectrum(config: RmtConfig, ens: rmt.Ensemble, n: int, s: float, dtype) -> 
         dens = lambda x: th.semicircle_density(x - s)
     edges = np.linspace(lo, hi, config.spectrum_bins + 1)
     counts = rmt.eigenvalue_histogram(_key(config.seed, n, s, 2), ens, n, config.spectrum_samples, edges, shift=s,
-                                      dtype=dtype)
+                                      dtype=dtype, devices=mesh)
     width = np.diff(edges)
     out = []
     for i in range(edges.size - 1):
