@@ -713,6 +713,8 @@ def spectrum(
     seed: Annotated[int, typer.Option(min=0, help="Seed (integer >= 0).")] = 0,
     out: Annotated[Path, typer.Option(help="Output directory (created if needed).")] = Path("out/spectrum"),
     plots: Annotated[bool, typer.Option(help="Write the density figure (PNG and SVG).")] = True,
+    devices: Annotated[Optional[int], typer.Option(help="Devices to split the probe batches over (default: all; use --batch-size <= probes/devices); same numbers for any count.")] = None,
+    platform: Annotated[Optional[str], typer.Option(help="Backend: cpu, gpu or tpu (default: JAX's choice).")] = None,
 ):
     """Hessian spectrum from Hessian-vector products (SLQ): density.csv, spectrum.json and a figure."""
     from sim.experiments import spectrum as exp
@@ -736,12 +738,14 @@ def spectrum(
             _fail(f"{name} must be a finite number, got {value}")
     if dim is None:
         dim = 1000 if model == "goe" else 100
+    _parse_scale(devices, platform, None, None, None)
+    _setup_jax()  # before the config: dtype float64 needs x64 (no backend is initialised here)
     try:
         config = exp.SpectrumConfig(
             model=model, width=width, depth=depth, input_dim=input_dim, num_samples=samples, train_steps=train_steps,
             learning_rate=lr, dim=dim, shift=shift, p=p, point=point, starts=starts, probes=probes, steps=steps,
             probe=probe, reortho=reortho, batch_size=batch_size, threshold=threshold, sigma=sigma, exact=exact,
-            exact_max=exact_max, dtype=dtype, seed=seed)
+            exact_max=exact_max, dtype=dtype, seed=seed, devices=devices, platform=platform)
     except ValueError as e:
         msg = str(e).removeprefix("spectrum: ")
         _fail(f"--dim {dim} --p {p}: {msg}" if msg.startswith(f"{model}:") else msg)
@@ -752,8 +756,8 @@ def spectrum(
         exp.check_memory(config, _available_memory())
     except ValueError as e:
         _fail(str(e))
+    used = _setup_scale(devices, platform, None, None, None)
     _out_dir(out)
-    _setup_jax()
 
     from sim.io import Output, run_metadata
 
@@ -791,8 +795,8 @@ def spectrum(
     typer.echo(f"{model} N={n:,}: negative fraction {info['negative_fraction']:.4f} +- "
                f"{info['negative_fraction_stderr']:.4f}{exact_txt}; eigenvalues in [{info['min_eigenvalue']:.5g}, "
                f"{info['max_eigenvalue']:.5g}]")
-    typer.echo(f"{info['seconds'].get('slq_run', 0.0):.2f} s SLQ ({probes} probes x {steps} steps); wrote {len(written)} "
-               f"files to {out}")
+    typer.echo(f"{info['seconds'].get('slq_run', 0.0):.2f} s SLQ ({probes} probes x {steps} steps on {len(used)} "
+               f"{used[0].platform} device(s)); wrote {len(written)} files to {out}")
 
 
 def main() -> None:

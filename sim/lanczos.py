@@ -48,6 +48,18 @@ the fraction of eigenvalues below a threshold with its standard error across pro
 bracket for the quadrature error (read its docstring before trusting a count near a dense cluster);
 ``extreme_eigenvalues`` the smallest and largest Ritz values with their residual bounds.
 
+**Devices.** ``slq(..., devices=)`` splits the probes over a 1-D mesh (``sim.devices.make_mesh``: None
+for every device JAX sees, a count, a device list or a mesh) with ``shard_map``. Probes are computed
+in batches of ``batch_size`` (probe ``i`` in lane ``i % batch_size`` of batch ``i // batch_size``),
+and only whole batches move between devices: device k of D runs batches ``[k B, (k + 1) B)``,
+``B = ceil(full batches / D)``, with the same fixed-shape program as one device (the missing batches
+of the last devices are computed on dummy probes and dropped); the batches are gathered in probe
+order and every device runs a last partial batch itself, so the result is replicated. Since the batch
+shape, not the device count, fixes the arithmetic, the quadratures are bit-identical for 1, 2, 8 ...
+devices (and equal to the single-device ``jax.lax.map(..., batch_size)`` program of earlier
+versions). With the default ``batch_size`` (all probes at once) there is one batch and one device does
+the work: give ``batch_size <= num_probes / D`` to use D devices.
+
 References:
     Lanczos, J. Res. Nat. Bur. Standards 45 (1950). Golub & Meurant, "Matrices, Moments and
     Quadrature with Applications" (2010). Ubaru, Chen & Saad, "Fast estimation of tr(f(A)) via
@@ -66,7 +78,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jax.sharding import PartitionSpec
+
 from sim._util import as_key, float_dtype
+from sim.devices import make_mesh
 
 __all__ = [
     "REORTHO",
@@ -352,6 +367,7 @@ def slq(
     reortho: str = "full",
     batch_size: int | None = None,
     dtype=jnp.float32,
+    devices=None,
 ) -> Quadrature:
     """Stochastic Lanczos quadrature: per-probe Gauss quadratures of A's spectral measure.
 
@@ -370,6 +386,11 @@ def slq(
         batch_size: probes run together under ``vmap`` (default: all at once). Smaller batches bound
             memory: peak ~ ``batch_size * num_steps * dim`` floats for the Lanczos bases.
         dtype: dtype of the probe vectors (float32 or float64).
+        devices: where the probe batches run (see ``sim.devices.make_mesh``): None (every device JAX
+            sees), a count N (the first N), a device list or a 1-D Mesh. Whole batches of
+            ``batch_size`` probes are split over the devices (see the module docstring), so the
+            result is bit-identical for every number of devices; only
+            ``ceil((num_probes // batch_size) / D)`` batches run per device.
 
     Returns:
         ``Quadrature(nodes, weights, residuals, breakdowns)`` with (p, m) arrays and (p,) breakdowns.
@@ -402,10 +423,42 @@ def slq(
         nodes, weights, residuals = tridiagonal_quadrature(res.alpha, res.beta, res.residual)
         return nodes, weights, residuals, res.breakdowns
 
-    idx = jnp.arange(num_probes, dtype=jnp.uint32)
     bs = min(int(batch_size), num_probes)
-    out = jax.lax.map(one, idx, batch_size=bs) if bs > 1 else jax.lax.map(one, idx)
-    return Quadrature(*out)
+    return Quadrature(*_sharded_map(one, make_mesh(devices), num_probes, bs))
+
+
+def _sharded_map(one: Callable, mesh, num: int, bs: int):
+    """``jax.lax.map(one, arange(num), batch_size=bs)`` with the whole batches split over ``mesh``.
+
+    Inside ``shard_map``, device k runs batches ``[k B, (k + 1) B)``, ``B = ceil(num // bs / D)``, as a
+    scan over batches of a ``vmap`` of ``bs`` lanes (``bs = 1``: no vmap), the program ``lax.map`` runs
+    on one device (batches past the last hold dummy indices and are dropped). The batches are gathered
+    in order and every device then runs the last partial batch itself, so the result is replicated and
+    each value comes from the same fixed-shape program whatever the number of devices.
+    """
+    axis = mesh.axis_names[0]
+    full, rem = divmod(num, bs)
+    per = -(-full // mesh.size)
+
+    def local():
+        parts = []
+        if full:
+            b0 = jax.lax.axis_index(axis).astype(jnp.uint32) * jnp.uint32(per)
+            first = (b0 + jnp.arange(per, dtype=jnp.uint32)) * jnp.uint32(bs)  # first index of each batch
+            idx = first[:, None] + jnp.arange(bs, dtype=jnp.uint32)[None, :]  # (per, bs)
+            if bs > 1:
+                _, ys = jax.lax.scan(lambda _, x: ((), jax.vmap(one)(x)), (), idx)
+            else:
+                _, ys = jax.lax.scan(lambda _, x: ((), jax.tree_util.tree_map(lambda y: y[None], one(x[0]))), (), idx)
+            ys = jax.tree_util.tree_map(lambda y: jax.lax.all_gather(y, axis, tiled=True), ys)  # (D * per, bs, ...)
+            parts.append(jax.tree_util.tree_map(lambda y: y.reshape((-1,) + y.shape[2:])[: full * bs], ys))
+        if rem:  # the last partial batch: one vmap of rem lanes, as jax.lax.map(batch_size=bs) runs it
+            parts.append(jax.vmap(one)(jnp.arange(full * bs, num, dtype=jnp.uint32)))
+        if len(parts) == 1:
+            return parts[0]
+        return jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a, b]), *parts)
+
+    return jax.shard_map(local, mesh=mesh, in_specs=(), out_specs=PartitionSpec(), check_vma=False)()
 
 
 def spectral_density(quad: Quadrature, grid: jax.Array, *, sigma) -> jax.Array:

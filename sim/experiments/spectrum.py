@@ -17,6 +17,12 @@ Keys: model ``fold_in(key, 0)``, data ``fold_in(key, 1)``, probes ``fold_in(key,
 ``fold_in(key, 3)``, landscape instance ``fold_in(key, 4)``, its starts / random point
 ``fold_in(key, 5)``, with ``key = jax.random.key(seed)``.
 
+Devices: the SLQ probes are split over ``devices`` (default: every device JAX sees) in whole batches of
+``batch_size`` probes (``sim.lanczos.slq``): the spectrum is bit-identical for any number of devices,
+and with the default batch (all probes at once) one device does the work, so give
+``batch_size <= probes / devices`` to use them all. The operator (model, training, Newton search, exact
+comparison) is built on one device.
+
 Landscapes (``grf``, ``pspin``): the instance and the point are float64 (Newton searches need it);
 the Hessian product is a JVP of the landscape's Euclidean gradient, mapped to the tangent space of the
 sphere for p-spin (``B^T H B - (x . grad / n) I`` with ``B`` the Householder tangent basis of
@@ -40,6 +46,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from sim._util import float_dtype
+from sim.devices import get_devices, make_mesh
 from sim.experiments.base import Progress, Result, no_progress
 from sim.hvp import hessian_matvec, num_params
 from sim.lanczos import PROBES, REORTHO, extreme_eigenvalues, fraction_below, slq, spectral_density
@@ -92,6 +99,9 @@ class SpectrumConfig:
         exact_max: largest N for ``"auto"``.
         dtype: ``"float32"`` or ``"float64"`` (needs x64) for parameters, probes and Lanczos.
         seed: PRNG seed.
+        devices: number of devices to split the probe batches over (None: all devices JAX sees).
+            Results do not depend on it (they depend on ``batch_size``).
+        platform: backend whose devices are used ("cpu", "gpu", "tpu"; None: JAX's default).
     """
 
     model: str = "mlp"
@@ -120,8 +130,11 @@ class SpectrumConfig:
     exact_max: int = 4096
     dtype: str = "float32"
     seed: int = 0
+    devices: int | None = None
+    platform: str | None = None
 
     def __post_init__(self):
+        _check_devices("spectrum", self.devices)
         if self.model not in MODELS:
             raise ValueError(f"spectrum: unknown model {self.model!r}; valid: {', '.join(MODELS)}")
         for name in ("width", "depth", "input_dim", "output_dim", "num_samples", "dim", "probes", "steps", "starts"):
@@ -185,7 +198,7 @@ class SpectrumTrainingConfig:
         depth, input_dim, output_dim, num_samples, noise: as in ``SpectrumConfig``.
         train_steps: GD steps; spectra at ``checkpoints`` evenly spaced steps from 0 to train_steps.
         learning_rate: GD step; None: ``1 / lambda_max`` at initialisation, per model.
-        probes, steps, probe, reortho, batch_size, dtype, seed: as in ``SpectrumConfig``.
+        probes, steps, probe, reortho, batch_size, dtype, seed, devices, platform: as in ``SpectrumConfig``.
     """
 
     param_counts: tuple[int, ...] = (1_000, 10_000, 100_000, 1_000_000)
@@ -204,8 +217,11 @@ class SpectrumTrainingConfig:
     batch_size: int | None = 2
     dtype: str = "float32"
     seed: int = 0
+    devices: int | None = None
+    platform: str | None = None
 
     def __post_init__(self):
+        _check_devices("spectrum-training", self.devices)
         if not self.param_counts or any(int(p) < 10 for p in self.param_counts):
             raise ValueError(f"spectrum-training: param_counts must be integers >= 10, got {self.param_counts!r}")
         for name in ("depth", "input_dim", "output_dim", "num_samples", "probes", "steps", "checkpoints"):
@@ -222,6 +238,20 @@ class SpectrumTrainingConfig:
         if self.probe not in PROBES or self.reortho not in REORTHO:
             raise ValueError(f"spectrum-training: bad probe/reortho {self.probe!r}/{self.reortho!r}")
         float_dtype(self.dtype, fn="spectrum-training")
+
+
+def _check_devices(fn: str, devices) -> None:
+    if devices is not None and (isinstance(devices, bool) or not isinstance(devices, int) or devices < 1):
+        raise ValueError(f"{fn}: devices must be None or an integer >= 1, got {devices!r}")
+
+
+def _mesh(config):
+    """The 1-D mesh the probes of ``config`` run on."""
+    return make_mesh(get_devices(config.devices, platform=config.platform))
+
+
+def _mesh_info(mesh) -> dict:
+    return {"devices": mesh.size, "platform": mesh.devices.flat[0].platform}
 
 
 # ------------------------------------------------------------------------------------------ models
@@ -276,8 +306,9 @@ def _gd_chunk(params, task, lr, num):
     return jax.lax.fori_loop(0, num, body, (params, jnp.zeros((), lr.dtype)))
 
 
-def _make_slq(num_steps, num_probes, probe, reortho, batch_size, dtype, threshold):
-    """A jitted ``(params, task, key) -> summary`` for the MLP Hessian (compiled once per shape)."""
+def _make_slq(num_steps, num_probes, probe, reortho, batch_size, dtype, threshold, mesh=None):
+    """A jitted ``(params, task, key) -> summary`` for the MLP Hessian (compiled once per shape);
+    the probe batches are split over ``mesh`` (None: every device)."""
 
     def f(params, task, key):
         n = num_params(params)
@@ -292,13 +323,14 @@ def _make_slq(num_steps, num_probes, probe, reortho, batch_size, dtype, threshol
             reortho=reortho,
             batch_size=batch_size,
             dtype=dtype,
+            devices=mesh,
         )
         return quad, fraction_below(quad, 0.0), fraction_below(quad, threshold), extreme_eigenvalues(quad)
 
     return jax.jit(f)
 
 
-def _lambda_max(params, task, dtype) -> float:
+def _lambda_max(params, task, dtype, mesh=None) -> float:
     """Largest Hessian eigenvalue at ``params`` (Lanczos, 30 steps, one probe): for the GD step size."""
     n = num_params(params)
     steps = min(30, n)
@@ -312,6 +344,7 @@ def _lambda_max(params, task, dtype) -> float:
                     num_steps=steps,
                     num_probes=1,
                     dtype=dtype,
+                    devices=mesh,
                 )
             ).max_value
         )
@@ -342,6 +375,7 @@ def memory_estimate(config: SpectrumConfig) -> int:
     item = 8 if config.dtype == "float64" else 4
     n = config.num_params
     bs = min(config.batch_size or config.probes, config.probes)
+    bs *= max(1, min(config.devices or 1, config.probes // bs))  # host-split CPU devices share the memory
     lanczos = bs * (config.steps if config.reortho == "full" else 0) * n * item + bs * 8 * n * item
     exact = config.exact == "yes" or (config.exact == "auto" and n <= config.exact_max)
     dense = 5 * 8 * n * n  # float64 Hessian, its transpose/symmetrisation and the eigvalsh workspace
@@ -540,9 +574,10 @@ def spectrum_of_matvec(key, matvec: Callable, dim: int, config: SpectrumConfig, 
 
     ``exact_matrix`` (optional, (dim, dim)): the dense matrix, for the exact comparison. The SLQ
     options (probes, steps, probe, reortho, batch_size, threshold, sigma, grid_points, dtype) come from
-    ``config``; ``config.model`` is only reported.
+    ``config``; ``config.model`` is only reported. The probe batches run on ``config.devices``.
     """
     dt = float_dtype(config.dtype, fn="spectrum_of_matvec")
+    mesh = _mesh(config)
 
     def f(key):
         quad = slq(
@@ -555,6 +590,7 @@ def spectrum_of_matvec(key, matvec: Callable, dim: int, config: SpectrumConfig, 
             reortho=config.reortho,
             batch_size=config.batch_size,
             dtype=dt,
+            devices=mesh,
         )
         return quad, fraction_below(quad, 0.0), fraction_below(quad, config.threshold), extreme_eigenvalues(quad)
 
@@ -565,7 +601,7 @@ def spectrum_of_matvec(key, matvec: Callable, dim: int, config: SpectrumConfig, 
         t = time.perf_counter()
         evals = np.linalg.eigvalsh(np.asarray(exact_matrix, np.float64))
         timings["exact_eigvalsh"] = time.perf_counter() - t
-    return _summarise(quad, f0, ft, ext, config, int(dim), timings, evals, {})
+    return _summarise(quad, f0, ft, ext, config, int(dim), timings, evals, _mesh_info(mesh))
 
 
 def _dense_hessian(params, task) -> np.ndarray:
@@ -620,17 +656,19 @@ def run(config: SpectrumConfig, *, progress: Progress | None = None) -> Result:
         return res
 
     widths = config.widths
+    mesh = _mesh(config)
     t = time.perf_counter()
     params = mlp_init(jax.random.fold_in(key, 0), widths, dtype=dt)
     with jax.numpy_rank_promotion("allow"):
         task = teacher_task(jax.random.fold_in(key, 1), widths, config.num_samples, noise=config.noise, dtype=dt)
     timings = {"build": time.perf_counter() - t}
-    extra = {"widths": list(widths), "num_samples": config.num_samples, "train_steps": config.train_steps}
+    extra = {"widths": list(widths), "num_samples": config.num_samples, "train_steps": config.train_steps,
+             **_mesh_info(mesh)}
     loss0 = float(_loss(params, task))
     extra["loss_init"] = loss0
     if config.train_steps:
         t = time.perf_counter()
-        lr = config.learning_rate if config.learning_rate is not None else 1.0 / _lambda_max(params, task, dt)
+        lr = config.learning_rate if config.learning_rate is not None else 1.0 / _lambda_max(params, task, dt, mesh)
         params, _ = _gd_chunk(params, task, jnp.asarray(lr, dt), config.train_steps)
         params = jax.block_until_ready(params)
         timings["train"] = time.perf_counter() - t
@@ -638,7 +676,8 @@ def run(config: SpectrumConfig, *, progress: Progress | None = None) -> Result:
     extra["loss"] = float(_loss(params, task))
     progress(1)
 
-    f = _make_slq(config.steps, config.probes, config.probe, config.reortho, config.batch_size, dt, config.threshold)
+    f = _make_slq(config.steps, config.probes, config.probe, config.reortho, config.batch_size, dt, config.threshold,
+                  mesh)
     (quad, f0, ft, ext), t_compile, t_run = _timed_slq(f, params, task, jax.random.fold_in(key, 2))
     timings.update(slq_compile=t_compile, slq_run=t_run, per_hvp=t_run / (config.steps * config.probes))
     evals = None
@@ -667,7 +706,9 @@ def run_training(config: SpectrumTrainingConfig, *, progress: Progress | None = 
     progress = progress or no_progress
     dt = float_dtype(config.dtype, fn="spectrum-training")
     key = jax.random.key(config.seed)
-    rows, info = [], {"compile_seconds": {}, "dtype": config.dtype, "probes": config.probes, "steps": config.steps}
+    mesh = _mesh(config)
+    rows, info = [], {"compile_seconds": {}, "dtype": config.dtype, "probes": config.probes, "steps": config.steps,
+                      **_mesh_info(mesh)}
     every = config.train_steps // (config.checkpoints - 1) if config.checkpoints > 1 else 0
     for target in config.param_counts:
         w = width_for_params(int(target), depth=config.depth, input_dim=config.input_dim, output_dim=config.output_dim)
@@ -677,8 +718,8 @@ def run_training(config: SpectrumTrainingConfig, *, progress: Progress | None = 
         params = mlp_init(jax.random.fold_in(key, 0), widths, dtype=dt)
         with jax.numpy_rank_promotion("allow"):
             task = teacher_task(jax.random.fold_in(key, 1), widths, config.num_samples, noise=config.noise, dtype=dt)
-        lr = config.learning_rate if config.learning_rate is not None else 1.0 / _lambda_max(params, task, dt)
-        f = _make_slq(steps, config.probes, config.probe, config.reortho, config.batch_size, dt, 0.0)
+        lr = config.learning_rate if config.learning_rate is not None else 1.0 / _lambda_max(params, task, dt, mesh)
+        f = _make_slq(steps, config.probes, config.probe, config.reortho, config.batch_size, dt, 0.0, mesh)
         t = time.perf_counter()
         f_c = f.lower(params, task, jax.random.fold_in(key, 2)).compile()
         info["compile_seconds"][str(n)] = time.perf_counter() - t
