@@ -36,9 +36,13 @@ def test_closed_form_derivatives_match_autodiff(land, n):
         x = land.start(k, params)
         return (x, land.euclidean_grad(params, x), jax.grad(land.energy, argnums=1)(params, x),
                 land.euclidean_hessian(params, x), jax.hessian(land.energy, argnums=1)(params, x),
-                land.tangent_hessian(params, x))
+                land.tangent_hessian(params, x), land.grad_hessian(params, x), land.grad(params, x),
+                land.hessian(params, x))
 
-    x, g1, g, h1, h, th = jax.vmap(derivatives)(jax.random.split(jax.random.key(10), 3))
+    x, g1, g, h1, h, th, (rg, rh), rg1, rh1 = jax.vmap(derivatives)(jax.random.split(jax.random.key(10), 3))
+    # the shared evaluation is the separate ones (up to the rounding of differently fused sums)
+    np.testing.assert_allclose(rg, rg1, rtol=1e-13, atol=1e-13 * float(jnp.abs(rg1).max()))
+    np.testing.assert_allclose(rh, rh1, rtol=1e-13, atol=1e-13 * float(jnp.abs(rh1).max()))
     assert x.shape == (3, land.dim(n)) and x.dtype == jnp.float64
     np.testing.assert_allclose(g1, g, rtol=1e-11, atol=1e-11 * float(jnp.abs(g).max()))
     np.testing.assert_allclose(h1, h, rtol=1e-11, atol=1e-11 * float(jnp.abs(h).max()))
@@ -244,3 +248,34 @@ def test_hessian_semicircles_match_the_index_fractions():
             assert np.sum(rho[x < 0]) * dx == pytest.approx(float(T.pspin_index_fraction(u, p)), abs=1e-4)
     with pytest.raises(ValueError, match="length_scale"):
         T.grf_hessian_semicircle(0.0, 0.0)
+
+
+def test_grf_hessian_paths_agree(monkeypatch):
+    """The packed upper-triangle table and the direct product give the same Hessian."""
+    land = L.GRF(confine=0.2)
+    params = land.sample(jax.random.key(4), 6)
+    x = land.start(jax.random.key(5), params)
+    table = np.asarray(land.euclidean_hessian(params, x))
+    monkeypatch.setattr(L, "_GRF_OUTER_MAX", 0)
+    direct = np.asarray(land.euclidean_hessian(params, x))
+    np.testing.assert_allclose(table, direct, rtol=1e-12, atol=1e-12 * np.abs(direct).max())
+    np.testing.assert_array_equal(table, table.T)
+
+
+def test_sincos_matches_numpy():
+    """sim._util.sincos: within 2^-52 of numpy's sin and cos for |t| <= 10^6 (quadrant boundaries,
+    multiples of pi/4, +-0 included), derivatives cos and -sin, float32 falls back to jnp."""
+    from sim._util import sincos
+
+    rng = np.random.default_rng(0)
+    t = np.concatenate([rng.uniform(-1e6, 1e6, 100_000), rng.normal(0, 6, 100_000), np.arange(-4000, 4001) * np.pi / 4,
+                        np.nextafter(np.pi / 4, 0) * np.arange(-9, 10), [0.0, -0.0, 1e-300]])
+    s, c = jax.jit(sincos)(jnp.asarray(t))
+    assert np.max(np.abs(np.asarray(s) - np.sin(t))) <= 2.0**-52
+    assert np.max(np.abs(np.asarray(c) - np.cos(t))) <= 2.0**-52
+    ds = jax.vmap(jax.grad(lambda u: sincos(u)[0]))(jnp.asarray(t[:100]))
+    dc = jax.vmap(jax.grad(lambda u: sincos(u)[1]))(jnp.asarray(t[:100]))
+    np.testing.assert_allclose(ds, np.cos(t[:100]), rtol=0, atol=2.0**-52)
+    np.testing.assert_allclose(dc, -np.sin(t[:100]), rtol=0, atol=2.0**-52)
+    s32, c32 = sincos(jnp.float32(1.0))
+    assert s32.dtype == jnp.float32 and abs(float(s32) - math.sin(1.0)) < 1e-7 and abs(float(c32) - math.cos(1.0)) < 1e-7
