@@ -571,6 +571,7 @@ def critical(
     weight_decay: Annotated[float, typer.Option(help="mlp: weight decay >= 0.")] = 1e-3,
     noise: Annotated[float, typer.Option(help="mlp: label noise std >= 0.")] = 0.0,
     max_steps: Annotated[Optional[int], typer.Option(help="Newton iterations per start, >= 1 (default 100; mlp 300).")] = None,
+    method: Annotated[str, typer.Option(help="Finder step rule: lm (Levenberg-Marquardt) or newton (uphill steps too; n <= 32).")] = "lm",
     descent: Annotated[bool, typer.Option(help="Also run gradient descent from the same starts (minima energies).")] = True,
     descent_steps: Annotated[int, typer.Option(help="Gradient-descent iteration cap, >= 1.")] = 20000,
     spectra: Annotated[int, typer.Option(help="Saddles per size whose Hessian spectrum is kept, >= 0.")] = 4,
@@ -580,7 +581,10 @@ def critical(
     """Critical points of random losses (Newton from random starts): index against energy, minima fraction."""
     from sim.landscapes import LANDSCAPES
 
+    from sim.critical import METHODS
+
     _choice("--landscape", landscape, LANDSCAPES)
+    _choice("--method", method, METHODS)
     dim_list = _parse_dims(dims)
     for name, v, least in (("--starts", starts, 1), ("--instances", instances, 1), ("--seed", seed, 0),
                            ("--p", p, 2), ("--features-per-dim", features_per_dim, 1), ("--d-in", d_in, 1),
@@ -603,7 +607,7 @@ def critical(
             landscape=landscape, dims=tuple(dim_list), starts=starts, seed=seed, instances=instances, p=p,
             features=features, features_per_dim=features_per_dim, length_scale=length_scale, confine=confine,
             d_in=d_in, num_samples=num_samples, weight_decay=weight_decay, noise=noise, max_steps=max_steps,
-            descent=descent, descent_steps=descent_steps, spectra=spectra,
+            method=method, descent=descent, descent_steps=descent_steps, spectra=spectra,
         )
     except ValueError as e:
         _fail(str(e))

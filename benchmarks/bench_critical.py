@@ -147,6 +147,7 @@ def main(argv=None):
     ap.add_argument("--dim", type=int, default=32)
     ap.add_argument("--starts", type=int, default=None)
     ap.add_argument("--slots", type=int, default=128, help="concurrent runs in hdsim's refilling schedule (0: all)")
+    ap.add_argument("--method", default="lm", help="hdsim finder step rule: lm or newton")
     args = ap.parse_args(argv)
     args.slots = args.slots or None
     n, starts = args.dim, args.starts or (64 if args.quick else 512)
@@ -161,10 +162,10 @@ def main(argv=None):
     print(f"devices: {jax.devices()}, OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}")
 
     t = time.perf_counter()
-    cp = jax.block_until_ready(critical.find_critical_points(key, land, params, starts, slots=args.slots))
+    cp = jax.block_until_ready(critical.find_critical_points(key, land, params, starts, slots=args.slots, method=args.method))
     t_first = time.perf_counter() - t
     t = time.perf_counter()
-    cp = jax.block_until_ready(critical.find_critical_points(key, land, params, starts, slots=args.slots))
+    cp = jax.block_until_ready(critical.find_critical_points(key, land, params, starts, slots=args.slots, method=args.method))
     t_hd = time.perf_counter() - t
     cp = jax.tree.map(np.asarray, cp)
     print(f"hdsim : {t_hd:8.3f} s  (first call incl. compile {t_first:.2f} s)  converged {cp.converged.sum()}/{starts}"

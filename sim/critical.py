@@ -5,20 +5,26 @@ the landscape's dtype (use float64: Frye et al. show float32 Newton-type searche
 "gradient-flat" regions). Starts are ``landscape.start(fold_in(key, s), params)`` for s = 0..S-1, so
 start s is the same point whatever S.
 
-**Finder** (``find_critical_points``; single-start pieces ``newton_init``/``build_newton_kernel``/
-``newton_solve``): Levenberg-Marquardt on the residual ``g(x) = grad L(x)`` (Riemannian on the
-sphere), whose Jacobian is the Hessian H. Each iteration diagonalises ``H = Q diag(l) Q^T`` once and
-tries the damped Newton steps ``v = -Q diag(l / (l^2 + mu_k s^2)) Q^T g`` (``s = max |l|``) for
-``mu_k = mu 10^k``, k = 0..3, capped at ``max_step * distance_scale`` in length; it takes the least
-damped one that lowers ``|g|`` and sets ``mu`` from it, else multiplies ``mu`` by 10^4. As ``mu -> 0``
-this is Newton's method, which converges (quadratically) to nondegenerate saddles as well as minima.
-A run **converges** when ``|g| <= rtol * grad_scale`` (``landscape.grad_scale``: the typical
-gradient norm at a random point; rtol = 1e-8 by default); it **stalls** when ``mu`` exceeds 1e12
-(a local minimum of |g|^2 that is not a critical point, Frye et al.'s gradient-flat points) or when
-|g| has not halved over ``patience`` iterations (default 10: crawling through a gradient-flat
-region); else it stops after ``max_steps`` iterations. Non-converged runs keep ``converged =
-False``: callers must exclude them from statistics, and report them. Measured on the GRF at n = 32:
-about 52% of random starts converge, 48% stall (scipy's MINPACK LM on the same residual: 56%).
+**Finder** (``find_critical_points``, ``search``; single-start pieces ``newton_init``/
+``build_newton_kernel``/``newton_solve``): Levenberg-Marquardt on the residual ``g(x) = grad L(x)``
+(Riemannian on the sphere), whose Jacobian is the Hessian H. A step solves the damped normal equations
+``(H^2 + mu s^2 I) v = -H g`` (``s^2 = |H|_F^2``, at least the largest squared eigenvalue) by a
+Cholesky factorisation and is capped at ``max_step * distance_scale`` in length. Method "lm" (the
+default) tries ``mu, 10 mu, 100 mu, 1000 mu`` in turn, one evaluation of ``landscape.grad_hessian``
+each, and moves to the first that lowers |g| (then ``mu`` becomes a tenth of the one used, at least
+1e-15); when all four fail ``mu`` grows by 10^4. One *iteration* (``steps``) is that sequence. As
+``mu -> 0`` the step is Newton's, which converges quadratically to nondegenerate saddles as well as
+minima. Method "newton" keeps ``mu = 1e-10`` and moves to every proposal, also uphill in |g|: on the
+GRF at n <= 32 it converges from more starts (n = 32, 512 starts: 57% against 53%), but it wanders
+as n grows (n = 64: 9% against 48%; n = 128: none against 39%; 64 starts each), so it is an option only.
+A run **converges** when ``|g| <= rtol * grad_scale`` (``landscape.grad_scale``: the typical gradient
+norm at a random point; rtol = 1e-8 by default); it **stalls** when the smallest |g| seen has not
+halved over the last ``patience`` iterations (default 10), when ``mu`` exceeds 1e12 (a local minimum of
+|g|^2 that is not a critical point: the "gradient-flat" points of Frye et al.) or, for "newton", when
+|g| becomes non-finite; else it stops after ``max_steps`` iterations. Non-converged runs keep
+``converged = False``: callers must exclude them from statistics, and report them. Measured on the
+GRF at n = 32, 512 starts: 53% converge (scipy's MINPACK LM on the same residual: 56%), 24
+evaluations per converged run and 52 per stalled one.
 
 **Index** (``hessian_index``): eigenvalues of the exact Hessian on the tangent space (n - 1 directions
 on the sphere: the normal direction is removed exactly, not by tolerance). An eigenvalue ``l`` is a
@@ -36,7 +42,8 @@ after an accepted step and halves after a rejected one) until ``|g| <= descent_r
 ``descent_steps``, then the Newton finder polishes from the end point to the nearest critical point.
 The returned index says whether it is a minimum (a descent end point can sit near a saddle).
 
-References: Levenberg 1944, Marquardt 1963; Dauphin et al., NIPS 2014; Frye, Yang, Sheikh, Hamilton,
+References: Nocedal & Wright, Numerical Optimization, 2nd ed., ch. 11 (Newton's method for nonlinear
+equations); Levenberg 1944, Marquardt 1963; Dauphin et al., NIPS 2014; Frye, Yang, Sheikh, Hamilton,
 Neural Computation 33, 1469 (2021) (arXiv 1901.10603); Absil, Mahony, Sepulchre 2008 (Riemannian Newton).
 """
 
@@ -56,21 +63,28 @@ __all__ = [
     "NewtonState",
     "NewtonInfo",
     "newton_init",
+    "newton_step",
     "build_newton_kernel",
     "newton_solve",
     "hessian_index",
     "merge_duplicates",
     "CriticalPoints",
+    "search",
+    "Runs",
+    "DEFAULT_SLOTS",
+    "METHODS",
     "find_critical_points",
     "minimise",
     "starts",
 ]
 
-_CANDIDATES = 4  # damping values tried per iteration: mu * 10^k, k < _CANDIDATES
-_MU_INIT = 1e-3
-_MU_MIN = 1e-15
-_MU_STALL = 1e12
-_PROGRESS = 0.5  # every `patience` iterations |grad| must have fallen by this factor, else stalled
+_REG = 1e-10  # "newton": the damping, a Tikhonov regularisation relative to |H|_F^2
+_CANDIDATES = 4  # "lm": damping values tried per iteration, mu * 10^k for k < _CANDIDATES
+_MU_INIT = {"newton": _REG, "lm": 1e-3}  # initial damping
+_MU_MIN = 1e-15  # "lm": smallest damping
+_MU_STALL = 1e12  # "lm": a run whose damping exceeds this sits at a non-critical minimum of |grad|^2
+METHODS = ("lm", "newton")
+_PROGRESS = 0.5  # every `patience` iterations the smallest |grad| seen must fall by this factor, else stalled
 
 
 class NewtonState(NamedTuple):
@@ -79,104 +93,156 @@ class NewtonState(NamedTuple):
     Attributes:
         x: current point, shape (dim,).
         grad: (Riemannian) gradient at x, shape (dim,).
+        hess: (Riemannian) Hessian at x, shape (dim, dim).
         grad_norm: |grad|, scalar.
-        damping: Levenberg-Marquardt mu (relative to max eigenvalue^2), scalar.
+        damping: ``mu`` of the step ``-(H^2 + mu s^2 I)^-1 H g`` (``s^2 = |H|_F^2``): ``1e-10`` for
+            "newton", adapted for "lm", scalar.
+        trial: "lm": which damping candidate ``mu 10^trial`` the next evaluation tries, int32.
+        best_norm: smallest |grad| seen so far, scalar.
+        ref_norm: ``best_norm`` at the last multiple of ``patience`` iterations (progress check), scalar.
         steps: iterations done, int32.
         converged: |grad| <= gtol reached, bool.
-        stalled: mu exceeded its ceiling (a non-critical minimum of |grad|^2), or |grad| fell by less
-            than the factor 1/2 over the last ``patience`` iterations, bool.
-        ref_norm: |grad| at the last multiple of ``patience`` iterations (progress check), scalar.
+        stalled: the smallest |grad| seen fell by less than the factor 1/2 over the last ``patience``
+            iterations, the damping exceeded 1e12 ("lm") or |grad| became non-finite ("newton"), bool.
     """
 
     x: jax.Array
     grad: jax.Array
+    hess: jax.Array
     grad_norm: jax.Array
     damping: jax.Array
+    trial: jax.Array
+    best_norm: jax.Array
+    ref_norm: jax.Array
     steps: jax.Array
     converged: jax.Array
     stalled: jax.Array
-    ref_norm: jax.Array
 
 
 class NewtonInfo(NamedTuple):
-    """Diagnostics of one iteration: accepted step, damping used, |grad| after."""
+    """Diagnostics of one iteration: length of the step taken (0 when frozen) and |grad| after."""
 
-    accepted: jax.Array
-    damping: jax.Array
+    step_norm: jax.Array
     grad_norm: jax.Array
 
 
-def newton_init(landscape: Landscape, params, x, gtol) -> NewtonState:
+def newton_init(landscape: Landscape, params, x, gtol, *, method: str = "lm") -> NewtonState:
     """State at the start point ``x`` (shape (dim,)); ``gtol`` is the absolute |grad| tolerance."""
-    g = landscape.grad(params, x)
-    gn = jnp.linalg.norm(g)
+    g, h = landscape.grad_hessian(params, x)
+    return _fresh(x, g, h, gtol, method)
+
+
+def _fresh(x, g, h, gtol, method) -> NewtonState:
+    gn = jnp.linalg.norm(g, axis=-1)
+    mu = jnp.full(gn.shape, _MU_INIT[method], x.dtype)
+    zero = jnp.zeros(gn.shape, jnp.int32)
+    return NewtonState(x, g, h, gn, mu, zero, gn, gn, zero, gn <= gtol, ~jnp.isfinite(gn))
+
+
+def newton_step(landscape: Landscape, params, x, grad, hess, damping=_REG, *, max_step: float = 0.5) -> jax.Array:
+    """The finder's step from ``x``: ``-(H^2 + mu s^2 I)^-1 H g``, capped at ``max_step * distance_scale``.
+
+    Args:
+        landscape, params: the loss.
+        x, grad, hess: point (dim,), gradient (dim,) and Hessian (dim, dim) there.
+        damping: ``mu``, relative to ``s^2 = |H|_F^2`` (at least the largest squared eigenvalue).
+        max_step: cap on the step length in units of ``landscape.distance_scale(params)``.
+
+    Returns:
+        The step, shape (dim,) (apply it with ``landscape.retract``).
+    """
     dt = x.dtype
-    return NewtonState(x, g, gn, jnp.asarray(_MU_INIT, dt), jnp.int32(0), gn <= gtol, jnp.bool_(False), gn)
+    dim = x.shape[0]
+    s2 = jnp.sum(hess * hess)
+    a = hess @ hess + (damping * s2 + jnp.finfo(dt).tiny) * jnp.eye(dim, dtype=dt)
+    v = -jax.scipy.linalg.cho_solve((jnp.linalg.cholesky(a), True), hess @ grad)
+    radius = jnp.asarray(max_step * landscape.distance_scale(params), dt)
+    return v * jnp.minimum(1.0, radius / jnp.maximum(jnp.linalg.norm(v), jnp.finfo(dt).tiny))
 
 
-def build_newton_kernel(landscape: Landscape, *, max_step: float = 0.5, patience: int = 10):
-    """Return ``kernel(params, state, gtol) -> (state, info)``: one Levenberg-Marquardt iteration.
+def _propose(landscape, params, state: NewtonState, max_step: float, method: str):
+    """The point the run evaluates next: the step with damping ``mu`` ("newton") or ``mu 10^trial`` ("lm")."""
+    mu = state.damping if method == "newton" else state.damping * 10.0 ** state.trial.astype(state.x.dtype)
+    return landscape.retract(state.x, newton_step(landscape, params, state.x, state.grad, state.hess, mu,
+                                                  max_step=max_step))
+
+
+def _update(state: NewtonState, y, gy, hy, gtol, patience: int, method: str) -> NewtonState:
+    """The state after evaluating the proposal ``y`` (gradient ``gy``, Hessian ``hy``); frozen runs unchanged.
+
+    "newton" moves to every (finite) proposal. "lm" moves only when |grad| falls: then ``mu`` becomes
+    ``mu 10^trial / 10``; else the next evaluation tries ten times the damping, and after
+    ``_CANDIDATES`` failures ``mu`` grows by ``10^_CANDIDATES``. An iteration (``steps``) ends with a
+    move or with the last failed candidate; convergence and progress are checked there.
+    """
+    frozen = state.converged | state.stalled
+    gny = jnp.linalg.norm(gy)
+    finite = jnp.isfinite(gny)
+    if method == "newton":
+        take = ~frozen & finite
+        mu, trial, ends = state.damping, state.trial, ~frozen
+    else:
+        take = ~frozen & finite & (gny < state.grad_norm)
+        last = state.trial >= _CANDIDATES - 1
+        ends = ~frozen & (take | last)
+        tried = state.damping * 10.0 ** state.trial.astype(state.damping.dtype)
+        mu = jnp.where(take, jnp.maximum(tried / 10.0, _MU_MIN),
+                       jnp.where(ends, state.damping * 10.0**_CANDIDATES, state.damping))
+        mu = jnp.where(frozen, state.damping, mu)
+        trial = jnp.where(ends | frozen, 0, state.trial + 1).astype(jnp.int32)
+    gny = jnp.where(take, gny, state.grad_norm)
+
+    def pick(new, old):
+        return jnp.where(take, new, old)
+
+    steps = state.steps + ends.astype(jnp.int32)
+    best = jnp.minimum(state.best_norm, gny)
+    checkpoint = ends & (steps % patience == 0)
+    slow = checkpoint & ~(best <= _PROGRESS * state.ref_norm)
+    converged = state.converged | (take & (gny <= gtol))
+    blown = ~frozen & ~finite & (method == "newton")  # "lm" only rejects non-finite proposals
+    return NewtonState(
+        pick(y, state.x),
+        pick(gy, state.grad),
+        pick(hy, state.hess),
+        gny,
+        mu,
+        trial,
+        best,
+        jnp.where(checkpoint, best, state.ref_norm),
+        steps,
+        converged,
+        state.stalled | blown | (ends & ~converged & (slow | (mu > _MU_STALL))),
+    )
+
+
+def build_newton_kernel(landscape: Landscape, *, max_step: float = 0.5, patience: int = 10, method: str = "lm"):
+    """Return ``kernel(params, state, gtol) -> (state, info)``: one iteration of the finder.
 
     Pure, not jitted: the caller jits, ``vmap``s over starts and loops over iterations. A state that
     has converged or stalled is returned unchanged.
     """
 
     def kernel(params, state: NewtonState, gtol):
-        x, g = state.x, state.grad
-        dt = x.dtype
-        lam, q = jnp.linalg.eigh(landscape.hessian(params, x))
-        gq = q.T @ g
-        scale2 = jnp.max(lam * lam)
-        radius = jnp.asarray(max_step * landscape.distance_scale(params), dt)
-        mus = state.damping * jnp.asarray(10.0, dt) ** jnp.arange(_CANDIDATES, dtype=dt)
-
-        def trial(mu):
-            v = -(q @ (lam * gq / (lam * lam + mu * scale2)))
-            vn = jnp.linalg.norm(v)
-            v = v * jnp.minimum(1.0, radius / jnp.maximum(vn, jnp.finfo(dt).tiny))
-            y = landscape.retract(x, v)
-            gy = landscape.grad(params, y)
-            return y, gy, jnp.linalg.norm(gy)
-
-        ys, gys, gns = jax.vmap(trial)(mus)
-        ok = jnp.isfinite(gns) & (gns < state.grad_norm)
-        k = jnp.argmax(ok)  # first (least damped) improving candidate
-        accepted = jnp.any(ok) & ~state.converged & ~state.stalled
-        mu_new = jnp.where(accepted, jnp.maximum(mus[k] / 10.0, _MU_MIN), state.damping * 10.0**_CANDIDATES)
-        frozen = state.converged | state.stalled
-        mu_new = jnp.where(frozen, state.damping, mu_new)
-        x_new = jnp.where(accepted, ys[k], x)
-        g_new = jnp.where(accepted, gys[k], g)
-        gn_new = jnp.where(accepted, gns[k], state.grad_norm)
-        steps = state.steps + jnp.where(frozen, 0, 1).astype(jnp.int32)
-        checkpoint = ~frozen & (steps % patience == 0)
-        slow = checkpoint & (gn_new > _PROGRESS * state.ref_norm)
-        converged = gn_new <= gtol
-        new = NewtonState(
-            x_new,
-            g_new,
-            gn_new,
-            mu_new,
-            steps,
-            converged,
-            state.stalled | (~converged & ((mu_new > _MU_STALL) | slow)),
-            jnp.where(checkpoint, gn_new, state.ref_norm),
-        )
-        return new, NewtonInfo(accepted, mu_new, gn_new)
+        y = _propose(landscape, params, state, max_step, method)
+        gy, hy = landscape.grad_hessian(params, y)
+        new = _update(state, y, gy, hy, gtol, patience, method)
+        return new, NewtonInfo(jnp.linalg.norm(new.x - state.x), new.grad_norm)
 
     return kernel
 
 
 def newton_solve(
-    landscape: Landscape, params, x0, gtol, *, max_steps: int = 100, max_step: float = 0.5, patience: int = 10
+    landscape: Landscape, params, x0, gtol, *, max_steps: int = 100, max_step: float = 0.5, patience: int = 10,
+    method: str = "lm",
 ):
     """Run the finder from one start ``x0`` until converged, stalled or ``max_steps``: -> NewtonState.
 
     Pure (a ``lax.while_loop``); ``vmap`` it over starts. Under ``vmap`` the loop runs until every
     run is done, finished runs stay frozen.
     """
-    kernel = build_newton_kernel(landscape, max_step=max_step, patience=patience)
-    state = newton_init(landscape, params, x0, gtol)
+    kernel = build_newton_kernel(landscape, max_step=max_step, patience=patience, method=method)
+    state = newton_init(landscape, params, x0, gtol, method=method)
 
     def cond(s):
         return ~s.converged & ~s.stalled & (s.steps < max_steps)
@@ -281,7 +347,7 @@ def _starts(key, landscape, params, n_starts):
     return jax.vmap(lambda k: landscape.start(k, params))(keys)
 
 
-def _analyse(landscape, params, state: NewtonState, gtol, steps, zero_tol, dedup_tol) -> CriticalPoints:
+def _analyse(landscape, params, state, gtol, steps, zero_tol, dedup_tol) -> CriticalPoints:
     index, n_zero, ev = jax.vmap(lambda x: hessian_index(landscape, params, x, zero_tol=zero_tol))(state.x)
     energy = jax.vmap(lambda x: landscape.energy_density(params, x))(state.x)
     tol = dedup_tol * landscape.distance_scale(params)
@@ -289,6 +355,76 @@ def _analyse(landscape, params, state: NewtonState, gtol, steps, zero_tol, dedup
     return CriticalPoints(
         state.x, energy, state.grad_norm, steps, state.converged, state.stalled, index, n_zero, ev, unique, dup, gtol
     )
+
+
+#: concurrent runs of the search by default (``slots=None``): enough to keep the batched Hessian
+#: products efficient, few enough that the last runs do not leave most of the batch idle
+DEFAULT_SLOTS = 128
+
+
+class Runs(NamedTuple):
+    """Final state of every run of ``search``, leading axis S (one entry per start)."""
+
+    x: jax.Array
+    grad_norm: jax.Array
+    steps: jax.Array
+    converged: jax.Array
+    stalled: jax.Array
+
+
+def search(landscape: Landscape, params, x0, gtol, *, slots: int, max_steps: int = 100, max_step: float = 0.5,
+           patience: int = 10, method: str = "lm") -> Runs:
+    """Run the finder from every start in ``x0`` (shape (S, dim)), ``slots`` runs at a time: -> ``Runs``.
+
+    A queue on the device: ``slots`` runs advance together (one ``vmap``-ed iteration); a run that
+    has converged, stalled or reached ``max_steps`` is written out and its slot takes the next pending
+    start (whose gradient and Hessian are that slot's evaluation in the next iteration), so the work
+    is the total number of iterations, not ``S * max(steps)``. When no start is pending and at most a
+    quarter of the slots are busy, the busy runs move to a batch of ``slots // 4`` so that the last,
+    longest runs do not drag an idle batch along. Every run is the iteration of ``newton_solve`` from
+    its own start: results do not depend on ``slots`` up to the rounding of the batched matrix
+    products (bit-identical for the same ``slots``). Pure and jit-able (``slots``, ``max_steps``,
+    ``max_step``, ``patience`` static); ``vmap``-able over instances.
+    """
+    s_total, dim = x0.shape
+    b = min(int(slots), s_total)
+    propose = jax.vmap(lambda st: _propose(landscape, params, st, max_step, method))
+    gh = jax.vmap(lambda x: landscape.grad_hessian(params, x))
+    update = jax.vmap(lambda st, y, g, h: _update(st, y, g, h, gtol, patience, method))
+    last = jnp.int32(s_total - 1)
+
+    def body(c):
+        state, owner, load, pending, out = c
+        point = jnp.where(load[:, None], x0[jnp.clip(owner, 0, last)], propose(state))
+        g, h = gh(point)
+        begun = _fresh(point, g, h, gtol, method)
+        state = jax.tree.map(lambda a, b: jnp.where(load.reshape(load.shape + (1,) * (a.ndim - 1)), a, b),
+                             begun, update(state, point, g, h))
+        # finished runs are written out; their slots take the next pending starts
+        done = (state.converged | state.stalled | (state.steps >= max_steps)) & (owner >= 0)
+        target = jnp.where(done, owner, s_total)  # out of range: dropped
+        out = Runs(*(o.at[target].set(v, mode="drop") for o, v in
+                     zip(out, (state.x, state.grad_norm, state.steps, state.converged, state.stalled))))
+        nxt = pending + jnp.cumsum(done, dtype=jnp.int32) - 1
+        owner = jnp.where(done, jnp.where(nxt < s_total, nxt, jnp.int32(-1)), owner)
+        pending = jnp.minimum(pending + jnp.sum(done, dtype=jnp.int32), jnp.int32(s_total))
+        return state, owner, done & (owner >= 0), pending, out
+
+    state = _fresh(x0[:b], jnp.zeros((b, dim), x0.dtype), jnp.zeros((b, dim, dim), x0.dtype), gtol, method)  # loaded first
+    out = Runs(x0, jnp.zeros((s_total,), x0.dtype), jnp.zeros((s_total,), jnp.int32),
+               jnp.zeros((s_total,), bool), jnp.zeros((s_total,), bool))
+    carry = (state, jnp.arange(b, dtype=jnp.int32), jnp.ones((b,), bool), jnp.int32(b), out)
+    tail = b // 4 if b >= 16 else b
+
+    def busy(c):
+        return jnp.sum(c[1] >= 0, dtype=jnp.int32)
+
+    if tail < b:
+        carry = jax.lax.while_loop(lambda c: (busy(c) > 0) & ((c[3] < s_total) | (busy(c) > tail)), body, carry)
+        keep = jnp.argsort(carry[1] < 0, stable=True)[:tail]  # the busy slots first
+        carry = (jax.tree.map(lambda a: a[keep], carry[0]), carry[1][keep], carry[2][keep], carry[3], carry[4])
+    carry = jax.lax.while_loop(lambda c: busy(c) > 0, body, carry)
+    return carry[4]
 
 
 def find_critical_points(
@@ -304,16 +440,13 @@ def find_critical_points(
     max_step: float = 0.5,
     patience: int = 10,
     slots: int | None = None,
+    method: str = "lm",
 ) -> CriticalPoints:
     """Newton-type search for critical points (saddles and minima) from ``n_starts`` random starts.
 
-    Two schedules with the same per-start iteration (results agree up to rounding):
-
-    * ``slots=None`` (default): one jitted ``vmap`` over all starts of a ``lax.while_loop``; pure, so
-      it can itself be ``vmap``-ed (e.g. over instances). Every start pays for the slowest one.
-    * ``slots=B``: B starts run at once in a jitted block of ``patience`` iterations; after each block
-      the host replaces finished runs by pending starts (one compile; work proportional to the total
-      number of iterations rather than ``n_starts * max(steps)``). Not ``vmap``-able.
+    ``slots`` runs advance at once; a finished run's slot takes the next pending start (``search``).
+    Pure and jitted; ``vmap`` it over instances. Results do not depend on ``slots`` beyond the
+    rounding of batched matrix products.
 
     Args:
         key: PRNG key; start s is ``landscape.start(fold_in(key, s), params)``.
@@ -325,8 +458,10 @@ def find_critical_points(
         zero_tol: relative zero-mode tolerance of the index (see ``hessian_index``).
         dedup_tol: duplicates are closer than ``dedup_tol * landscape.distance_scale(params)``.
         max_step: cap on one step, in units of ``distance_scale``.
-        patience: a run whose |grad| has not halved in ``patience`` iterations stops as stalled.
-        slots: None, or the number of concurrent runs of the refilling schedule (>= 1).
+        patience: a run whose smallest |grad| has not halved in ``patience`` iterations stops as stalled.
+        slots: concurrent runs (>= 1); None: ``DEFAULT_SLOTS``.
+        method: "lm" (Levenberg-Marquardt: only steps that lower |grad|) or "newton" (every capped
+            step); see the module docstring.
 
     Returns:
         ``CriticalPoints`` with one entry per start (converged or not).
@@ -336,73 +471,22 @@ def find_critical_points(
     for name, v in (("max_steps", max_steps), ("patience", patience)):
         if isinstance(v, bool) or int(v) != v or v < 1:
             raise ValueError(f"find_critical_points: {name} must be an integer >= 1, got {v!r}")
-    if slots is not None:
-        if isinstance(slots, bool) or int(slots) != slots or slots < 1:
-            raise ValueError(f"find_critical_points: slots must be None or an integer >= 1, got {slots!r}")
-        return _find_refill(as_key(key), landscape, params, int(n_starts), int(max_steps), float(rtol),
-                            float(zero_tol), float(dedup_tol), float(max_step), int(patience), int(slots))
+    if slots is not None and (isinstance(slots, bool) or int(slots) != slots or slots < 1):
+        raise ValueError(f"find_critical_points: slots must be None or an integer >= 1, got {slots!r}")
+    if method not in METHODS:
+        raise ValueError(f"find_critical_points: method must be one of {', '.join(METHODS)}, got {method!r}")
+    slots = DEFAULT_SLOTS if slots is None else int(slots)
     return _find(as_key(key), landscape, params, int(n_starts), int(max_steps), float(rtol), float(zero_tol),
-                 float(dedup_tol), float(max_step), int(patience))
+                 float(dedup_tol), float(max_step), int(patience), min(slots, int(n_starts)), method)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 3, 4, 5))
-def _advance(landscape, params, state, max_steps, max_step, patience, gtol):
-    """``patience`` iterations of the kernel for a block of runs; runs at max_steps stay frozen."""
-    kernel = build_newton_kernel(landscape, max_step=max_step, patience=patience)
-
-    def body(_, st):
-        new = jax.vmap(lambda s: kernel(params, s, gtol)[0])(st)
-        keep = st.steps >= max_steps
-        return jax.tree.map(lambda a, b: jnp.where(keep.reshape(keep.shape + (1,) * (a.ndim - 1)), a, b), st, new)
-
-    return jax.lax.fori_loop(0, patience, body, state)
-
-
-@functools.partial(jax.jit, static_argnums=(0,))
-def _init_all(landscape, params, x0, gtol):
-    return jax.vmap(lambda x: newton_init(landscape, params, x, gtol))(x0)
-
-
-@functools.partial(jax.jit, static_argnums=(0, 4, 5))
-def _analyse_jit(landscape, params, state, gtol, zero_tol, dedup_tol):
-    return _analyse(landscape, params, state, gtol, state.steps, zero_tol, dedup_tol)
-
-
-def _find_refill(key, landscape, params, n_starts, max_steps, rtol, zero_tol, dedup_tol, max_step, patience, slots):
+@functools.partial(jax.jit, static_argnums=(1, 3, 4, 5, 6, 7, 8, 9, 10, 11))
+def _find(key, landscape, params, n_starts, max_steps, rtol, zero_tol, dedup_tol, max_step, patience, slots, method):
     x0 = _starts(key, landscape, params, n_starts)
     gtol = rtol * landscape.grad_scale(params)
-    final = jax.tree.map(np.array, _init_all(landscape, params, x0, gtol))  # host copy, filled as runs end
-    b = min(slots, n_starts)
-    owner = np.arange(b)  # start index held by each slot, -1 when idle
-    pending = b
-    block = jax.tree.map(lambda a: a[:b], final)
-    while True:
-        block = jax.tree.map(np.array, _advance(landscape, params, block, max_steps, max_step, patience, gtol))
-        done = (block.converged | block.stalled | (block.steps >= max_steps)) & (owner >= 0)
-        for slot in np.flatnonzero(done):
-            for field, a in zip(final, block):
-                field[owner[slot]] = a[slot]
-            if pending < n_starts:  # refill the slot with the next start
-                owner[slot] = pending
-                for field, a in zip(final, block):
-                    a[slot] = field[pending]
-                pending += 1
-            else:
-                owner[slot] = -1
-        if np.all(owner < 0):
-            break
-    state = NewtonState(*(jnp.asarray(a) for a in final))
-    return _analyse_jit(landscape, params, state, gtol, zero_tol, dedup_tol)
-
-
-@functools.partial(jax.jit, static_argnums=(1, 3, 4, 5, 6, 7, 8, 9))
-def _find(key, landscape, params, n_starts, max_steps, rtol, zero_tol, dedup_tol, max_step, patience):
-    x0 = _starts(key, landscape, params, n_starts)
-    gtol = rtol * landscape.grad_scale(params)
-    state = jax.vmap(
-        lambda x: newton_solve(landscape, params, x, gtol, max_steps=max_steps, max_step=max_step, patience=patience)
-    )(x0)
-    return _analyse(landscape, params, state, gtol, state.steps, zero_tol, dedup_tol)
+    runs = search(landscape, params, x0, gtol, slots=slots, max_steps=max_steps, max_step=max_step,
+                  patience=patience, method=method)
+    return _analyse(landscape, params, runs, gtol, runs.steps, zero_tol, dedup_tol)
 
 
 def _descent(landscape, params, x, gtol, max_steps):

@@ -106,6 +106,7 @@ def test_critical_help_one_line_per_option():
         (["--landscape", "pspin", "--dims", "1"], "got 1"),
         (["--landscape", "pspin", "--p", "4", "--dims", "100"], "100**4"),
         (["--starts", "many"], "'many'"),
+        (["--method", "bfgs"], "--method: unknown value 'bfgs'; valid: lm, newton"),
         (["--starts", "100000000"], "--starts 100000000 at dimension 32 needs about"),
     ],
 )

@@ -46,10 +46,8 @@ from sim.theory import landscapes as theory  # noqa: E402
 
 __all__ = ["CriticalConfig", "run", "spearman"]
 
-# defaults that depend on the landscape (MLP critical points converge slowly: flat directions)
-# concurrent runs of the finder's refilling schedule (fastest of 64/128/256/512 at n = 32, 512 starts)
-_SLOTS = 128
-_FINDER_DEFAULTS = {"grf": (100, 10), "pspin": (100, 10), "mlp": (300, 50)}  # (max_steps, patience)
+# finder budget by landscape (MLP critical points converge slowly: flat directions): (max_steps, patience)
+_FINDER_DEFAULTS = {"grf": (100, 10), "pspin": (100, 10), "mlp": (300, 50)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,6 +64,7 @@ class CriticalConfig:
         features, features_per_dim, length_scale, confine: GRF options (``sim.landscapes.GRF``).
         d_in, num_samples, weight_decay, noise: MLP options (``sim.landscapes.MLP``).
         max_steps, patience: finder budget (None: 100 and 10; 300 and 50 for mlp).
+        method: the finder's step rule, "lm" (default) or "newton" (see ``sim.critical``).
         rtol, zero_tol, dedup_tol: tolerances (see ``sim.critical``).
         descent: also run gradient descent from the same starts.
         descent_steps: iteration cap of the descent.
@@ -88,6 +87,7 @@ class CriticalConfig:
     noise: float = 0.0
     max_steps: int | None = None
     patience: int | None = None
+    method: str = "lm"
     rtol: float = 1e-8
     zero_tol: float = 1e-6
     dedup_tol: float = 1e-6
@@ -114,6 +114,8 @@ class CriticalConfig:
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or int(v) != v or v < 1):
                 raise ValueError(f"critical: {name} must be an integer >= 1, got {v!r}")
+        if self.method not in critical.METHODS:
+            raise ValueError(f"critical: method must be one of {', '.join(critical.METHODS)}, got {self.method!r}")
         if isinstance(self.spectra, bool) or int(self.spectra) != self.spectra or self.spectra < 0:
             raise ValueError(f"critical: spectra must be an integer >= 0, got {self.spectra!r}")
         if isinstance(self.seed, bool) or int(self.seed) != self.seed or self.seed < 0:
@@ -141,6 +143,7 @@ class CriticalConfig:
         )
 
     def finder_budget(self) -> tuple[int, int]:
+        """``(max_steps, patience)`` with the landscape's defaults filled in."""
         steps, patience = _FINDER_DEFAULTS[self.landscape]
         return (self.max_steps or steps, self.patience or patience)
 
@@ -224,7 +227,7 @@ def run(config: CriticalConfig, *, progress: Progress | None = None) -> Result:
             k_starts = jax.random.fold_in(k, 1)
             cp = critical.find_critical_points(
                 k_starts, land, params, config.starts, max_steps=max_steps, patience=patience, rtol=config.rtol,
-                zero_tol=config.zero_tol, dedup_tol=config.dedup_tol, slots=_SLOTS,
+                zero_tol=config.zero_tol, dedup_tol=config.dedup_tol, method=config.method,
             )
             r = _rows(land.name, dim, size, inst, cp, tdim, "newton")
             size_rows += r
@@ -315,7 +318,7 @@ def run(config: CriticalConfig, *, progress: Progress | None = None) -> Result:
 
     info: dict[str, Any] = {
         "landscape": land.label(),
-        "finder": {"max_steps": max_steps, "patience": patience, "rtol": config.rtol},
+        "finder": {"max_steps": max_steps, "patience": patience, "method": config.method, "rtol": config.rtol},
         "seconds_per_size": timings,
         "device": str(jax.devices()[0]),
     }
