@@ -3,10 +3,10 @@
 Workload: ``sim.landscapes.GRF()`` at n = 32 (16 n = 512 random features), 512 random starts, float64,
 a critical point accepted when |grad| <= 1e-8 sqrt(n).
 
-* hdsim: ``sim.critical.find_critical_points`` (Levenberg-Marquardt on grad = 0 in the Hessian's
-  eigenbasis), 128 starts at a time with finished runs replaced by pending ones (``slots=128``;
-  ``--slots 0`` runs all starts in one ``vmap``-ed while loop). Timed after a warm-up call (compile
-  time printed separately).
+* hdsim: ``sim.critical.find_critical_points`` (Levenberg-Marquardt on grad = 0, damped steps by
+  Cholesky, one gradient+Hessian evaluation per damping trial), 128 starts at a time on a queue that
+  gives a finished run's slot to the next start (``--slots``; ``--method newton`` for the other step
+  rule). Timed after a warm-up call (compile time printed separately).
 * scipy: ``scipy.optimize.root(method="lm", jac=True)`` per start (MINPACK's Levenberg-Marquardt on
   the same residual and Jacobian, written with numpy), what a user would otherwise write.
 * numpy port: the same iteration as hdsim, line by line, per start (``--port``; slow): checks that
@@ -87,38 +87,36 @@ def scipy_search(field, x0, gtol):
 
 
 def port_search(field, x0, gtol, radius, max_steps=100, patience=10):
-    """hdsim's iteration (sim.critical.build_newton_kernel) for one start at a time, in numpy."""
+    """hdsim's "lm" iteration (sim.critical, method="lm") for one start at a time, in numpy."""
     xs, conv = [], []
-    mus_k = 10.0 ** np.arange(4)
+    n = x0.shape[1]
     for x in x0:
-        g = field.grad(x)
-        gn, mu, ref, steps, ok = np.linalg.norm(g), 1e-3, np.linalg.norm(g), 0, False
+        g, h = field.grad_hess(x)
+        gn = np.linalg.norm(g)
+        mu, best, ref, steps = 1e-3, gn, gn, 0
         ok = gn <= gtol
         while not ok and steps < max_steps:
-            _, h = field.grad_hess(x)
-            lam, q = np.linalg.eigh(h)
-            gq = q.T @ g
-            s2 = np.max(lam * lam)
-            found = None
-            for k, m in enumerate(mu * mus_k):
-                v = -(q @ (lam * gq / (lam * lam + m * s2)))
+            s2 = np.sum(h * h)
+            a0, hg = h @ h, h @ g
+            moved = False
+            for k in range(4):
+                m = mu * 10.0**k
+                c = np.linalg.cholesky(a0 + m * s2 * np.eye(n))
+                v = -np.linalg.solve(c.T, np.linalg.solve(c, hg))
                 v *= min(1.0, radius / max(np.linalg.norm(v), 1e-300))
-                y = x + v
-                gy = field.grad(y)
-                if np.isfinite(np.linalg.norm(gy)) and np.linalg.norm(gy) < gn:
-                    found = (y, gy, m)
+                gy, hy = field.grad_hess(x + v)
+                if np.linalg.norm(gy) < gn:
+                    x, g, h, gn, mu, moved = x + v, gy, hy, np.linalg.norm(gy), max(m / 2, 1e-15), True
                     break
-            steps += 1
-            if found is not None:
-                x, g, m = found
-                gn, mu = np.linalg.norm(g), max(m / 10, 1e-15)
-            else:
+            if not moved:
                 mu *= 1e4
+            steps += 1
+            best = min(best, gn)
             ok = gn <= gtol
-            if not ok and (mu > 1e12 or (steps % patience == 0 and gn > 0.5 * ref)):
+            if not ok and (mu > 1e12 or (steps % patience == 0 and not best <= 0.5 * ref)):
                 break
             if steps % patience == 0:
-                ref = gn
+                ref = best
         xs.append(x)
         conv.append(ok)
     return np.array(xs), np.array(conv)
@@ -146,7 +144,7 @@ def main(argv=None):
     ap.add_argument("--port", action="store_true", help="also time the numpy port of hdsim's iteration")
     ap.add_argument("--dim", type=int, default=32)
     ap.add_argument("--starts", type=int, default=None)
-    ap.add_argument("--slots", type=int, default=128, help="concurrent runs in hdsim's refilling schedule (0: all)")
+    ap.add_argument("--slots", type=int, default=128, help="concurrent runs of hdsim's queue (0: the default)")
     ap.add_argument("--method", default="lm", help="hdsim finder step rule: lm or newton")
     args = ap.parse_args(argv)
     args.slots = args.slots or None
