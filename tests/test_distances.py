@@ -212,3 +212,30 @@ def test_bad_distribution_parameters():
         Init(scheme="xavier-ish")
     with pytest.raises(ValueError, match="has 135 parameters, not d=10"):
         sample(KEY, Init(widths=(20, 5, 5)), 2, 10)
+
+
+def test_standard_normal_uses_both_halves_of_each_block():
+    """float32 Gaussians: value j is sqrt(2) erfinv of a uniform made from sign_words(key)[j] (both
+    halves of every Threefry block), short draws are prefixes of long ones, and the moments up to the
+    fourth and the tail P(|z| > 3) match N(0, 1) within 4.5 SE over 2^21 draws."""
+    from scipy.special import erfinv
+    from stats_helpers import assert_proportion
+
+    from sim.vectors import sign_words, standard_normal
+
+    z = np.asarray(standard_normal(KEY, (1 << 21,), jnp.float32))
+    assert z.dtype == np.float32
+    w = np.asarray(sign_words(KEY, 1000))
+    f = ((w >> 9) | np.uint32(0x3F800000)).view(np.float32) - np.float32(1)  # the same float32 steps
+    lo = np.nextafter(np.float32(-1), np.float32(0))
+    u = np.maximum(lo, f * (np.float32(1) - lo) + lo).astype(np.float64)
+    np.testing.assert_allclose(z[:1000], math.sqrt(2) * erfinv(u), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(np.asarray(standard_normal(KEY, (4, 250), jnp.float32)).ravel(), z[:1000])
+    x = z.astype(np.float64)
+    assert_mean(x, 0.0)
+    assert_variance(x, 1.0)
+    assert_mean(x**3, 0.0, what="third moment")
+    assert_mean(x**4, 3.0, what="fourth moment")
+    assert_proportion(int(np.sum(np.abs(x) > 3)), x.size, math.erfc(3 / math.sqrt(2)), what="P(|z| > 3)")
+    f64 = standard_normal(KEY, (8,), jnp.float64)  # other dtypes: jax.random.normal
+    np.testing.assert_array_equal(f64, jax.random.normal(KEY, (8,), jnp.float64))
