@@ -207,6 +207,13 @@ def _setup_scale(devices, platform, coordinator, num_processes, process_id) -> l
             _fail(f"--coordinator {coordinator}: {e}")
         except RuntimeError as e:  # unreachable coordinator, timeout, ...
             _fail(f"--coordinator {coordinator}: jax.distributed could not start ({' '.join(str(e).split())[:200]})")
+    from sim.devices import backend_initialized
+
+    if devices is not None and devices > 1 and platform in (None, "cpu") and not backend_initialized():
+        # jaxlib's batched LAPACK kernels (eigh, Cholesky) wait on sub-tasks in XLA's intra-op pool; with
+        # as many pool threads as busy CPU devices they deadlock. One more thread than devices lets
+        # every device run at once (XLA sizes the pool from NPROC, else from the cores).
+        os.environ.setdefault("NPROC", str(max(devices, os.cpu_count() or 1) + 1))
     try:
         if devices is not None and devices > 1 and platform in (None, "cpu") and not _has_accelerator_hint():
             split_host(min(devices, os.cpu_count() or 1))  # CPU: one device per core, up to --devices
@@ -577,6 +584,8 @@ def critical(
     spectra: Annotated[int, typer.Option(help="Saddles per size whose Hessian spectrum is kept, >= 0.")] = 4,
     out: Annotated[Path, typer.Option(help="Output directory (created if needed).")] = Path("out/critical"),
     plots: Annotated[bool, typer.Option(help="Write the figures (PNG and SVG).")] = True,
+    devices: Annotated[Optional[int], typer.Option(help="Devices to spread the instances over (default: all); same numbers for any count.")] = None,
+    platform: Annotated[Optional[str], typer.Option(help="Backend: cpu, gpu or tpu (default: JAX's choice).")] = None,
 ):
     """Critical points of random losses (Newton from random starts): index against energy, minima fraction."""
     from sim.landscapes import LANDSCAPES
@@ -599,6 +608,7 @@ def critical(
     _positive("--confine", confine, strict=False)
     _positive("--weight-decay", weight_decay, strict=False)
     _positive("--noise", noise, strict=False)
+    _parse_scale(devices, platform, None, None, None)
 
     from sim.experiments import critical as exp
 
@@ -607,19 +617,26 @@ def critical(
             landscape=landscape, dims=tuple(dim_list), starts=starts, seed=seed, instances=instances, p=p,
             features=features, features_per_dim=features_per_dim, length_scale=length_scale, confine=confine,
             d_in=d_in, num_samples=num_samples, weight_decay=weight_decay, noise=noise, max_steps=max_steps,
-            method=method, descent=descent, descent_steps=descent_steps, spectra=spectra,
+            method=method, descent=descent, descent_steps=descent_steps, spectra=spectra, devices=devices,
+            platform=platform,
         )
     except ValueError as e:
         _fail(str(e))
-    # the Hessians of all starts of one size are held at once (S x dim^2 float64, a few copies)
+    _setup_jax()
+    used = _setup_scale(devices, platform, None, None, None)
+    # the Hessians of all starts of one instance are held at once (S x dim^2 float64, a few copies); on
+    # CPU devices (they share RAM) one instance per device runs at once: the largest ones count
     land = config.make_landscape()
     dmax = max(land.dim(d) for d in config.dims)
-    need = 3 * 8 * config.starts * (dmax * dmax + 16 * dmax)
+    per = sorted((3 * 8 * config.starts * (land.dim(d) ** 2 + 16 * land.dim(d)) for d in config.dims
+                  for _ in range(min(config.instances, len(used)))), reverse=True)
+    at_once = min(len(used), len(per)) if used[0].platform == "cpu" else 1
+    need = sum(per[:at_once])
     if need > 0.5 * _available_memory():
-        _fail(f"--starts {starts} at dimension {dmax} needs about {need / 2**30:.1f} GiB, more than half of the "
-              f"{_available_memory() / 2**30:.1f} GiB available; use fewer starts or smaller --dims")
+        _fail(f"--starts {starts} at dimension {dmax} needs about {need / 2**30:.1f} GiB"
+              f"{f' ({at_once} instances at once)' if at_once > 1 else ''}, more than half of the "
+              f"{_available_memory() / 2**30:.1f} GiB available; use fewer starts, smaller --dims or fewer --devices")
     _out_dir(out)
-    _setup_jax()
 
     import dataclasses
 
@@ -661,7 +678,7 @@ def critical(
     bad = sum(s["not_converged"] for s in summary)
     typer.echo(f"{bad} of {sum(s['found'] for s in summary)} starts did not converge (reported in "
                f"critical_points.csv, excluded from the statistics); wrote {len(written)} files to {out} "
-               f"in {wall:.0f} s")
+               f"in {wall:.0f} s on {len(used)} {used[0].platform} device(s)")
 
 
 def _critical_plots(o, config, result):

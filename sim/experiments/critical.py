@@ -23,6 +23,15 @@ Tables (``Result``):
 * ``tables["spectrum"]``: Hessian eigenvalues at up to ``config.spectra`` typical saddles per size
   (the unique saddles whose index fraction is closest to the median).
 * ``tables["theory"]``: the curve alpha(energy) of the theory (grf without confinement, pspin).
+
+Devices: the unit of work is one instance at one size (its finder run and, with descent, its descent
+run). Items, ordered by size then instance, go round-robin to this process's devices (item k on device
+k mod D; ``config.devices`` of them, default all): each item's key is placed on its device, so its
+sampling and searches run there, and up to ``2 D`` items are dispatched ahead of the one being
+collected, so the devices work concurrently (on CPU at most one fewer than XLA's intra-op pool has
+threads, see ``_in_flight``). Every item runs the same program on any device, so every
+number (all columns except timings) is bit-identical for 1, 2, 8 ... devices. Each device compiles the
+programs of the sizes it runs once.
 """
 
 from __future__ import annotations
@@ -41,6 +50,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from sim import critical, landscapes  # noqa: E402
+from sim.devices import PLATFORMS, get_devices  # noqa: E402
 from sim.experiments.base import Progress, Result, no_progress  # noqa: E402
 from sim.theory import landscapes as theory  # noqa: E402
 
@@ -69,6 +79,9 @@ class CriticalConfig:
         descent: also run gradient descent from the same starts.
         descent_steps: iteration cap of the descent.
         spectra: saddles per size whose full Hessian spectrum is kept.
+        devices: number of this process's devices the instances are spread over (None: all of them).
+            Results do not depend on it.
+        platform: backend whose devices are used ("cpu", "gpu", "tpu"; None: JAX's default).
     """
 
     landscape: str = "grf"
@@ -94,6 +107,8 @@ class CriticalConfig:
     descent: bool = True
     descent_steps: int = 20000
     spectra: int = 4
+    devices: int | None = None
+    platform: str | None = None
 
     def __post_init__(self):
         if self.landscape not in landscapes.LANDSCAPES:
@@ -124,6 +139,13 @@ class CriticalConfig:
             v = getattr(self, name)
             if not (math.isfinite(v) and v > 0):
                 raise ValueError(f"critical: {name} must be a finite number > 0, got {v!r}")
+        if self.devices is not None and (isinstance(self.devices, bool) or int(self.devices) != self.devices
+                                         or self.devices < 1):
+            raise ValueError(f"critical: devices must be None or an integer >= 1, got {self.devices!r}")
+        if self.platform is not None and self.platform not in PLATFORMS:
+            raise ValueError(
+                f"critical: platform must be None or one of {', '.join(PLATFORMS)}, got {self.platform!r}"
+            )
         land = self.make_landscape()  # validates the landscape options
         for d in self.dims:
             land.check_size(d)
@@ -209,44 +231,112 @@ def _rows(name, dim, size, instance, cp: critical.CriticalPoints, tdim, method) 
     return out
 
 
+def _local_devices(count: int | None, platform: str | None) -> list:
+    """The first ``count`` (None: all) devices of ``platform`` that this process drives."""
+    devs = [d for d in get_devices(None, platform=platform) if d.process_index == jax.process_index()]
+    if count is None:
+        return devs
+    if count > len(devs):
+        raise ValueError(f"{count} devices requested but only {len(devs)} {devs[0].platform} device(s) available "
+                         "to this process")
+    return devs[: int(count)]
+
+
+def _dispatch(config: CriticalConfig, land, size: int, inst: int, device, budget):
+    """Start the searches of instance ``inst`` of ``size`` on ``device``; returns (finder, descent or None)
+    without waiting for them (JAX dispatch is asynchronous)."""
+    max_steps, patience = budget
+    with jax.default_device(device):
+        root = jax.device_put(jax.random.key(int(config.seed)), device)
+        k = jax.random.fold_in(jax.random.fold_in(root, size), inst)
+        params = land.sample(jax.random.fold_in(k, 0), size)
+        k_starts = jax.random.fold_in(k, 1)
+        cp = critical.find_critical_points(
+            k_starts, land, params, config.starts, max_steps=max_steps, patience=patience, rtol=config.rtol,
+            zero_tol=config.zero_tol, dedup_tol=config.dedup_tol, method=config.method,
+        )
+        dp = None
+        if config.descent:
+            dp = critical.minimise(
+                k_starts, land, params, config.starts, descent_steps=config.descent_steps,
+                max_steps=max_steps, patience=patience, rtol=config.rtol, zero_tol=config.zero_tol,
+                dedup_tol=config.dedup_tol,
+            )
+    return cp, dp
+
+
+def _cpu_pool_size() -> int:
+    """Threads of XLA's CPU intra-op pool: ``NPROC`` if set (XLA reads it), else the usable cores."""
+    try:
+        return max(1, int(os.environ["NPROC"]))
+    except (KeyError, ValueError):
+        try:
+            return len(os.sched_getaffinity(0))
+        except AttributeError:  # pragma: no cover - not Linux
+            return os.cpu_count() or 1
+
+
+def _in_flight(devices) -> int:
+    """How many items may be dispatched ahead of the one collected.
+
+    Each device runs its items one after the other, so this many consecutive items keep
+    ``min(in_flight, D)`` devices busy. On CPU devices the jaxlib LAPACK kernels (batched Cholesky,
+    eigh) wait inside XLA's shared intra-op pool for sub-tasks queued on that same pool: as many
+    concurrent executions as the pool has threads deadlock. So CPU runs keep at most pool - 1
+    devices busy (``hdsim critical --devices`` enlarges the pool through ``NPROC``)."""
+    d = len(devices)
+    if devices[0].platform == "cpu":
+        safe = max(1, _cpu_pool_size() - 1)
+        if safe < d:
+            return safe
+    return 2 * d
+
+
+def _results(config: CriticalConfig, land, devices, budget):
+    """Yield (finder, descent) of every item, sizes then instances, with the work spread round-robin
+    over ``devices`` and ``_in_flight`` items dispatched ahead (also bounds the memory of queued inputs)."""
+    items = [(size, inst) for size in config.dims for inst in range(config.instances)]
+    ahead = _in_flight(devices)
+    flight = {}
+    for j in range(len(items)):
+        for a in range(j, min(j + ahead, len(items))):
+            if a not in flight:
+                flight[a] = _dispatch(config, land, *items[a], devices[a % len(devices)], budget)
+        cp, dp = flight.pop(j)
+        yield jax.device_get(cp), (jax.device_get(dp) if dp is not None else None)
+
+
 def run(config: CriticalConfig, *, progress: Progress | None = None) -> Result:
-    """Run the sweep; see the module docstring for the tables."""
+    """Run the sweep; see the module docstring for the tables and the use of devices."""
     progress = progress or no_progress
     land = config.make_landscape()
-    max_steps, patience = config.finder_budget()
-    root = jax.random.key(int(config.seed))
+    budget = config.finder_budget()
+    max_steps, patience = budget
+    devices = _local_devices(config.devices, config.platform)
+    results = _results(config, land, devices, budget)
     rows, descent_rows, summary, spectrum = [], [], [], []
     timings = {}
+    t0 = time.perf_counter()
     for size in config.dims:
         dim, tdim = land.dim(size), land.tangent_dim(size)
-        t0 = time.perf_counter()
         size_rows, size_desc, instance_means = [], [], []
         for inst in range(config.instances):
-            k = jax.random.fold_in(jax.random.fold_in(root, size), inst)
-            params = land.sample(jax.random.fold_in(k, 0), size)
-            k_starts = jax.random.fold_in(k, 1)
-            cp = critical.find_critical_points(
-                k_starts, land, params, config.starts, max_steps=max_steps, patience=patience, rtol=config.rtol,
-                zero_tol=config.zero_tol, dedup_tol=config.dedup_tol, method=config.method,
-            )
+            cp, dp = next(results)
             r = _rows(land.name, dim, size, inst, cp, tdim, "newton")
             size_rows += r
             ev = np.asarray(cp.eigenvalues)
             for row in r:
                 row["_eigs"] = ev[row["start"]]
-            if config.descent:
-                dp = critical.minimise(
-                    k_starts, land, params, config.starts, descent_steps=config.descent_steps,
-                    max_steps=max_steps, patience=patience, rtol=config.rtol, zero_tol=config.zero_tol,
-                    dedup_tol=config.dedup_tol,
-                )
+            if dp is not None:
                 d = _rows(land.name, dim, size, inst, dp, tdim, "descent")
                 size_desc += d
                 mins = [x["energy"] for x in d if x["converged"] and x["index"] == 0]
                 if mins:
                     instance_means.append(float(np.mean(mins)))
             progress(1)
-        timings[str(size)] = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        timings[str(size)] = t1 - t0  # wall time until this size's last instance came back (the sizes overlap)
+        t0 = t1
 
         uniq = [x for x in size_rows if x["unique"]]
         e = np.array([x["energy"] for x in uniq])
@@ -320,7 +410,9 @@ def run(config: CriticalConfig, *, progress: Progress | None = None) -> Result:
         "landscape": land.label(),
         "finder": {"max_steps": max_steps, "patience": patience, "method": config.method, "rtol": config.rtol},
         "seconds_per_size": timings,
-        "device": str(jax.devices()[0]),
+        "device": str(devices[0]),
+        "devices": len(devices),
+        "platform": devices[0].platform,
     }
     if config.landscape == "pspin":
         info["theory"] = {
