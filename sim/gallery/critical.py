@@ -144,7 +144,7 @@ def _minima_fraction(out: Output, quick: bool):
                 f"{span})")
 
     caption = (
-        "Fraction of minima among the unique critical points found by the Newton search, fitted by "
+        "Fraction of minima among the unique critical points found by the damped Newton (Levenberg-Marquardt) search, fitted by "
         "logit(fraction) = a - c N (binomial maximum likelihood; N = number of parameters for the MLP): "
         f"{law('Gaussian random field')}; {law('MLP (teacher-student)')}; theory: minima are an e^(-cN) fraction."
     )
