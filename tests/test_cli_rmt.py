@@ -9,19 +9,13 @@ from typer.testing import CliRunner
 
 from cli import app
 from sim.theory import rmt as th
+from tests.processes import stderr_of
 from tests.stats_helpers import Z
 
 REQUIRED = ("ensemble", "dim", "samples", "shift", "mean_index_fraction", "std_index_fraction", "p_min",
             "p_min_stderr", "log_p_min", "log_p_min_stderr", "method", "theory_index_fraction", "theory_log_p_min")
 SAMPLES = 16384  # = the chunk size for N <= 8: one compilation per N, shared with the gallery quick run
 RMT_NAMES = ("rmt_minima", "rmt_shift", "rmt_index_distribution", "rmt_spectra")
-
-
-def _stderr(result):
-    try:
-        return result.stderr
-    except (ValueError, AttributeError):  # older click: stderr mixed into output
-        return result.output
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +100,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, extra, value,
     out = tmp_path / "out"
     res = CliRunner().invoke(app, ["rmt", "--out", str(out), *extra])
     assert res.exit_code == 2, res.output
-    err = _stderr(res).strip()
+    err = stderr_of(res).strip()
     assert len(err.splitlines()) == 1 and err.startswith("Error: "), err
     assert value in err and allowed in err, err
     assert not out.exists() or not any(out.iterdir())

@@ -8,12 +8,9 @@ on 127.0.0.1 that meet through jax.distributed (gloo CPU collectives).
 """
 
 import math
-import os
-import socket
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -24,16 +21,9 @@ from sim.devices import block_size, parse_coordinator
 from sim.distances import pairwise_distances, pairwise_matrices
 from sim.vectors import TILE, Gaussian, Rademacher, sample, sign_words
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.processes import ROOT, TIMEOUT, fresh_env, run_two_processes
 KEY = jax.random.key(20261124)
 ALL = ("euclidean", "sqeuclidean", "cityblock", "cosine", "chebyshev")
-TIMEOUT = 240  # seconds for any subprocess: a hung collective fails the test instead of the suite
-
-
-def _env(**extra):
-    env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", **extra)
-    env.pop("JAX_PLATFORMS", None)
-    return env
 
 
 # ---------------------------------------------------------------------------------------------
@@ -147,7 +137,7 @@ DEVICE_SCRIPT = textwrap.dedent("""
 def test_bit_identical_for_1_2_3_8_devices(tmp_path):
     path = tmp_path / "dev.npz"
     r = subprocess.run([sys.executable, "-c", DEVICE_SCRIPT, str(path)], cwd=ROOT, capture_output=True, text=True,
-                       timeout=TIMEOUT, env=_env(XLA_FLAGS="--xla_force_host_platform_device_count=8"))
+                       timeout=TIMEOUT, env=fresh_env(XLA_FLAGS="--xla_force_host_platform_device_count=8"))
     assert r.returncode == 0, r.stderr[-3000:]
     got = np.load(path)
     g = pairwise_matrices(KEY, Gaussian(), 6, 11 * TILE + 5, ("euclidean", "cityblock"), chunk=TILE)
@@ -163,12 +153,6 @@ def test_bit_identical_for_1_2_3_8_devices(tmp_path):
 # processes: two `hdsim distances` processes on 127.0.0.1 against one
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 CLI_ARGS = ["distances", "--dist", "gaussian,rademacher", "--metric", "euclidean",
             "--dims", "20000", "--points", "5", "--chunk", "4096", "--seed", "11", "--no-plots"]
 
@@ -179,23 +163,9 @@ def test_two_processes_equal_one(tmp_path):
 
     from cli import app
 
-    port = _free_port()
-    procs = [
-        subprocess.Popen([sys.executable, "cli.py", *CLI_ARGS, "--out", str(tmp_path / f"p{i}"),
-                          "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(i)],
-                         cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for i in range(2)
-    ]
-    try:
-        outs = [p.communicate(timeout=TIMEOUT) for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-    for p, (out, err) in zip(procs, outs):
-        assert p.returncode == 0, err[-3000:]
-    assert "on 2 cpu device(s) in 2 processes" in outs[0][0]
-    assert not (tmp_path / "p1").exists() and "coordinates/s" not in outs[1][0]  # only process 0 writes
+    outs = run_two_processes(CLI_ARGS, [tmp_path / "p0", tmp_path / "p1"])
+    assert "on 2 cpu device(s) in 2 processes" in outs[0]
+    assert not (tmp_path / "p1").exists() and "coordinates/s" not in outs[1]  # only process 0 writes
     single = CliRunner().invoke(app, [*CLI_ARGS, "--out", str(tmp_path / "single")])
     assert single.exit_code == 0, single.stderr
     assert (tmp_path / "p0" / "distances.csv").read_bytes() == (tmp_path / "single" / "distances.csv").read_bytes()
@@ -211,7 +181,7 @@ def test_missing_gpu_backend_is_one_line_exit_2(tmp_path):
     """In a fresh process (--platform is applied before JAX initialises its backends)."""
     out = tmp_path / "out"
     r = subprocess.run([sys.executable, "cli.py", "distances", "--platform", "gpu", "--dims", "10", "--points", "4",
-                        "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT, env=_env())
+                        "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT, env=fresh_env())
     if any(d.platform == "gpu" for d in jax.devices()):  # pragma: no cover - a machine with a GPU
         pytest.skip("this machine has a GPU")
     assert r.returncode == 2, r.stderr

@@ -7,11 +7,9 @@ count is fixed when JAX starts) and NPROC=9 (XLA's intra-op pool one thread larg
 device.
 """
 
-import os
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import jax
 import numpy as np
@@ -20,7 +18,8 @@ from typer.testing import CliRunner
 
 from cli import app
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.processes import ROOT, fresh_env, stderr_of
+
 TIMEOUT = 300  # seconds: a deadlocked pool fails the test instead of hanging the suite
 
 # the workload, shared by the subprocess (8 devices) and this process (1 device): 8 items (2 sizes x 4
@@ -58,21 +57,6 @@ DEVICE_SCRIPT = COMMON + textwrap.dedent("""
 """)
 
 
-def _env(**extra):
-    env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
-    for k in ("JAX_PLATFORMS", "XLA_FLAGS", "NPROC"):
-        env.pop(k, None)
-    env.update(extra)
-    return env
-
-
-def _stderr(result):
-    try:
-        return result.stderr
-    except (ValueError, AttributeError):  # older click: stderr mixed into output
-        return result.output
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """(8-device subprocess tables, this process's 1-device tables), computed side by side."""
@@ -80,7 +64,7 @@ def runs(tmp_path_factory):
     path = tmp_path_factory.mktemp("dev") / "dev.npz"
     proc = subprocess.Popen([sys.executable, "-c", "import jax; jax.config.update('jax_enable_x64', True)\n" +
                              DEVICE_SCRIPT, str(path)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=_env(XLA_FLAGS="--xla_force_host_platform_device_count=8", NPROC="9"))
+                            text=True, env=fresh_env(XLA_FLAGS="--xla_force_host_platform_device_count=8", NPROC="9"))
     try:
         ns = {}
         exec(compile(COMMON, "common", "exec"), ns)  # noqa: S102 - the same workload source as the subprocess
@@ -120,14 +104,14 @@ ARGS = ["critical", "--dims", "4", "--starts", "8", "--no-descent", "--no-plots"
 def test_bad_device_count_is_one_line_exit_2(tmp_path, devices, message):
     out = tmp_path / "out"
     res = CliRunner().invoke(app, [*ARGS, "--devices", devices, "--out", str(out)])
-    lines = _stderr(res).strip().splitlines()
-    assert res.exit_code == 2 and len(lines) == 1 and lines[0].startswith(f"Error: {message}"), _stderr(res)
+    lines = stderr_of(res).strip().splitlines()
+    assert res.exit_code == 2 and len(lines) == 1 and lines[0].startswith(f"Error: {message}"), stderr_of(res)
     assert not out.exists()
 
 
 def test_unknown_platform_is_one_line_exit_2(tmp_path):
     res = CliRunner().invoke(app, [*ARGS, "--platform", "metal", "--out", str(tmp_path / "out")])
-    lines = _stderr(res).strip().splitlines()
+    lines = stderr_of(res).strip().splitlines()
     assert res.exit_code == 2 and lines == ["Error: --platform: unknown value 'metal'; valid: cpu, gpu, tpu"]
     assert not (tmp_path / "out").exists()
 
@@ -138,7 +122,7 @@ def test_missing_tpu_backend_is_one_line_exit_2(tmp_path):
         pytest.skip("this machine has a TPU")
     out = tmp_path / "out"
     r = subprocess.run([sys.executable, "cli.py", *ARGS, "--platform", "tpu", "--out", str(out)], cwd=ROOT,
-                       capture_output=True, text=True, timeout=TIMEOUT, env=_env())
+                       capture_output=True, text=True, timeout=TIMEOUT, env=fresh_env())
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2 and len(lines) == 1, r.stderr
     assert lines[0].startswith("Error: --platform tpu: no tpu backend available (have: cpu"), r.stderr
@@ -163,11 +147,11 @@ def test_cli_two_cpu_devices_write_the_same_csv(tmp_path):
     args = ["critical", "--dims", "4,8", "--starts", "16", "--instances", "2", "--descent-steps", "500",
             "--seed", "5", "--no-plots"]
     r = subprocess.run([sys.executable, "cli.py", *args, "--devices", "2", "--out", str(tmp_path / "two")],
-                       cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT, env=_env())
+                       cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT, env=fresh_env())
     assert r.returncode == 0, r.stderr[-3000:]
     assert "on 2 cpu device(s)" in r.stdout
     one = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "one")])
-    assert one.exit_code == 0, _stderr(one)
+    assert one.exit_code == 0, stderr_of(one)
     for name in ("critical_points.csv", "critical_summary.csv", "critical_descent.csv", "critical_spectrum.csv"):
         with open(tmp_path / "two" / name, newline="") as f2, open(tmp_path / "one" / name, newline="") as f1:
             assert list(csv.DictReader(f2)) == list(csv.DictReader(f1)), name

@@ -7,12 +7,9 @@ count is fixed when JAX starts) and are compared with this process's single devi
 """
 
 import csv
-import os
-import socket
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -23,8 +20,7 @@ from typer.testing import CliRunner
 from cli import app
 from sim.lanczos import lanczos, probe_vector, tridiagonal_quadrature
 
-ROOT = Path(__file__).resolve().parents[1]
-TIMEOUT = 240  # seconds for any subprocess: a hung collective fails the test instead of the suite
+from tests.processes import ROOT, TIMEOUT, fresh_env, run_two_processes, stderr_of
 
 # the workloads, shared by the subprocess (8 devices) and this process (1 device)
 COMMON = textwrap.dedent("""
@@ -83,21 +79,6 @@ DEVICE_SCRIPT = COMMON + textwrap.dedent("""
 """)
 
 
-def _env(**extra):
-    env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", **extra)
-    env.pop("JAX_PLATFORMS", None)
-    env.pop("XLA_FLAGS", None)
-    env.update(extra)
-    return env
-
-
-def _stderr(result):
-    try:
-        return result.stderr
-    except (ValueError, AttributeError):  # older click: stderr mixed into output
-        return result.output
-
-
 # ---------------------------------------------------------------------------------------------
 # 1, 2 and 8 devices against this process's single device
 
@@ -107,7 +88,7 @@ def eight_devices(tmp_path_factory):
     path = tmp_path_factory.mktemp("dev") / "dev.npz"
     r = subprocess.run([sys.executable, "-c", "import jax; jax.config.update('jax_enable_x64', True)\n" + DEVICE_SCRIPT,
                         str(path)], cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT,
-                       env=_env(XLA_FLAGS="--xla_force_host_platform_device_count=8"))
+                       env=fresh_env(XLA_FLAGS="--xla_force_host_platform_device_count=8"))
     assert r.returncode == 0, r.stderr[-3000:]
     return dict(np.load(path))
 
@@ -180,15 +161,15 @@ SPEC_ARGS = ["spectrum", "--model", "goe", "--dim", "20", "--probes", "4", "--st
 def test_bad_device_count_is_one_line_exit_2(tmp_path, args, devices, message):
     out = tmp_path / "out"
     res = CliRunner().invoke(app, [*args, "--devices", devices, "--out", str(out)])
-    lines = _stderr(res).strip().splitlines()
-    assert res.exit_code == 2 and len(lines) == 1 and lines[0].startswith(f"Error: {message}"), _stderr(res)
+    lines = stderr_of(res).strip().splitlines()
+    assert res.exit_code == 2 and len(lines) == 1 and lines[0].startswith(f"Error: {message}"), stderr_of(res)
     assert not out.exists()
 
 
 @pytest.mark.parametrize("args", [RMT_ARGS, SPEC_ARGS], ids=["rmt", "spectrum"])
 def test_unknown_platform_is_one_line_exit_2(tmp_path, args):
     res = CliRunner().invoke(app, [*args, "--platform", "metal", "--out", str(tmp_path / "out")])
-    lines = _stderr(res).strip().splitlines()
+    lines = stderr_of(res).strip().splitlines()
     assert res.exit_code == 2 and lines == ["Error: --platform: unknown value 'metal'; valid: cpu, gpu, tpu"]
     assert not (tmp_path / "out").exists()
 
@@ -200,7 +181,7 @@ def test_missing_tpu_backend_is_one_line_exit_2(tmp_path, args):
         pytest.skip("this machine has a TPU")
     out = tmp_path / "out"
     r = subprocess.run([sys.executable, "cli.py", *args, "--platform", "tpu", "--out", str(out)], cwd=ROOT,
-                       capture_output=True, text=True, timeout=TIMEOUT, env=_env())
+                       capture_output=True, text=True, timeout=TIMEOUT, env=fresh_env())
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2 and len(lines) == 1, r.stderr
     assert lines[0].startswith("Error: --platform tpu: no tpu backend available (have: cpu"), r.stderr
@@ -224,43 +205,23 @@ def test_cli_two_cpu_devices_write_the_same_csv(tmp_path):
     for args, files in ((rmt_args, ("rmt.csv", "rmt_index_hist.csv", "rmt_spectrum.csv")),
                         (spec_args, ("density.csv", "ritz.csv"))):
         r = subprocess.run([sys.executable, "cli.py", *args, "--devices", "2", "--out", str(tmp_path / "two")],
-                           cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT, env=_env())
+                           cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT, env=fresh_env())
         assert r.returncode == 0, r.stderr[-3000:]
         assert "on 2 cpu device(s)" in r.stdout
         one = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "one")])
-        assert one.exit_code == 0, _stderr(one)
+        assert one.exit_code == 0, stderr_of(one)
         for name in files:
             assert _csv(tmp_path / "two" / name) == _csv(tmp_path / "one" / name), name
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.slow  # ~20 s: two fresh JAX processes meet through jax.distributed, then a single-process run
 def test_rmt_two_processes_equal_one(tmp_path):
     args = ["rmt", "--dims", "3,5", "--samples", "2000", "--rare", "none", "--spectrum-dims", "3",
             "--spectrum-samples", "200", "--seed", "5", "--no-plots"]
-    port = _free_port()
-    procs = [
-        subprocess.Popen([sys.executable, "cli.py", *args, "--out", str(tmp_path / f"p{i}"),
-                          "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(i)],
-                         cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for i in range(2)
-    ]
-    try:
-        outs = [p.communicate(timeout=TIMEOUT) for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-    for p, (out, err) in zip(procs, outs):
-        assert p.returncode == 0, err[-3000:]
-    assert "on 2 cpu device(s) in 2 processes" in outs[0][0]
-    assert not (tmp_path / "p1").exists() and "matrices/s" not in outs[1][0]  # only process 0 writes
+    outs = run_two_processes(args, [tmp_path / "p0", tmp_path / "p1"])
+    assert "on 2 cpu device(s) in 2 processes" in outs[0]
+    assert not (tmp_path / "p1").exists() and "matrices/s" not in outs[1]  # only process 0 writes
     single = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "single")])
-    assert single.exit_code == 0, _stderr(single)
+    assert single.exit_code == 0, stderr_of(single)
     for name in ("rmt.csv", "rmt_index_hist.csv", "rmt_spectrum.csv"):
         assert _csv(tmp_path / "p0" / name) == _csv(tmp_path / "single" / name), name

@@ -1,0 +1,56 @@
+"""Helpers for tests that start fresh Python processes: forced CPU device counts, jax.distributed."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TIMEOUT = 240  # seconds for any subprocess: a hung collective fails the test instead of the suite
+
+
+def fresh_env(**extra) -> dict:
+    """This process's environment for a child that picks its own backend, devices and thread pool."""
+    env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    for k in ("JAX_PLATFORMS", "XLA_FLAGS", "NPROC"):
+        env.pop(k, None)
+    env.update(extra)
+    return env
+
+
+def stderr_of(result) -> str:
+    """A CliRunner result's stderr (older click mixes it into the output)."""
+    try:
+        return result.stderr
+    except (ValueError, AttributeError):
+        return result.output
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_two_processes(args: list[str], out_dirs: list[Path]) -> list[str]:
+    """``python cli.py *args`` as processes 0 and 1 of one jax.distributed run on 127.0.0.1, writing to
+    ``out_dirs[i]``; asserts both exit 0 and returns their stdouts."""
+    port = free_port()
+    procs = [
+        subprocess.Popen([sys.executable, "cli.py", *args, "--out", str(out_dirs[i]),
+                          "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(i)],
+                         cwd=ROOT, env=fresh_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for i in range(2)
+    ]
+    try:
+        outs = [p.communicate(timeout=TIMEOUT) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    for p, (_, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-3000:]
+    return [out for out, _ in outs]
