@@ -54,3 +54,14 @@ def run_two_processes(args: list[str], out_dirs: list[Path]) -> list[str]:
     for p, (_, err) in zip(procs, outs):
         assert p.returncode == 0, err[-3000:]
     return [out for out, _ in outs]
+
+
+def assert_missing_backend_fails(args: list[str], out: Path, platform: str = "tpu") -> None:
+    """``cli.py *args --platform <platform>`` in a fresh process (the platform is applied before JAX
+    initialises its backends) fails with one line naming the missing backend, exit 2, nothing written."""
+    r = subprocess.run([sys.executable, "cli.py", *args, "--platform", platform, "--out", str(out)], cwd=ROOT,
+                       capture_output=True, text=True, timeout=TIMEOUT, env=fresh_env())
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1, r.stderr
+    assert lines[0].startswith(f"Error: --platform {platform}: no {platform} backend available (have: cpu"), r.stderr
+    assert not out.exists()

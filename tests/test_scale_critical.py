@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from cli import app
 
-from tests.processes import ROOT, fresh_env, stderr_of
+from tests.processes import assert_missing_backend_fails, ROOT, fresh_env, stderr_of
 
 TIMEOUT = 300  # seconds: a deadlocked pool fails the test instead of hanging the suite
 
@@ -120,13 +120,7 @@ def test_missing_tpu_backend_is_one_line_exit_2(tmp_path):
     """In a fresh process (--platform is applied before JAX initialises its backends)."""
     if any(d.platform == "tpu" for d in jax.devices()):  # pragma: no cover - a machine with a TPU
         pytest.skip("this machine has a TPU")
-    out = tmp_path / "out"
-    r = subprocess.run([sys.executable, "cli.py", *ARGS, "--platform", "tpu", "--out", str(out)], cwd=ROOT,
-                       capture_output=True, text=True, timeout=TIMEOUT, env=fresh_env())
-    lines = r.stderr.strip().splitlines()
-    assert r.returncode == 2 and len(lines) == 1, r.stderr
-    assert lines[0].startswith("Error: --platform tpu: no tpu backend available (have: cpu"), r.stderr
-    assert not out.exists()
+    assert_missing_backend_fails(ARGS, tmp_path / "out")
 
 
 def test_config_rejects_bad_devices_and_platform():

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from cli import app
 from sim.lanczos import lanczos, probe_vector, tridiagonal_quadrature
 
-from tests.processes import ROOT, TIMEOUT, fresh_env, run_two_processes, stderr_of
+from tests.processes import assert_missing_backend_fails, ROOT, TIMEOUT, fresh_env, run_two_processes, stderr_of
 
 # the workloads, shared by the subprocess (8 devices) and this process (1 device)
 COMMON = textwrap.dedent("""
@@ -179,13 +179,7 @@ def test_missing_tpu_backend_is_one_line_exit_2(tmp_path, args):
     """In a fresh process (--platform is applied before JAX initialises its backends)."""
     if any(d.platform == "tpu" for d in jax.devices()):  # pragma: no cover - a machine with a TPU
         pytest.skip("this machine has a TPU")
-    out = tmp_path / "out"
-    r = subprocess.run([sys.executable, "cli.py", *args, "--platform", "tpu", "--out", str(out)], cwd=ROOT,
-                       capture_output=True, text=True, timeout=TIMEOUT, env=fresh_env())
-    lines = r.stderr.strip().splitlines()
-    assert r.returncode == 2 and len(lines) == 1, r.stderr
-    assert lines[0].startswith("Error: --platform tpu: no tpu backend available (have: cpu"), r.stderr
-    assert not out.exists()
+    assert_missing_backend_fails(args, tmp_path / "out")
 
 
 def _csv(path):
