@@ -125,7 +125,7 @@ class NewtonState(NamedTuple):
 
 
 class NewtonInfo(NamedTuple):
-    """Diagnostics of one iteration: length of the step taken (0 when frozen) and |grad| after."""
+    """Diagnostics of one kernel call: length of the step taken (0 when frozen or rejected), |grad| after."""
 
     step_norm: jax.Array
     grad_norm: jax.Array
@@ -222,7 +222,8 @@ def _update(state: NewtonState, y, gy, hy, gtol, patience: int, method: str) -> 
 
 
 def build_newton_kernel(landscape: Landscape, *, max_step: float = 0.5, patience: int = 10, method: str = "lm"):
-    """Return ``kernel(params, state, gtol) -> (state, info)``: one iteration of the finder.
+    """Return ``kernel(params, state, gtol) -> (state, info)``: one evaluation of the finder (for "lm"
+    one damping trial; ``state.steps`` counts iterations, see the module docstring).
 
     Pure, not jitted: the caller jits, ``vmap``s over starts and loops over iterations. A state that
     has converged or stalled is returned unchanged.
