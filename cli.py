@@ -166,6 +166,14 @@ def _out_dir(out: Path):
         _fail(str(e))
 
 
+# options of every command that splits its work over devices and processes
+PlatformOption = Annotated[Optional[str], typer.Option(help="Backend: cpu, gpu or tpu (default: JAX's choice).")]
+CoordinatorOption = Annotated[Optional[str], typer.Option(
+    help="Multi-process run: HOST:PORT of process 0 (jax.distributed).")]
+ProcessesOption = Annotated[Optional[int], typer.Option(help="Multi-process run: number of processes P.")]
+ProcessIdOption = Annotated[Optional[int], typer.Option(help="Multi-process run: this process, 0..P-1 (only 0 writes).")]
+
+
 def _parse_scale(devices, platform, coordinator, num_processes, process_id):
     """Validate the device/process options (no JAX calls): returns (multi_process, primary)."""
     from sim.devices import PLATFORMS, parse_coordinator
@@ -252,10 +260,10 @@ def distances(
     out: Annotated[Path, typer.Option(help="Output directory (created if needed).")] = Path("out/distances"),
     plots: Annotated[bool, typer.Option(help="Write the figures (PNG and SVG).")] = True,
     devices: Annotated[Optional[int], typer.Option(help="Devices to split the work over (default: all); same numbers for any count.")] = None,
-    platform: Annotated[Optional[str], typer.Option(help="Backend: cpu, gpu or tpu (default: JAX's choice).")] = None,
-    coordinator: Annotated[Optional[str], typer.Option(help="Multi-process run: HOST:PORT of process 0 (jax.distributed).")] = None,
-    num_processes: Annotated[Optional[int], typer.Option(help="Multi-process run: number of processes P.")] = None,
-    process_id: Annotated[Optional[int], typer.Option(help="Multi-process run: this process, 0..P-1 (only 0 writes).")] = None,
+    platform: PlatformOption = None,
+    coordinator: CoordinatorOption = None,
+    num_processes: ProcessesOption = None,
+    process_id: ProcessIdOption = None,
 ):
     """Pairwise distances between random vectors as the dimension grows: CSV, JSON and figures."""
     from sim.distances import METRICS
@@ -438,10 +446,10 @@ def rmt(
     out: Annotated[Path, typer.Option(help="Output directory (created if needed).")] = Path("out/rmt"),
     plots: Annotated[bool, typer.Option(help="Write the figures (PNG and SVG).")] = True,
     devices: Annotated[Optional[int], typer.Option(help="Devices to split the matrices over (default: all); same numbers for any count.")] = None,
-    platform: Annotated[Optional[str], typer.Option(help="Backend: cpu, gpu or tpu (default: JAX's choice).")] = None,
-    coordinator: Annotated[Optional[str], typer.Option(help="Multi-process run: HOST:PORT of process 0 (jax.distributed).")] = None,
-    num_processes: Annotated[Optional[int], typer.Option(help="Multi-process run: number of processes P.")] = None,
-    process_id: Annotated[Optional[int], typer.Option(help="Multi-process run: this process, 0..P-1 (only 0 writes).")] = None,
+    platform: PlatformOption = None,
+    coordinator: CoordinatorOption = None,
+    num_processes: ProcessesOption = None,
+    process_id: ProcessIdOption = None,
 ):
     """Random-matrix Hessians: index statistics, P(minimum) against N and shift, spectra: CSV, JSON, figures."""
     from sim.rmt import ENSEMBLES
@@ -585,7 +593,7 @@ def critical(
     out: Annotated[Path, typer.Option(help="Output directory (created if needed).")] = Path("out/critical"),
     plots: Annotated[bool, typer.Option(help="Write the figures (PNG and SVG).")] = True,
     devices: Annotated[Optional[int], typer.Option(help="Devices to spread the instances over (default: all); same numbers for any count.")] = None,
-    platform: Annotated[Optional[str], typer.Option(help="Backend: cpu, gpu or tpu (default: JAX's choice).")] = None,
+    platform: PlatformOption = None,
 ):
     """Critical points of random losses (Newton from random starts): index against energy, minima fraction."""
     from sim.landscapes import LANDSCAPES
@@ -735,7 +743,7 @@ def spectrum(
     out: Annotated[Path, typer.Option(help="Output directory (created if needed).")] = Path("out/spectrum"),
     plots: Annotated[bool, typer.Option(help="Write the density figure (PNG and SVG).")] = True,
     devices: Annotated[Optional[int], typer.Option(help="Devices to split the probe batches over (default: all; use --batch-size <= probes/devices); same numbers for any count.")] = None,
-    platform: Annotated[Optional[str], typer.Option(help="Backend: cpu, gpu or tpu (default: JAX's choice).")] = None,
+    platform: PlatformOption = None,
 ):
     """Hessian spectrum from Hessian-vector products (SLQ): density.csv, spectrum.json and a figure."""
     from sim.experiments import spectrum as exp
