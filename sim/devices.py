@@ -103,13 +103,16 @@ def split_host(count: int) -> bool:
     return True
 
 
-def get_devices(count: int | None = None, *, platform: str | None = None) -> list:
-    """The first ``count`` devices of ``platform`` (None: all of them).
+def get_devices(count: int | None = None, *, platform: str | None = None, local: bool = False) -> list:
+    """The first ``count`` devices of ``platform`` (None: all of them); ``local``: only those this
+    process drives (for work placed device by device rather than through a global mesh).
 
     Raises:
         ValueError: count < 1, or more devices requested than there are.
     """
     devs = jax.devices(platform) if platform else jax.devices()
+    if local:
+        devs = [d for d in devs if d.process_index == jax.process_index()]
     if count is None:
         return list(devs)
     if int(count) != count or count < 1:

@@ -231,17 +231,6 @@ def _rows(name, dim, size, instance, cp: critical.CriticalPoints, tdim, method) 
     return out
 
 
-def _local_devices(count: int | None, platform: str | None) -> list:
-    """The first ``count`` (None: all) devices of ``platform`` that this process drives."""
-    devs = [d for d in get_devices(None, platform=platform) if d.process_index == jax.process_index()]
-    if count is None:
-        return devs
-    if count > len(devs):
-        raise ValueError(f"{count} devices requested but only {len(devs)} {devs[0].platform} device(s) available "
-                         "to this process")
-    return devs[: int(count)]
-
-
 def _dispatch(config: CriticalConfig, land, size: int, inst: int, device, budget):
     """Start the searches of instance ``inst`` of ``size`` on ``device``; returns (finder, descent or None)
     without waiting for them (JAX dispatch is asynchronous)."""
@@ -312,7 +301,7 @@ def run(config: CriticalConfig, *, progress: Progress | None = None) -> Result:
     land = config.make_landscape()
     budget = config.finder_budget()
     max_steps, patience = budget
-    devices = _local_devices(config.devices, config.platform)
+    devices = get_devices(config.devices, platform=config.platform, local=True)
     results = _results(config, land, devices, budget)
     rows, descent_rows, summary, spectrum = [], [], [], []
     timings = {}
