@@ -400,11 +400,12 @@ def search(landscape: Landscape, params, x0, gtol, *, slots: int, max_steps: int
     has converged, stalled or reached ``max_steps`` is written out and its slot takes the next pending
     start (whose gradient and Hessian are that slot's evaluation in the next iteration), so the work
     is the total number of iterations, not ``S * max(steps)``. When no start is pending and at most
-    half the slots are busy, the busy runs move to a batch of ``slots // 2`` and later of ``slots // 8``
-    so that the last, longest runs do not drag an idle batch along. Every run is the iteration of ``newton_solve`` from
-    its own start: results do not depend on ``slots`` up to the rounding of the batched matrix
-    products (bit-identical for the same ``slots``). Pure and jit-able (``slots``, ``max_steps``,
-    ``max_step``, ``patience`` static); ``vmap``-able over instances.
+    half the slots are busy, the busy runs move to a batch of ``slots // 2`` and later of
+    ``slots // 8`` so that the last, longest runs do not drag an idle batch along. Every run is the
+    iteration of ``newton_solve`` from its own start: results do not depend on ``slots`` up to the
+    rounding of the batched matrix products (bit-identical for the same ``slots``). Pure and
+    jit-able (``slots``, ``max_steps``, ``max_step``, ``patience`` static); ``vmap``-able over
+    instances.
     """
     s_total, dim = x0.shape
     b = min(int(slots), s_total)
@@ -430,7 +431,8 @@ def search(landscape: Landscape, params, x0, gtol, *, slots: int, max_steps: int
         pending = jnp.minimum(pending + jnp.sum(done, dtype=jnp.int32), jnp.int32(s_total))
         return state, owner, done & (owner >= 0), pending, out
 
-    state = _fresh(x0[:b], jnp.zeros((b, dim), x0.dtype), jnp.zeros((b, dim, dim), x0.dtype), gtol, method)  # loaded first
+    # placeholder runs: every slot loads its first start in the first iteration
+    state = _fresh(x0[:b], jnp.zeros((b, dim), x0.dtype), jnp.zeros((b, dim, dim), x0.dtype), gtol, method)
     out = Runs(x0, jnp.zeros((s_total,), x0.dtype), jnp.zeros((s_total,), jnp.int32),
                jnp.zeros((s_total,), bool), jnp.zeros((s_total,), bool))
     carry = (state, jnp.arange(b, dtype=jnp.int32), jnp.ones((b,), bool), jnp.int32(b), out)
