@@ -244,6 +244,15 @@ def goe(request):
     return a, np.linalg.eigvalsh(a)
 
 
+def _l1_to_exact(quad, evals, grid, sigma):
+    """L1 distance on ``grid`` between the SLQ density and the exact eigenvalues smoothed by the same
+    Gaussian kernel of width ``sigma``."""
+    rho = np.asarray(spectral_density(quad, grid, sigma=sigma))
+    z = (np.asarray(grid)[:, None] - evals[None, :]) / sigma
+    rho_exact = np.exp(-0.5 * z * z).mean(1) / (sigma * math.sqrt(2 * math.pi))
+    return float(np.trapezoid(np.abs(rho - rho_exact), grid))
+
+
 def _semicircle_cdf(x):
     return 0.5 + (x * math.sqrt(4 - x * x) / 4 + math.asin(x / 2)) / math.pi
 
@@ -268,11 +277,7 @@ def test_goe_negative_fraction_density_and_extremes(goe):
 
     # density against the exact spectrum smoothed with the same kernel
     sigma = 0.1
-    grid = jnp.linspace(-3.0, 3.5, 651, dtype=jnp.float64)
-    rho = np.asarray(spectral_density(quad, grid, sigma=sigma))
-    z = (np.asarray(grid)[:, None] - evals[None, :]) / sigma
-    rho_exact = np.exp(-0.5 * z * z).mean(1) / (sigma * math.sqrt(2 * math.pi))
-    l1 = float(np.trapezoid(np.abs(rho - rho_exact), grid))
+    l1 = _l1_to_exact(quad, evals, jnp.linspace(-3.0, 3.5, 651, dtype=jnp.float64), sigma)
     assert l1 < 0.05 * scale, f"L1 distance {l1:.4f}"
     # and against the exact histogram (bin width 0.25, density at bin centres from the SLQ density)
     edges = np.arange(-2.0, 2.75, 0.25) + SHIFT - 0.4
@@ -350,11 +355,7 @@ def test_mlp_small_negative_fraction_density_and_extremes(mlp_small):
     assert abs(diff) <= Z * float(fe.stderr), f"SLQ {float(fe.fraction):.4f} +- {float(fe.stderr):.4f} vs {exact:.4f}"
     assert float(fe.lower) - Z * float(fe.lower_stderr) <= exact <= float(fe.upper) + Z * float(fe.upper_stderr)
     sigma = 0.02
-    grid = jnp.linspace(-1.0, 3.0, 801, dtype=jnp.float64)
-    rho = np.asarray(spectral_density(quad, grid, sigma=sigma))
-    z = (np.asarray(grid)[:, None] - evals[None, :]) / sigma
-    rho_exact = np.exp(-0.5 * z * z).mean(1) / (sigma * math.sqrt(2 * math.pi))
-    l1 = float(np.trapezoid(np.abs(rho - rho_exact), grid))
+    l1 = _l1_to_exact(quad, evals, jnp.linspace(-1.0, 3.0, 801, dtype=jnp.float64), sigma)
     assert l1 < 0.1 * math.sqrt(2185 / n), f"L1 distance {l1:.4f}"
     ext = extreme_eigenvalues(quad)
     assert abs(float(ext.min_value) - evals[0]) <= 1e-6 and abs(float(ext.max_value) - evals[-1]) <= 1e-6
@@ -380,11 +381,7 @@ def test_mlp_negative_fraction_within_001_of_eigvalsh(mlp):
     assert abs(float(step.fraction) - exact) > 0.03  # the step count's bias, which the default avoids
     # density against the exact spectrum smoothed with the same kernel
     sigma = 0.02
-    grid = jnp.linspace(-1.0, 3.0, 801, dtype=jnp.float64)
-    rho = np.asarray(spectral_density(quad, grid, sigma=sigma))
-    z = (np.asarray(grid)[:, None] - evals[None, :]) / sigma
-    rho_exact = np.exp(-0.5 * z * z).mean(1) / (sigma * math.sqrt(2 * math.pi))
-    l1 = float(np.trapezoid(np.abs(rho - rho_exact), grid))
+    l1 = _l1_to_exact(quad, evals, jnp.linspace(-1.0, 3.0, 801, dtype=jnp.float64), sigma)
     assert l1 < 0.1, f"L1 distance {l1:.4f}"
     ext = extreme_eigenvalues(quad)
     assert abs(float(ext.min_value) - evals[0]) <= 1e-6 and abs(float(ext.max_value) - evals[-1]) <= 1e-6
