@@ -14,7 +14,7 @@ accumulated.
 
 Throughput is coordinates generated per second (2 d per run), after one warm-up call (hdsim's compile
 time is printed apart). Agreement: different generators give different numbers, so each S is
-checked against theory (mean 2d; std sqrt(8d) gaussian, 2 sqrt(d) rademacher: THEORY.md section 1),
+checked against theory (mean 2d; std sqrt(8d) gaussian, 2 sqrt(d) rademacher: docs/theory.md#distances-moments),
 and hdsim is checked exactly against numpy on hdsim's own ``sim.sample`` vectors at d = 10^5.
 
 Usage:  python benchmarks/bench_stream.py [--quick] [--gaussian-dim 1e8] [--rademacher-dim 1e10] [--devices N]

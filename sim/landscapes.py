@@ -199,7 +199,7 @@ class GRF(Landscape):
     ``phi(x) = sqrt(n / M) sum_m (a_m cos(w_m . x) + b_m sin(w_m . x)) + (confine / 2) |x|^2`` with
     ``a_m, b_m ~ N(0, 1)`` and ``w_m ~ N(0, I / (n s^2))`` (``s = length_scale``, ``M = features``),
     so that without confinement ``E phi(x) phi(y) = n f(|x - y|^2 / (2n))`` with
-    ``f(r) = exp(-r / s^2)`` exactly, for any M: the normalisation of THEORY.md §2 (energy density
+    ``f(r) = exp(-r / s^2)`` exactly, for any M: the normalisation of docs/theory.md#grf-bray-dean (energy density
     ``eps = phi / n``). For this f the constant ``-f'/(f sqrt(f''))`` is 1 for every s, so the theory
     of a typical critical point is ``alpha(eps) = F_semicircle(eps)`` and ``eps_c = -2`` whatever s.
 

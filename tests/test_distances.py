@@ -94,7 +94,7 @@ def pair_values(law, d, metric, reps, salt=0):
 
 @pytest.mark.parametrize("law", [Gaussian(), Uniform(), Rademacher(), StudentT(df=10.0), PowerLaw(a=1.0)])
 def test_squared_distance_mean_and_variance(law):
-    """E S and Var S of S = |x - y|^2 (THEORY.md section 1) within 4.5 standard errors."""
+    """E S and Var S of S = |x - y|^2 (docs/theory.md#distances-moments) within 4.5 standard errors."""
     d = 64
     s = pair_values(law, d, "sqeuclidean", 20000)
     mean, var = sqdist_moments(law, d)
@@ -103,7 +103,7 @@ def test_squared_distance_mean_and_variance(law):
 
 
 def test_theory_table_values():
-    """The per-coordinate constants of THEORY.md's table."""
+    """The per-coordinate constants of the table in docs/theory.md#distances-moments."""
     assert sqdist_moments(Gaussian(), 1) == pytest.approx((2, 8))
     assert sqdist_moments(Uniform(), 1) == pytest.approx((1 / 6, 1 / 15 - 1 / 36))
     assert sqdist_moments(Rademacher(), 1) == pytest.approx((2, 4))
@@ -147,7 +147,7 @@ def test_cosine_variance(law, d):
 
 
 def test_cauchy_does_not_concentrate():
-    """IQR/median of the Cauchy distance tends to 1.530 (THEORY.md), not 0; pair rel_std stays O(1)."""
+    """IQR/median of Cauchy distances tends to 1.530, not 0 (docs/theory.md#distances-heavy-tails); rel_std is O(1)."""
     d = 4096
     dist = pair_values(Cauchy(), d, "euclidean", 8000, salt=3)
 

@@ -30,7 +30,7 @@ from tests.stats_helpers import Z
 
 
 def _goe_np(seed: int, n: int) -> np.ndarray:
-    """GOE normalised to [-2, 2]: (A + A^T) / sqrt(2n) (THEORY.md section 2)."""
+    """GOE normalised to [-2, 2]: (A + A^T) / sqrt(2n) (docs/theory.md#goe-normalisation)."""
     a = np.random.default_rng(seed).standard_normal((n, n))
     return (a + a.T) / math.sqrt(2 * n)
 

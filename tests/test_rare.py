@@ -46,7 +46,7 @@ def test_exact_formula_is_converged_in_precision():
 
 def test_exact_theta_from_large_n():
     """theta = ln(3)/4 from a quadratic fit of the exact -ln P over n = 10..40, within 5% (it is ~1%),
-    and -ln P - theta n^2 grows almost linearly with slope ~0.38 (THEORY.md)."""
+    and -ln P - theta n^2 grows almost linearly with slope ~0.38 (docs/theory.md#goe-large-deviation)."""
     ns = np.arange(10, 41, 5)
     lp = np.array([rare.log_p_positive_definite_exact(int(n)) for n in ns])
     theta, _ = fit_theta(ns, lp)

@@ -1,4 +1,4 @@
-"""Random-matrix ensembles and index statistics against exact values and theory (THEORY.md section 2)."""
+"""Random-matrix ensembles and index statistics against exact values and theory (docs/theory.md, random matrices)."""
 
 import math
 
@@ -151,7 +151,7 @@ def test_p_min_exact_small_n(n):
 
 
 def test_iid_symmetric_matrix_is_not_goe():
-    """THEORY.md: with diagonal variance 1 instead of 2, P(positive definite) at n = 2 is 0.1157, not 0.1464."""
+    """Diagonal variance 1, not 2 (docs/theory.md#goe-normalisation): P(pos. def.) at n = 2 is 0.11585, not 0.1464."""
     total = 400_000
     h = np.asarray(rmt.goe(jax.random.key(7), 2, batch_shape=(total,), normalized=False, dtype=F64))
     h = h.copy()

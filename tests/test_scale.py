@@ -82,7 +82,7 @@ def test_packed_needs_rademacher():
 
 
 # ---------------------------------------------------------------------------------------------
-# large d against theory (THEORY.md section 1: Rademacher S = |x - y|^2 has mean 2d, variance 4d)
+# large d against theory (docs/theory.md#distances-moments: Rademacher S = |x - y|^2 has mean 2d, variance 4d)
 
 
 def test_rademacher_beyond_int32_dimension():
@@ -104,7 +104,7 @@ def test_rademacher_large_d_mean_and_spread():
     z = (pairs - 2 * d) / (2 * math.sqrt(d))
     assert abs(z.mean()) <= 4.5 / math.sqrt(z.size), z.mean()
     assert 0.1 <= z.var(ddof=1) <= 3.5, z.var(ddof=1)
-    cos = 1 - s / (2 * d)  # for +-1 vectors cos = 1 - S / (2d); Var cos = 1/d (THEORY.md)
+    cos = 1 - s / (2 * d)  # for +-1 vectors cos = 1 - S / (2d); Var cos = 1/d (docs/theory.md#angles)
     assert np.all(np.abs(cos[np.triu_indices(32, 1)]) <= 5.5 / math.sqrt(d))
 
 

@@ -357,7 +357,7 @@ def _peak_rss_mb() -> float:
 
 
 def semicircle_cdf(x: float) -> float:
-    """CDF of the semicircle law on [-2, 2] (THEORY.md section 2)."""
+    """CDF of the semicircle law on [-2, 2] (docs/theory.md#goe-semicircle)."""
     x = min(max(float(x), -2.0), 2.0)
     return 0.5 + (x * math.sqrt(4 - x * x) / 4 + math.asin(x / 2)) / math.pi
 
@@ -475,7 +475,7 @@ def _landscape_point(config: SpectrumConfig, key):
                      critical_index=int(cp.index[i]), critical_zero_modes=int(cp.n_zero[i]))
     u = float(land.energy_density(params, x))
     extra["energy_density"] = u
-    # Semicircle theory at this energy (valid at any point: THEORY.md sections 2 and 3)
+    # Semicircle theory at this energy (valid at any point: docs/theory.md#grf-bray-dean and #pspin)
     if config.model == "pspin":
         extra["theory_negative_fraction"] = semicircle_cdf(u * math.sqrt(config.p / (config.p - 1)))
     elif land.confine == 0:

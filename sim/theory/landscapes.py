@@ -22,8 +22,7 @@ critical point of energy density ``eps = phi/n`` the Hessian is, to leading orde
 ``f'' - f'^2/f``, zero for the squared exponential), so the typical index fraction is
 ``alpha(eps) = F(-f'(0) eps / (f(0) sqrt(f''(0))))`` and the critical energy (alpha = 0) is
 ``eps_c = 2 f(0) sqrt(f''(0)) / f'(0)``. For ``f(r) = exp(-r / s^2)``: ``alpha(eps) = F(eps)`` and
-``eps_c = -2`` for every length scale s. (THEORY.md §2 quotes ``eps_c = -(f f'' + f'^2)/(f' sqrt f'')``,
-which has the same magnitude 2 for this f; the sign here follows the convention eps_c < 0, minima
+``eps_c = -2`` for every length scale s. (Derivation: docs/theory.md#grf-bray-dean; eps_c < 0, minima
 below it.)
 
 References: Auffinger, Ben Arous, Cerny, CPAM 66, 165 (2013); Bray & Dean, PRL 98, 150201 (2007);

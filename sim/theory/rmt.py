@@ -1,4 +1,4 @@
-"""Closed forms for random-matrix Hessians (THEORY.md section 2). Plain numpy, float64.
+"""Closed forms for random-matrix Hessians (docs/theory.md, random-matrix sections). Plain numpy, float64.
 
 * Semicircle (GOE normalised by 1/sqrt(N)): rho(x) = sqrt(4 - x^2)/(2 pi) on [-2, 2], CDF
   F(x) = 1/2 + (x sqrt(4 - x^2)/4 + arcsin(x/2))/pi.
@@ -8,7 +8,7 @@
 * P(GOE_N positive definite) = exp(-theta N^2 + O(N)), theta = ln(3)/4 (Dean & Majumdar 2006); the exact
   values for N <= 8 (de Bruijn's Pfaffian formula; any N: ``sim.rare.log_p_positive_definite_exact``).
 * Var(index of GOE_N) ~ ln(N)/pi^2 + C (Majumdar, Nadal, Scardicchio & Vivo 2009), C ~ 0.24 from
-  simulation (THEORY.md).
+  simulation (docs/theory.md#goe-index-variance).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ __all__ = [
 #: Dean & Majumdar's large-deviation rate: P(GOE_N > 0) = exp(-THETA N^2 + O(N)).
 THETA = math.log(3.0) / 4.0
 
-#: P(GOE_N positive definite), exact (de Bruijn's Pfaffian formula; THEORY.md section 2).
+#: P(GOE_N positive definite), exact (de Bruijn's Pfaffian formula; docs/theory.md#goe-positive-definite-exact).
 EXACT_P_POSITIVE_DEFINITE = {
     1: 0.5,
     2: (2.0 - math.sqrt(2.0)) / 4.0,
@@ -47,7 +47,7 @@ EXACT_P_POSITIVE_DEFINITE = {
     8: 9.69454674930767e-10,
 }
 
-#: The constant of Var(index) ~ ln(N)/pi^2 + C for the GOE (from simulation, THEORY.md).
+#: The constant of Var(index) ~ ln(N)/pi^2 + C for the GOE (from simulation, docs/theory.md#goe-index-variance).
 INDEX_VARIANCE_CONSTANT = 0.24
 
 
