@@ -299,10 +299,11 @@ def speedup(baseline_s: float, hdsim_s: float) -> float:
 
 
 def format_speedup(r: float) -> str:
-    """``3.20x`` when hdsim is faster; ``0.50x (hdsim 2.00x slower)`` when it is slower."""
+    """``3.20x`` when hdsim is faster; ``0.50x (hdsim 2x slower)`` when it is slower."""
     if not math.isfinite(r):
         return "n/a"
-    return f"{r:.2f}x" if r >= 1 else f"{r:.2f}x (hdsim {1 / r:.2f}x slower)"
+    shown = f"{r:.2f}x" if r >= 0.1 else f"{r:.2g}x"
+    return shown if r >= 1 else f"{shown} (hdsim {1 / r:.3g}x slower)"
 
 
 def format_comparison(runs: Mapping[int, Mapping[str, Any]], hdsim: str, baseline: str, *,
