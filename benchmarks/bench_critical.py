@@ -1,95 +1,153 @@
-"""Critical-point search for the GRF landscape: hdsim (vmap over starts, jit) against numpy/scipy.
+"""Critical-point search for the GRF landscape: hdsim (vmap over starts, jit) against scipy and a numpy port.
 
-Workload: ``sim.landscapes.GRF()`` at n = 32 (16 n = 512 random features), 512 random starts, float64,
-a critical point accepted when |grad| <= 1e-8 sqrt(n).
+Workload: ``sim.landscapes.GRF()`` at n = 32 (16 n = 512 random features), 512 random starts, float64.
+Every side uses the **same stopping rules**, hdsim's defaults:
 
-* hdsim: ``sim.critical.find_critical_points`` (Levenberg-Marquardt on grad = 0, damped steps by
-  Cholesky, one gradient+Hessian evaluation per damping trial), 128 starts at a time on a queue that
-  gives a finished run's slot to the next start (``--slots``; ``--method newton`` for the other step
-  rule). Timed after a warm-up call (compile time printed separately).
-* scipy: ``scipy.optimize.root(method="lm", jac=True)`` per start (MINPACK's Levenberg-Marquardt on
-  the same residual and Jacobian, written with numpy), what a user would otherwise write.
-* numpy port: the same iteration as hdsim, line by line, per start (``--port``; slow): checks that
-  hdsim's batched run gives the per-start results of the plain algorithm.
+* converged when |grad| <= 1e-8 sqrt(n) (``rtol * grad_scale``), tested at every evaluated point;
+* at most 100 iterations and 1 + 4 x 100 = 401 evaluations of gradient and Hessian per start (hdsim's
+  LM tries at most 4 dampings per iteration);
+* stalled (stopped, not converged) when the smallest |grad| seen has not halved over 10 iterations.
 
-Agreement: every converged point of every method is checked to be a critical point (|grad| <= gtol,
-recomputed in numpy); the port must reproduce hdsim's points; scipy's unique critical points must
-show the same index-energy relation (mean index fraction and its theory value F(eps) agree).
+Sides, all given the same start points:
 
-OPENBLAS_NUM_THREADS=1 is set before numpy loads: on this 2-core machine, multithreaded OpenBLAS made
-the numpy evaluations ~35x slower and JAX's batched eigh ~30x slower (the fair setting for both).
+* hdsim: ``sim.critical.find_critical_points`` (Levenberg-Marquardt on grad = 0, Cholesky-solved
+  damped steps, one gradient+Hessian evaluation per damping trial), 128 starts at a time on a queue
+  that gives a finished run's slot to the next start (``--slots``). Its time includes the Hessian
+  index of every converged point and the merging of duplicates (the baselines do not do these).
+* scipy: ``scipy.optimize.root(method="lm")`` per start (MINPACK's LM on the same residual, numpy
+  gradient and Hessian). The rules above are added by wrapping the residual: it raises when |grad| <=
+  gtol or the evaluation cap is reached; the Jacobian callback (called once per MINPACK iteration)
+  applies the iteration cap and the progress rule. MINPACK keeps its own tests (xtol = ftol = 1e-15,
+  gtol = 0: they stop a run only when no progress is possible).
+* scipy-minpack: the same with MINPACK's own termination only, beside the convergence test and the
+  401-evaluation cap (no iteration cap, no progress rule): what a user who trusts MINPACK writes.
+* numpy port: hdsim's iteration, line by line, one start at a time: the same algorithm without JAX.
+  It checks that hdsim's batched run gives the per-start results and counts hdsim's evaluations.
 
-Both sides are timed ``--repeat`` times (default 3) and the shortest run counts (timing noise only adds).
+Speed is quoted per run (the ratio), per gradient+Hessian evaluation and per critical point found
+(converged start, and distinct point), since the methods converge from different starts.
 
-Run: ``python benchmarks/bench_critical.py`` (``--quick``: 64 starts; ``--port``: add the numpy port).
+Each thread count runs in a fresh worker process (``benchmarks/_report.py``: CPU affinity, BLAS and
+XLA thread settings fixed before numpy and JAX load), hdsim's first call there includes compilation.
+
+Run: ``python benchmarks/bench_critical.py`` (``--quick``: 64 starts; ``--threads 1``; ``--repeat 3``).
 """
 
 from __future__ import annotations
 
-import os
+import argparse
+import sys
+import time
+from pathlib import Path
 
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-os.environ.setdefault("OMP_NUM_THREADS", "1")
+import _report
 
-import argparse  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
-import jax  # noqa: E402
 
-jax.config.update("jax_enable_x64", True)
-
-import numpy as np  # noqa: E402
-import scipy.optimize  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from sim import critical, landscapes  # noqa: E402
-from sim.experiments.critical import spearman  # noqa: E402
-from sim.theory.landscapes import grf_index_fraction  # noqa: E402
+# --------------------------------------------------------------------------- numpy field and solvers
+# (numpy is imported by the worker only, after the parent fixed the thread environment)
 
 
 class NumpyGRF:
     """The same field in numpy: value, gradient, Hessian."""
 
-    def __init__(self, params):
+    def __init__(self, params, np):
+        self.np = np
         self.f = np.asarray(params.freq)
         self.a = np.asarray(params.a)
         self.b = np.asarray(params.b)
         m, n = self.f.shape
         self.amp = np.sqrt(n / m)
+        self.evals = 0
 
     def energy(self, x):
         t = self.f @ x
-        return self.amp * np.sum(self.a * np.cos(t) + self.b * np.sin(t))
+        return self.amp * self.np.sum(self.a * self.np.cos(t) + self.b * self.np.sin(t))
 
     def grad(self, x):
         t = self.f @ x
-        return self.f.T @ (self.amp * (self.b * np.cos(t) - self.a * np.sin(t)))
+        return self.f.T @ (self.amp * (self.b * self.np.cos(t) - self.a * self.np.sin(t)))
 
     def grad_hess(self, x):
+        self.evals += 1
         t = self.f @ x
-        c, s = np.cos(t), np.sin(t)
+        c, s = self.np.cos(t), self.np.sin(t)
         g = self.f.T @ (self.amp * (self.b * c - self.a * s))
         h = -(self.f.T * (self.amp * (self.a * c + self.b * s))) @ self.f
         return g, h
 
 
-def scipy_search(field, x0, gtol):
-    xs, conv, nfev = [], [], 0
-    for x in x0:
-        r = scipy.optimize.root(field.grad_hess, x, jac=True, method="lm",
-                                options={"xtol": 1e-15, "ftol": 1e-15, "gtol": 0.0})
-        g = field.grad(r.x)
-        xs.append(r.x)
-        conv.append(np.linalg.norm(g) <= gtol)
-        nfev += r.nfev
-    return np.array(xs), np.array(conv), nfev
+class _Stop(Exception):
+    pass
 
 
-def port_search(field, x0, gtol, radius, max_steps=100, patience=10):
+def scipy_search(field, x0, gtol, *, max_steps, patience, max_evals, hdsim_rules=True):
+    """``scipy.optimize.root(method="lm")`` per start with the stopping rules in the module docstring.
+
+    Returns (points, converged, evaluations, iterations); a run's point is the evaluated point with the
+    smallest |grad| (MINPACK's iterate when it ends on its own).
+    """
+    import numpy as np
+    import scipy.optimize
+
+    xs, conv, evals, iters = [], [], 0, 0
+    for x_start in x0:
+        run = {"evals": 0, "iters": 0, "best": np.inf, "ref": np.inf, "x": x_start, "ok": False,
+               "at": None, "g": None, "h": None, "jac_at": None}
+
+        def fun(x, run=run):
+            if run["at"] is not None and np.array_equal(run["at"], x):
+                return run["g"]  # scipy asks twice for the start (a shape check): no second evaluation
+            g, h = field.grad_hess(x)
+            run["evals"] += 1
+            run["at"], run["g"], run["h"] = x.copy(), g, h
+            gn = np.linalg.norm(g)
+            if gn < run["best"]:
+                run["best"], run["x"] = gn, x.copy()
+            if gn <= gtol:
+                run["ok"] = True
+                raise _Stop
+            if run["evals"] >= max_evals:
+                raise _Stop
+            return g
+
+        def jac(x, run=run):
+            # MINPACK asks for the Jacobian once per iteration, at the point it moved to (and once
+            # more at the start, for a shape check: not an iteration)
+            if run["jac_at"] is None or not np.array_equal(run["jac_at"], x):
+                run["jac_at"] = x.copy()
+                done = run["iters"]  # iterations completed before this one
+                if hdsim_rules:
+                    if done >= max_steps:
+                        raise _Stop
+                    if done == 0:
+                        run["ref"] = run["best"]
+                    elif done % patience == 0:
+                        if not run["best"] <= 0.5 * run["ref"]:
+                            raise _Stop
+                        run["ref"] = run["best"]
+                run["iters"] += 1
+            fun(x)
+            return run["h"]
+
+        try:
+            # maxiter (MINPACK's maxfev) above the cap: the wrapper's own count of evaluations rules
+            scipy.optimize.root(fun, x_start, jac=jac, method="lm",
+                                options={"xtol": 1e-15, "ftol": 1e-15, "gtol": 0.0, "maxiter": 2 * max_evals})
+        except _Stop:
+            pass
+        xs.append(run["x"])
+        conv.append(run["ok"])
+        evals += run["evals"]
+        iters += run["iters"]
+    return np.array(xs), np.array(conv), evals, iters
+
+
+def port_search(field, x0, gtol, radius, *, max_steps, patience):
     """hdsim's "lm" iteration (sim.critical, method="lm") for one start at a time, in numpy."""
+    import numpy as np
+
     xs, conv = [], []
     n = x0.shape[1]
     for x in x0:
@@ -124,17 +182,9 @@ def port_search(field, x0, gtol, radius, max_steps=100, patience=10):
     return np.array(xs), np.array(conv)
 
 
-def best_of(repeat, fn):
-    """(shortest wall time of ``repeat`` calls, the last result): timing noise only ever adds."""
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t)
-    return min(times), out
-
-
 def unique_points(x, conv, tol):
+    import numpy as np
+
     keep = []
     for i in np.flatnonzero(conv):
         if all(np.linalg.norm(x[i] - x[j]) > tol for j in keep):
@@ -142,79 +192,134 @@ def unique_points(x, conv, tol):
     return np.array(keep, dtype=int)
 
 
-def describe(field, x, conv, tol, n):
-    u = unique_points(x, conv, tol)
-    e = np.array([field.energy(x[i]) / n for i in u])
-    idx = np.array([int(np.sum(np.linalg.eigvalsh(field.grad_hess(x[i])[1]) < 0)) for i in u])
-    fr = idx / n
-    return u, e, fr
+# --------------------------------------------------------------------------- worker
+
+
+def worker(args):
+    sys.path.insert(0, str(REPO))
+    import jax
+
+    jax.config.update("jax_enable_x64", True)  # this script's own process: the GRF runs in float64
+    import numpy as np
+    import scipy.optimize  # noqa: F401  (loaded before the BLAS report)
+    import scipy.stats
+
+    from sim import critical, landscapes
+    from sim.theory.landscapes import grf_index_fraction
+
+    max_steps, patience = 100, 10
+    max_evals = 1 + 4 * max_steps
+    n, starts = args.dim, args.starts or (64 if args.quick else 512)
+    land = landscapes.GRF()
+    params = land.sample(jax.random.key(1), n)
+    key = jax.random.key(0)
+    field = NumpyGRF(params, np)
+    x0 = np.asarray(critical.starts(key, land, params, starts))
+    gtol = 1e-8 * float(land.grad_scale(params))
+    tol = 1e-6 * land.distance_scale(params)
+    print(f"GRF n={n}, features={params.freq.shape[0]}, starts={starts}, float64, gtol={gtol:.2e}, "
+          f"at most {max_steps} iterations / {max_evals} evaluations per start, progress rule over {patience}")
+
+    def hdsim():
+        return jax.block_until_ready(critical.find_critical_points(key, land, params, starts, slots=args.slots,
+                                                                    max_steps=max_steps, patience=patience))
+
+    times, info = {}, {}
+    times["hdsim"], cp = _report.timed(hdsim, args.repeat)
+    cp = jax.tree.map(np.asarray, cp)
+    info["hdsim"] = {"converged": int(cp.converged.sum()), "unique": int(cp.unique.sum())}
+
+    def run_scipy(rules):
+        field.evals = 0
+        out = scipy_search(field, x0, gtol, max_steps=max_steps, patience=patience, max_evals=max_evals,
+                           hdsim_rules=rules)
+        assert out[2] == field.evals  # every gradient+Hessian evaluation is counted
+        return out
+
+    times["scipy"], (xs, cs, ev_sp, it_sp) = _report.timed(lambda: run_scipy(True), args.repeat)
+    times["scipy-minpack"], (xm, cm, ev_mp, it_mp) = _report.timed(lambda: run_scipy(False), args.repeat)
+
+    def run_port():
+        field.evals = 0
+        return port_search(field, x0, gtol, 0.5 * land.distance_scale(params), max_steps=max_steps,
+                           patience=patience), field.evals
+
+    times["port"], ((xp, cpo), ev_port) = _report.timed(run_port, min(args.repeat, 1))
+
+    # agreement: converged points are critical points (numpy recomputation); same index-energy law
+    for name, x, c in (("hdsim", cp.x, cp.converged), ("scipy", xs, cs), ("scipy-minpack", xm, cm),
+                       ("port", xp, cpo)):
+        gmax = max((np.linalg.norm(field.grad(x[i])) for i in np.flatnonzero(c)), default=0.0)
+        assert gmax <= 1.0001 * gtol, (name, gmax)
+    same = float(np.mean(cpo == cp.converged))
+    both = cpo & cp.converged
+    close = bool(np.all(np.linalg.norm(xp[both] - cp.x[both], axis=1) <= tol))
+    print(f"port against hdsim: same converged flag on {same:.1%} of starts, same points where both converged: "
+          f"{close}")
+    assert same >= 0.95 and close, "the numpy port no longer follows hdsim's iteration"
+    info["port"] = {"converged": int(cpo.sum()), "unique": len(unique_points(xp, cpo, tol)), "evals": ev_port}
+    # hdsim's useful evaluations are the port's (same iteration, same starts; checked above)
+    info["hdsim"]["evals"] = ev_port
+    for name, x, c, ev, it in (("scipy", xs, cs, ev_sp, it_sp), ("scipy-minpack", xm, cm, ev_mp, it_mp)):
+        u = unique_points(x, c, tol)
+        info[name] = {"converged": int(c.sum()), "unique": len(u), "evals": ev, "iterations": it}
+        e = np.array([field.energy(x[i]) / n for i in u])
+        fr = np.array([np.sum(np.linalg.eigvalsh(field.grad_hess(x[i])[1]) < 0) for i in u]) / n
+        both = sum(any(np.linalg.norm(x[i] - cp.x[j]) <= tol for j in np.flatnonzero(cp.unique)) for i in u)
+        print(f"{name}: {len(u)} distinct critical points ({both} also found by hdsim), minima {np.mean(fr == 0):.3f},"
+              f" mean index fraction {fr.mean():.3f} (theory F(eps) at the same energies "
+              f"{grf_index_fraction(e).mean():.3f}), Spearman(index, energy) {scipy.stats.spearmanr(fr, e)[0]:.3f}")
+        assert abs(fr.mean() - grf_index_fraction(e).mean()) < 0.05
+    e_hd = cp.energy[cp.unique]
+    fr_hd = cp.index[cp.unique] / n
+    print(f"hdsim: {cp.unique.sum()} distinct critical points, minima {np.mean(fr_hd == 0):.3f}, mean index fraction "
+          f"{fr_hd.mean():.3f} (theory {grf_index_fraction(e_hd).mean():.3f})")
+    for name, d in info.items():
+        print(f"{name:>13}: first {times[name]['first']:7.3f} s, warm {times[name]['warm']:7.3f} s; converged "
+              f"{d['converged']}/{starts}, distinct {d['unique']}, gradient+Hessian evaluations {d['evals']} "
+              f"({d['evals'] / starts:.1f} per start)")
+    _report.emit({"env": _report.environment(), "times": times, "info": info, "starts": starts})
+
+
+# --------------------------------------------------------------------------- parent
+
+
+def per_unit(runs, sides, hdsim="hdsim"):
+    """Warm time per evaluation and per critical point found, and the ratios to hdsim's."""
+    lines = []
+    for threads, r in runs.items():
+        for unit, key in (("evaluation", "evals"), ("converged start", "converged"), ("distinct point", "unique")):
+            hd = r["times"][hdsim]["warm"] / r["info"][hdsim][key]
+            parts = [f"{hdsim} {hd * 1e3:.3f} ms"]
+            for side in sides:
+                b = r["times"][side]["warm"] / r["info"][side][key]
+                parts.append(f"{side} {b * 1e3:.3f} ms ({_report.format_speedup(_report.speedup(b, hd))})")
+            lines.append(f"{threads} thread(s), warm time per {unit}: " + ", ".join(parts))
+    return "\n".join(lines)
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="64 starts instead of 512")
-    ap.add_argument("--port", action="store_true", help="also time the numpy port of hdsim's iteration")
     ap.add_argument("--dim", type=int, default=32)
     ap.add_argument("--starts", type=int, default=None)
-    ap.add_argument("--slots", type=int, default=128, help="concurrent runs of hdsim's queue (0: the default)")
-    ap.add_argument("--method", default="lm", help="hdsim finder step rule: lm or newton")
-    ap.add_argument("--repeat", type=int, default=3, help="timed runs of each side; the best counts")
+    ap.add_argument("--slots", type=int, default=128, help="concurrent runs of hdsim's queue")
+    _report.add_arguments(ap)
     args = ap.parse_args(argv)
-    args.slots = args.slots or None
-    n, starts = args.dim, args.starts or (64 if args.quick else 512)
-    land = landscapes.GRF()
-    params = land.sample(jax.random.key(1), n)
-    key = jax.random.key(0)
-    field = NumpyGRF(params)
-    x0 = np.asarray(critical.starts(key, land, params, starts))
-    gtol = 1e-8 * float(land.grad_scale(params))
-    tol = 1e-6 * land.distance_scale(params)
-    print(f"GRF n={n}, features={params.freq.shape[0]}, starts={starts}, float64, gtol={gtol:.2e}")
-    print(f"devices: {jax.devices()}, OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}")
-
-    def hdsim():
-        return jax.block_until_ready(critical.find_critical_points(key, land, params, starts, slots=args.slots,
-                                                                    method=args.method))
-
-    t = time.perf_counter()
-    hdsim()
-    t_first = time.perf_counter() - t
-    t_hd, cp = best_of(args.repeat, hdsim)
-    cp = jax.tree.map(np.asarray, cp)
-    print(f"hdsim : {t_hd:8.3f} s  (best of {args.repeat}; first call incl. compile {t_first:.2f} s)  converged "
-          f"{cp.converged.sum()}/{starts}  unique {cp.unique.sum()}  max steps {cp.steps.max()}")
-
-    t_sp, (xs, cs, nfev) = best_of(args.repeat, lambda: scipy_search(field, x0, gtol))
-    print(f"scipy : {t_sp:8.3f} s  (best of {args.repeat})  converged {cs.sum()}/{starts}  "
-          f"function+Jacobian evaluations {nfev / starts:.1f}"
-          " per start")
-
-    # agreement: converged points are critical points (numpy recomputation), same index-energy law
-    for name, x, c in (("hdsim", cp.x, cp.converged), ("scipy", xs, cs)):
-        gmax = max((np.linalg.norm(field.grad(x[i])) for i in np.flatnonzero(c)), default=0.0)
-        assert gmax <= 1.0001 * gtol, (name, gmax)
-    _, e_hd, fr_hd = describe(field, cp.x, cp.converged, tol, n)
-    _, e_sp, fr_sp = describe(field, xs, cs, tol, n)
-    for name, e, fr in (("hdsim", e_hd, fr_hd), ("scipy", e_sp, fr_sp)):
-        print(f"  {name}: {e.size} unique critical points, minima {np.mean(fr == 0):.3f}, mean index fraction "
-              f"{fr.mean():.3f} (theory F(eps) at the same energies {grf_index_fraction(e).mean():.3f}), "
-              f"Spearman(index, energy) {spearman(fr, e):.3f}")
-        assert abs(fr.mean() - grf_index_fraction(e).mean()) < 0.05
-    both = sum(any(np.linalg.norm(xs[i] - cp.x[j]) <= tol for j in np.flatnonzero(cp.unique))
-               for i in unique_points(xs, cs, tol))
-    print(f"  {both} of scipy's unique critical points were also found by hdsim")
-
-    ratio = t_sp / t_hd
-    print(f"ratio scipy/hdsim: {ratio:.1f}x")
-    if args.port:
-        t = time.perf_counter()
-        xp, cpo = port_search(field, x0, gtol, 0.5 * land.distance_scale(params))
-        t_port = time.perf_counter() - t
-        same = np.mean(cpo == cp.converged)
-        close = np.all(np.linalg.norm(xp[cpo & cp.converged] - cp.x[cpo & cp.converged], axis=1) <= tol)
-        print(f"numpy port of hdsim's iteration: {t_port:8.3f} s  converged {cpo.sum()}/{starts}, same flag on "
-              f"{same:.1%} of starts, same points: {close}; ratio port/hdsim {t_port / t_hd:.1f}x")
-    return ratio
+    if args.worker:
+        return worker(args)
+    print(f"python {' '.join(sys.argv)}\n{_report.format_load()} (at the start)")
+    runs = {}
+    for threads in _report.thread_counts(args.threads):
+        print(f"--- worker on {threads} thread(s): fresh process, hdsim's first call compiles")
+        runs[threads] = _report.run_worker(_report.worker_argv(__file__, argv), threads)
+    print(_report.format_environment(runs[max(runs)]["env"]))
+    for side in ("scipy", "scipy-minpack", "port"):
+        print(f"--- hdsim against {side} (speed-up = {side} time / hdsim time)")
+        print(_report.format_comparison(runs, "hdsim", side))
+    print(per_unit(runs, ("scipy", "scipy-minpack", "port")))
+    print(f"{_report.format_load()} (at the end)")
+    return runs
 
 
 if __name__ == "__main__":

@@ -1,120 +1,236 @@
-"""Benchmark: index counting of 10^5 GOE matrices at N = 8, 32, 128, hdsim (JAX) against numpy.
+"""Index counting of 10^5 GOE matrices at N = 8, 32, 128: hdsim (JAX) against numpy and scipy.
 
-The same float32 matrices (hdsim's ``goe`` sampler, streamed in chunks) are counted by
-  * hdsim ``rmt.index(h, method="ldl")``: signs of blocked LDL^T pivots (Sylvester inertia), jitted,
-    elimination in float64 (float32 elimination lost a sign once in 3e4 matrices at N = 32);
-  * hdsim ``rmt.index(h, method="eigh")``: ``jnp.linalg.eigvalsh`` (for reference);
-  * numpy ``(np.linalg.eigvalsh(h) < 0).sum(-1)``, with OpenBLAS at its default thread count and with
-    one thread (threadpoolctl; on a shared 2-core machine one thread is often faster). The baseline is
-    the faster of the two.
-Index histograms must agree exactly (mismatching matrices are counted and printed). Sampling time is
-excluded from every timing; compile time is excluded (one warm-up chunk) and printed separately.
+The same float32 matrices (hdsim's ``sim.rmt.goe`` sampler, chunks of about 2^20 entries, sampling
+excluded from every timing) are counted by
 
-Usage:  python benchmarks/bench_rmt.py [--quick] [--samples N] [--dims 8,32,128]
-Needs: threadpoolctl (pip install threadpoolctl) for the one-thread numpy baseline (skipped without it).
+* hdsim ``rmt.index(h, method="ldl")``: signs of the LDL^T pivots (Sylvester inertia), elimination in
+  float64, jitted and batched over the chunk;
+* scipy LDL/inertia: LAPACK ``dsytrf`` (Bunch-Kaufman pivoted LDL^T, float64, the same precision as
+  hdsim's elimination) one matrix at a time through ``scipy.linalg.lapack.dsytrf``, then the negative
+  eigenvalues of the block-diagonal D counted (1x1 pivots by sign, 2x2 blocks by determinant and
+  trace), vectorised over the chunk: the same method as hdsim, the fastest scipy offers;
+* numpy ``(np.linalg.eigvalsh(h) < 0).sum(-1)`` (batched, float32 LAPACK);
+* ``scipy.linalg.ldl`` (the user-facing LDL: permutation and D returned as full matrices) on the first
+  ``--ldl-subset`` matrices only (it is 10-40x slower per matrix), reported per matrix;
+* ``--jax-eigh``: hdsim ``rmt.index(h, method="eigh")`` too.
+
+Every count is compared matrix by matrix with dsytrf's (mismatches printed). Times are totals over the
+workload, one pass: "first" includes the compilation of hdsim's first chunk (a fresh process per
+thread count, ``benchmarks/_report.py``), "warm" replaces that first call by a second, warm one.
+Each thread count runs in its own worker process with CPU affinity, BLAS and XLA thread settings
+fixed before numpy and JAX load; ``--threads 1,all`` (default) runs both.
+
+Usage:  python benchmarks/bench_rmt.py [--quick] [--samples N | N8,N32,N128] [--dims 8,32,128] [--threads 1,all]
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
+import sys
 import time
+from pathlib import Path
 
-import jax
-import jax.numpy as jnp
-import numpy as np
+import _report
 
-from sim import rmt
-
-try:
-    from threadpoolctl import threadpool_limits
-except ImportError:  # pragma: no cover
-    threadpool_limits = None
+REPO = Path(__file__).resolve().parents[1]
+SIDES = ("hdsim-ldl", "scipy-sytrf", "numpy-eigvalsh")
 
 
-def _numpy_index(h):
-    return (np.linalg.eigvalsh(h) < 0).sum(-1)
+def chunk_size(n: int) -> int:
+    """Matrices per chunk: about 2^20 entries, between 64 and 2^14 (the rule of hdsim's streamed counters)."""
+    return int(min(2**14, max(64, 2**20 // (n * n))))
 
 
-def bench(n: int, samples: int, seed: int = 0, *, jax_eigh: bool = False, numpy_threads: str = "both") -> dict:
-    chunk = min(rmt.default_chunk(n), samples)
+def negative_pivots(diag, sub, ipiv):
+    """Negative eigenvalues of the block-diagonal D of lower ``?sytrf`` factorisations, batched.
+
+    ``diag`` (B, n) and ``sub`` (B, n - 1) are D's diagonal and subdiagonal, ``ipiv`` (B, n) LAPACK's
+    pivots: ``ipiv[k] = ipiv[k + 1] < 0`` marks a 2x2 block in rows k, k + 1 (LAPACK ?sytrf, lower).
+    A 2x2 block has one negative eigenvalue when its determinant is negative, else two or none by
+    the sign of its trace.
+    """
+    import numpy as np
+
+    b, n = diag.shape
+    neg = np.zeros(b, np.int64)
+    second = np.zeros(b, bool)  # row k is the second row of a 2x2 block
+    for k in range(n):
+        first = ~second
+        two = first & (ipiv[:, k] < 0) if k + 1 < n else np.zeros(b, bool)
+        one = first & ~two
+        neg += one & (diag[:, k] < 0)
+        if k + 1 < n:
+            a, c, s = diag[:, k], diag[:, k + 1], sub[:, k]
+            det = a * c - s * s
+            neg += np.where(two, np.where(det < 0, 1, np.where(a + c < 0, 2, 0)), 0)
+        second = two
+    return neg
+
+
+def sytrf_index(h32):
+    """Index of each matrix in ``h32`` (B, n, n) by LAPACK dsytrf in float64 and the inertia of D."""
+    import numpy as np
+    from scipy.linalg.lapack import dsytrf, dsytrf_lwork
+
+    b, n, _ = h32.shape
+    h = h32.astype(np.float64)  # C order; each matrix's transpose (itself) is Fortran-ordered: no copy
+    lwork = int(dsytrf_lwork(n, lower=1)[0])
+    diag = np.empty((b, n))
+    sub = np.empty((b, max(n - 1, 0)))
+    ipiv = np.empty((b, n), np.int64)
+    for i in range(b):
+        ldu, piv, info = dsytrf(h[i].T, lower=1, lwork=lwork, overwrite_a=1)
+        if info < 0:
+            raise RuntimeError(f"dsytrf: illegal argument {-info}")
+        diag[i] = np.diagonal(ldu)
+        sub[i] = np.diagonal(ldu, -1)
+        ipiv[i] = piv
+    return negative_pivots(diag, sub, ipiv)
+
+
+def ldl_index(h32):
+    """Index by ``scipy.linalg.ldl`` (float64): inertia of its block-diagonal D."""
+    import numpy as np
+    import scipy.linalg
+
+    out = []
+    for m in h32.astype(np.float64):
+        _, d, _ = scipy.linalg.ldl(m, lower=True, check_finite=False)
+        dg, sb = np.diagonal(d), np.diagonal(d, -1)
+        # a 2x2 block of D has a nonzero subdiagonal entry; mark it as LAPACK's ipiv would
+        two = np.zeros(len(dg), bool)
+        two[:-1] = sb != 0
+        piv = np.where(two | np.r_[False, two[:-1]], -1, 1)
+        out.append(negative_pivots(dg[None], sb[None], piv[None])[0])
+    return np.array(out)
+
+
+# --------------------------------------------------------------------------- worker
+
+
+def bench(n, samples, seed, *, jax_eigh, ldl_subset):
+    import jax
+    import numpy as np
+
+    from sim import rmt
+
+    chunk = min(chunk_size(n), samples)
     key = jax.random.key(seed)
-    f_ldl = jax.jit(lambda h: rmt._index_of(h, "ldl"))
-    f_eig = jax.jit(lambda h: rmt._index_of(h, "eigh"))
-    warm = rmt.goe(key, n, batch_shape=(chunk,))
-    t0 = time.perf_counter()
-    with jax.enable_x64(True):
-        f_ldl(warm).block_until_ready()
-    compile_ldl = time.perf_counter() - t0
-    if jax_eigh:
-        f_eig(warm).block_until_ready()
-    times = {"ldl": 0.0, "eigh": 0.0, "numpy": 0.0, "numpy_1thread": 0.0}
-    hists = {k: np.zeros(n + 1, np.int64) for k in times}
-    mismatch = {"ldl": 0, "eigh": 0, "numpy_1thread": 0}
-    done = 0
+    sides = SIDES + (("hdsim-eigh",) if jax_eigh else ())
+    fns = {
+        "hdsim-ldl": lambda h, hn: np.asarray(rmt.index(h, method="ldl")),
+        "hdsim-eigh": lambda h, hn: np.asarray(rmt.index(h, method="eigh")),
+        "scipy-sytrf": lambda h, hn: sytrf_index(hn),
+        "numpy-eigvalsh": lambda h, hn: (np.linalg.eigvalsh(hn) < 0).sum(-1),
+    }
+    total = dict.fromkeys(sides, 0.0)
+    first, warm0 = {}, {}
+    mismatch = dict.fromkeys(sides, 0)
+    hist = np.zeros(n + 1, np.int64)
+    done, c = 0, 0
+    ldl_t, ldl_bad, ldl_m = 0.0, 0, 0
     while done < samples:
         m = min(chunk, samples - done)
-        idx = jnp.arange(done, done + chunk, dtype=jnp.uint32)
-        h = rmt._from_indices(rmt.Ensemble("goe"), key, idx, n, True, None, jnp.float32)[:m]
-        h = jax.block_until_ready(h) if m == chunk else jax.block_until_ready(jnp.asarray(h))
-        if m < chunk:  # keep the compiled shape: pad with identity matrices and drop their counts
-            h = jnp.concatenate([h, jnp.broadcast_to(jnp.eye(n, dtype=h.dtype), (chunk - m, n, n))])
+        # hdsim always counts a full chunk (one compiled shape); the extra matrices of a last, partial
+        # chunk are counted and dropped, the baselines get the m matrices only
+        h = jax.block_until_ready(rmt.goe(jax.random.fold_in(key, c), n, batch_shape=(chunk,)))
         hn = np.asarray(h)[:m]
         res = {}
-        for name, fn in (("ldl", f_ldl), ("eigh", f_eig)) if jax_eigh else (("ldl", f_ldl),):
-            t = time.perf_counter()
-            with jax.enable_x64(name == "ldl"):  # hdsim's ldl eliminates in float64 (see rmt._index_of)
-                res[name] = np.asarray(fn(h))[:m]
-            times[name] += time.perf_counter() - t
-        if numpy_threads in ("both", "default"):
-            t = time.perf_counter()
-            res["numpy"] = _numpy_index(hn)
-            times["numpy"] += time.perf_counter() - t
-        if numpy_threads in ("both", "1") and threadpool_limits is not None:
-            with threadpool_limits(limits=1):
+        for side in sides:
+            if c == 0:  # the workload's first call in this process (hdsim compiles here)
                 t = time.perf_counter()
-                res["numpy_1thread"] = _numpy_index(hn)
-                times["numpy_1thread"] += time.perf_counter() - t
-        ref = res.get("numpy", res.get("numpy_1thread"))
-        for k in times:
-            if k not in res:
-                times[k] = float("nan")
-                res[k] = ref
-            hists[k] += np.bincount(res[k], minlength=n + 1)
-        for k in mismatch:
-            mismatch[k] += int(np.sum(res[k] != ref))
+                fns[side](h, hn)
+                first[side] = time.perf_counter() - t
+            t = time.perf_counter()
+            res[side] = fns[side](h, hn)[:m]
+            dt = time.perf_counter() - t
+            total[side] += dt
+            if c == 0:
+                warm0[side] = dt
+        ref = res["scipy-sytrf"]
+        for side in sides:
+            mismatch[side] += int(np.sum(res[side] != ref))
+        hist += np.bincount(ref, minlength=n + 1)
+        if ldl_m < ldl_subset:
+            k = min(m, ldl_subset - ldl_m)
+            t = time.perf_counter()
+            idx = ldl_index(hn[:k])
+            ldl_t += time.perf_counter() - t
+            ldl_bad += int(np.sum(idx != ref[:k]))
+            ldl_m += k
         done += m
-    return {"n": n, "samples": samples, "chunk": chunk, "compile_ldl": compile_ldl, "times": times,
-            "mismatch": mismatch, "hist_equal": all(np.array_equal(hists[k], hists["numpy"]) for k in hists)}
+        c += 1
+    # compile-inclusive total: the first call of the first chunk in place of its warm call
+    times = {s: {"first": total[s] - warm0[s] + first[s], "warm": total[s]} for s in sides}
+    return {"n": n, "samples": samples, "chunk": chunk, "chunks": c, "times": times, "mismatch": mismatch,
+            "index_mean": float(np.dot(np.arange(n + 1), hist) / samples), "p_min": float(hist[0] / samples),
+            "ldl_subset": ldl_m, "ldl_per_matrix": ldl_t / max(ldl_m, 1), "ldl_mismatch": ldl_bad}
 
 
-def main():
+def worker(args):
+    sys.path.insert(0, str(REPO))
+    import jax
+
+    jax.config.update("jax_enable_x64", True)  # hdsim's "ldl" eliminates in float64; matrices stay float32
+    import numpy as np
+    import scipy.linalg  # noqa: F401  (loaded before the BLAS report)
+
+    dims = [int(d) for d in args.dims.split(",")]
+    counts = [int(float(s)) for s in args.samples.split(",")] if args.samples else [10_000 if args.quick else 100_000]
+    if len(counts) == 1:
+        counts *= len(dims)
+    if len(counts) != len(dims):
+        raise SystemExit(f"--samples: give one count or one per dimension ({len(dims)}), got {args.samples!r}")
+    out = {}
+    for n, samples in zip(dims, counts):
+        r = bench(n, samples, args.seed, jax_eigh=args.jax_eigh, ldl_subset=args.ldl_subset)
+        out[n] = r
+        t = r["times"]
+        print(f"N={n}: {samples} matrices in {r['chunks']} chunks of {r['chunk']}; "
+              + "; ".join(f"{s} {t[s]['warm']:.3f} s (incl. compile {t[s]['first']:.3f})" for s in t)
+              + f"; mismatches against dsytrf {r['mismatch']}; mean index {r['index_mean']:.3f}, "
+              f"P(index 0) {r['p_min']:.2e}; scipy.linalg.ldl {r['ldl_per_matrix'] * 1e6:.0f} us per matrix "
+              f"on {r['ldl_subset']} matrices ({r['ldl_mismatch']} mismatches)", flush=True)
+        assert all(v == 0 for v in r["mismatch"].values()) and r["ldl_mismatch"] == 0, "index counts differ"
+    _report.emit({"env": _report.environment(), "per_n": out, "numpy": np.__version__})
+
+
+# --------------------------------------------------------------------------- parent
+
+
+def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="10^4 matrices instead of 10^5")
-    ap.add_argument("--samples", type=int, default=None)
+    ap.add_argument("--samples", default=None, help="matrices per N: one count or one per --dims entry")
     ap.add_argument("--dims", default="8,32,128")
-    ap.add_argument("--jax-eigh", action="store_true", help="also time jnp.linalg.eigvalsh (very slow at N=128 here)")
-    ap.add_argument("--numpy-threads", choices=("both", "default", "1"), default="both",
-                    help="numpy baselines to run: OpenBLAS default threads, one thread, or both")
-    args = ap.parse_args()
-    samples = args.samples or (10_000 if args.quick else 100_000)
-    dims = [int(d) for d in args.dims.split(",")]
-    print(f"jax {jax.__version__} on {jax.devices()[0]}, numpy {np.__version__}; {samples} float32 GOE matrices per N")
-    print(f"{'N':>4} {'chunk':>6} {'hdsim ldl s':>12} {'hdsim eigh s':>13} {'numpy s':>9} {'numpy 1thr s':>13}"
-          f" {'ldl/numpy':>10} {'eigh/numpy':>11} {'mismatch ldl/eigh':>18} {'compile s':>10}")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--ldl-subset", type=int, default=1000, help="matrices counted by scipy.linalg.ldl (slow)")
+    ap.add_argument("--jax-eigh", action="store_true", help="also time rmt.index(method='eigh')")
+    _report.add_arguments(ap, repeat=1)
+    args = ap.parse_args(argv)
+    if args.worker:
+        return worker(args)
+    print(f"python {' '.join(sys.argv)}\n{_report.format_load()} (at the start)")
+    runs = {}
+    for threads in _report.thread_counts(args.threads):
+        print(f"--- worker on {threads} thread(s): fresh process, hdsim's first chunk compiles")
+        runs[threads] = _report.run_worker(_report.worker_argv(__file__, argv), threads)
+    print(_report.format_environment(runs[max(runs)]["env"]))
+    dims = list(next(iter(runs.values()))["per_n"])
     for n in dims:
-        r = bench(n, samples, jax_eigh=args.jax_eigh, numpy_threads=args.numpy_threads)
-        t = r["times"]
-        base = np.nanmin([t["numpy"], t["numpy_1thread"]])
-        print(f"{n:>4} {r['chunk']:>6} {t['ldl']:>12.3f} {t['eigh']:>13.3f} {t['numpy']:>9.3f} {t['numpy_1thread']:>13.3f}"
-              f" {t['ldl'] / base:>10.3f} {t['eigh'] / base:>11.3f}"
-              f" {str(r['mismatch']['ldl']) + '/' + str(r['mismatch']['eigh']):>18} {r['compile_ldl']:>10.1f}",
-              flush=True)
-        if not r["hist_equal"]:
-            print(f"     index histograms differ at N={n} (see mismatch counts)")
-    print("ratio = hdsim time / the faster numpy run (< 1: hdsim faster)")
+        per = {t: {"times": r["per_n"][n]["times"], "env": r["env"]} for t, r in runs.items()}
+        some = next(iter(runs.values()))["per_n"][n]
+        for base in ("numpy-eigvalsh", "scipy-sytrf"):
+            print(f"--- N={n}, {some['samples']} matrices: hdsim-ldl against {base} (speed-up = {base} / hdsim)")
+            print(_report.format_comparison(per, "hdsim-ldl", base))
+        for t, r in runs.items():
+            rn = r["per_n"][n]
+            hd = rn["times"]["hdsim-ldl"]["warm"] / rn["samples"]
+            print(f"{t} thread(s): scipy.linalg.ldl {rn['ldl_per_matrix'] * 1e6:.1f} us per matrix against hdsim-ldl "
+                  f"{hd * 1e6:.2f} us (warm): {_report.format_speedup(rn['ldl_per_matrix'] / hd)}")
+    print(f"{_report.format_load()} (at the end)")
+    return runs
 
 
 if __name__ == "__main__":
-    with contextlib.suppress(KeyboardInterrupt):
-        main()
+    main()
