@@ -178,7 +178,7 @@ def test_a_plotting_failure_keeps_the_tables(tmp_path, monkeypatch):
     assert r.exit_code == 1, r.stdout + r.stderr
     err = r.stderr.strip().splitlines()
     assert len(err) == 1 and "figures failed (RuntimeError: no space left for figures)" in err[0], err
-    assert len(read_csv(tmp_path / "distances.csv")) == 2
+    assert len(read_csv(tmp_path / "distances.csv")) == 3 * 2  # three laws (default) x two dims
     meta = json.loads((tmp_path / "distances.json").read_text())
     assert meta["figures"].startswith("failed: RuntimeError") and "distances.csv" in meta["files"]
     assert _figures(tmp_path) == [] and not any(p.name.startswith(".") for p in tmp_path.iterdir())
