@@ -82,11 +82,50 @@ def _fail(message: str) -> None:
     raise _UsageError(message)
 
 
+#: turned off by ``hdsim --no-compile-cache`` or HDSIM_NO_COMPILE_CACHE=1 (reset on every invocation)
+_OPTIONS = {"compile_cache": True}
+
+
+def compile_cache_dir() -> Path:
+    """Where the CLI keeps JAX's persistent compilation cache: $HDSIM_CACHE_DIR if set, else
+    $XDG_CACHE_HOME/hdsim/jax, else ~/.cache/hdsim/jax."""
+    if os.environ.get("HDSIM_CACHE_DIR"):
+        return Path(os.environ["HDSIM_CACHE_DIR"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "hdsim" / "jax"
+
+
+def _compile_cache_enabled() -> bool:
+    return _OPTIONS["compile_cache"] and os.environ.get("HDSIM_NO_COMPILE_CACHE", "").strip().lower() in ("", "0",
+                                                                                                           "false", "no")
+
+
 def _setup_jax() -> None:
-    """x64 on (float64 accumulators and exact comparisons); quiet JAX's CPU-only warning."""
+    """x64 on (float64 accumulators and exact comparisons), and JAX's persistent compilation cache.
+
+    The cache (``compile_cache_dir()``) lets a second run of the same command load its compiled
+    programs instead of recompiling them. JAX caches only programs that took >= 1 s to compile and
+    lets the file system decide a minimum entry size by default; both thresholds are lowered here
+    (``jax_persistent_cache_min_compile_time_secs = 0``, ``jax_persistent_cache_min_entry_size_bytes
+    = -1``) because hdsim's many small programs add up. Only the CLI sets this: importing or calling
+    ``sim`` never changes JAX's configuration. An unusable cache directory only turns the cache off.
+    """
     import jax
 
     jax.config.update("jax_enable_x64", True)
+    if not _compile_cache_enabled():
+        jax.config.update("jax_enable_compilation_cache", False)
+        return
+    path = compile_cache_dir()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        jax.config.update("jax_enable_compilation_cache", False)
+        return
+    jax.config.update("jax_enable_compilation_cache", True)
+    jax.config.update("jax_compilation_cache_dir", str(path))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
 
 
 def _available_memory() -> int:
@@ -124,8 +163,12 @@ def _version(value: bool):
 def _root(
     version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True,
                                                     help="Print the version and exit.")] = None,
+    compile_cache: Annotated[bool, typer.Option(help="Keep compiled programs in ~/.cache/hdsim/jax (or "
+                                                "$HDSIM_CACHE_DIR) so the next run skips compilation; also "
+                                                "HDSIM_NO_COMPILE_CACHE=1.")] = True,
 ):
     """hdsim: high-dimensional geometry simulator."""
+    _OPTIONS["compile_cache"] = compile_cache
 
 
 def _positive(name: str, value: float | None, *, strict: bool = True) -> None:
@@ -164,6 +207,104 @@ def _out_dir(out: Path):
         check_writable(out)
     except ValueError as e:
         _fail(str(e))
+
+
+class _ConfigErrors:
+    """``with _ConfigErrors(aliases):`` turns a ValueError of a config or kernel into the one-line
+    exit-2 message, with the field it names spelled as the command's option (``starts`` ->
+    ``--starts``; ``aliases`` maps other names, e.g. ``{"shifts": "--shift"}``)."""
+
+    def __init__(self, aliases: dict[str, str] | None = None):
+        self.aliases = aliases or {}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None and issubclass(exc_type, ValueError):
+            _fail(_as_option(" ".join(str(exc).split()), self.aliases))
+        return False
+
+
+def _as_option(msg: str, aliases: dict[str, str]) -> str:
+    """'critical: starts must be ...' -> '--starts must be ...'; 'dims: 5000 exceeds' -> '--dims: 5000 exceeds'."""
+    import re
+
+    m = re.match(r"^([\w-]+): (.*)$", msg)
+    prefix, rest = (m.group(1), m.group(2)) if m else (None, msg)
+
+    def option(name):
+        return aliases.get(name) or "--" + name.replace("_", "-")
+
+    if prefix is not None and (prefix in aliases or prefix in _FIELD_NAMES):
+        return f"{option(prefix)}: {rest}"
+    for key in sorted(set(aliases) | _FIELD_NAMES, key=len, reverse=True):
+        if rest.startswith(key + " ") or rest.startswith(key + ":"):
+            return option(key) + rest[len(key):]
+    return msg
+
+
+#: field names of the experiment configs and laws that are spelled as options (see ``_as_option``)
+_FIELD_NAMES = {
+    "dims", "points", "seed", "chunk", "dtype", "devices", "platform", "samples", "shifts", "ensemble", "aspect",
+    "rare", "index_method", "min_minima", "ti_chains", "ti_sweeps", "spectrum_samples", "spectrum_dims",
+    "landscape", "starts", "instances", "p", "features", "features_per_dim", "length_scale", "confine", "d_in",
+    "num_samples", "weight_decay", "noise", "max_steps", "method", "descent_steps", "spectra", "df",
+}
+
+
+def _previous_files(meta: Path) -> set[str]:
+    """The files the previous run listed in its JSON (empty if none or unreadable)."""
+    import json
+
+    try:
+        files = json.loads(meta.read_text()).get("files", [])
+    except (OSError, ValueError, AttributeError):
+        return set()
+    return {f for f in files if isinstance(f, str)}
+
+
+def _write_run(out: Path, json_name: str, tables: dict, meta: dict, plot=None) -> tuple[list[str], str | None]:
+    """Write a run's outputs: the tables and the JSON first, in one commit, then the figures in a second.
+
+    A failure (or a crash) while plotting therefore never loses the tables. Files the previous run of
+    this command listed in its JSON and this run does not write (e.g. its figures) are removed in the
+    first commit, so the directory never mixes this run's tables with another run's figures. The JSON
+    lists this run's ``files`` and says whether the ``figures`` were written. Returns (files, error):
+    error is a one-line description of a plotting failure, else None.
+    """
+    from sim.io import Output
+
+    stale = _previous_files(out / json_name)
+    with Output(out) as o:
+        for name, rows in tables.items():
+            o.csv(name, rows)
+        files = o.staged_names() + [json_name]
+        for name in sorted(stale - set(files)):
+            try:
+                o.remove(name)
+            except ValueError:  # not a plain relative name: never touch it
+                pass
+        o.json(json_name, {**meta, "files": files, "figures": "pending" if plot else "not requested"})
+    if plot is None:
+        return files, None
+    try:
+        with Output(out) as o:
+            plot(o)
+            figures = o.staged_names()
+            o.json(json_name, {**meta, "files": files + figures, "figures": "written"})
+        return files + figures, None
+    except Exception as e:  # noqa: BLE001 - any plotting failure: keep the tables, report it
+        error = f"{type(e).__name__}: {' '.join(str(e).split())}"[:300]
+        with Output(out) as o:
+            o.json(json_name, {**meta, "files": files, "figures": f"failed: {error}"})
+        return files, error
+
+
+def _report_plot_error(error: str | None, out: Path) -> None:
+    if error is not None:
+        typer.echo(f"Error: the figures failed ({error}); the tables and the JSON are written to {out}", err=True)
+        raise typer.Exit(1)
 
 
 # options of every command that splits its work over devices and processes
@@ -232,12 +373,11 @@ def _setup_scale(devices, platform, coordinator, num_processes, process_id) -> l
 
 
 def _deviation(row) -> str:
-    """' mean-theory=+0.53 SE': the pair mean against theory in standard errors. The SE is the theory
-    std over sqrt(points // 2) (disjoint pairs; the correlated pairs of one sample carry no more)."""
-    mean, th, rel = row["mean"], row["theory_mean"], row["theory_rel_std"]
-    if not all(math.isfinite(v) for v in (mean, th, rel)) or rel <= 0:
-        return ""
-    return f" mean-theory={(mean - th) / (rel * th / math.sqrt(row['points'] // 2)):+.2f} SE"
+    """' mean-theory=+0.53 SE' (see ``sim.experiments.distances.mean_deviation``), or ''."""
+    from sim.experiments.distances import mean_deviation
+
+    z = mean_deviation(row)
+    return f" mean-theory={z:+.2f} SE" if math.isfinite(z) else ""
 
 
 @app.command()
@@ -247,11 +387,11 @@ def distances(
     metric: Annotated[str, typer.Option(help="Metrics, comma list: euclidean sqeuclidean cityblock minkowski "
                                         "chebyshev cosine.")] = "euclidean",
     dims: Annotated[str, typer.Option(help=DIMS_HELP)] = "10,100,1000,10000",
-    points: Annotated[int, typer.Option(min=2, help="Random vectors per (law, d), >= 2.")] = 256,
-    seed: Annotated[int, typer.Option(min=0, help="Seed (integer >= 0).")] = 0,
-    p: Annotated[Optional[float], typer.Option(help="Minkowski exponent, any p > 0.")] = None,
+    points: Annotated[int, typer.Option(help="Random vectors per (law, d), >= 2.")] = 256,
+    seed: Annotated[int, typer.Option(help="Seed (integer >= 0).")] = 0,
+    minkowski_p: Annotated[Optional[float], typer.Option(help="Exponent p > 0 of --metric minkowski.")] = None,
     df: Annotated[float, typer.Option(help="Student-t degrees of freedom, > 0.")] = 5.0,
-    sigma: Annotated[float, typer.Option(help="Lognormal sigma, > 0.")] = 1.0,
+    lognormal_sigma: Annotated[float, typer.Option(help="Lognormal sigma, > 0.")] = 1.0,
     a: Annotated[float, typer.Option(help="powerlaw: eigenvalues i^-a, a >= 0.")] = 1.0,
     init_scheme: Annotated[str, typer.Option(help="Init scheme: he, lecun, glorot.")] = "he",
     init_io: Annotated[str, typer.Option(help="init: MLP input,output widths (2 hidden layers fitted to d).")] = "784,10",
@@ -267,53 +407,39 @@ def distances(
 ):
     """Pairwise distances between random vectors as the dimension grows: CSV, JSON and figures."""
     from sim.distances import METRICS
-    from sim.vectors import DISTRIBUTIONS, TILE
+    from sim.vectors import DISTRIBUTIONS
 
     names = _parse_list("--dist", dist, DISTRIBUTIONS)
     metric_names = _parse_list("--metric", metric, METRICS)
     dim_list = _parse_dims(dims)
-    _positive("--df", df)
-    _positive("--sigma", sigma)
-    _positive("--a", a, strict=False)
-    if "minkowski" in metric_names:
-        if p is None:
-            _fail("--metric minkowski needs --p (any p > 0)")
-        _positive("--p", p)
-    _choice("--dtype", dtype, ("float32", "float64"))
-    if chunk is not None and (chunk < TILE or chunk % TILE or (chunk // TILE) & (chunk // TILE - 1)):
-        _fail(f"--chunk {chunk}: must be {TILE} times a power of two (4096, 8192, 16384, ...)")
-    try:
-        io_w = tuple(int(v) for v in init_io.split(","))
-        assert len(io_w) == 2 and min(io_w) >= 1
-    except (ValueError, AssertionError):
-        _fail(f"--init-io {init_io!r}: give two positive integers 'input,output', e.g. 784,10")
+    if "minkowski" in metric_names and minkowski_p is None:
+        _fail("--metric minkowski needs --minkowski-p (any p > 0)")
+    io_w = _parse_init_io(init_io)
     multi, primary = _parse_scale(devices, platform, coordinator, num_processes, process_id)
 
     from sim.distances import make_metric
     from sim.experiments import distances as exp
     from sim.vectors import Init, make_distribution
 
-    try:
+    aliases = {"sigma": "--lognormal-sigma", "exponent a": "--a", "p": "--minkowski-p"}
+    with _ConfigErrors(aliases):
+        for law in ("student-t", "lognormal", "powerlaw"):  # every law option is checked, used or not
+            make_distribution(law, df=df, sigma=lognormal_sigma, a=a)
         laws = tuple(
             Init(widths=(io_w[0], 1, 1, io_w[1]), scheme=init_scheme) if n == "init"
-            else make_distribution(n, df=df, sigma=sigma, a=a)
+            else make_distribution(n, df=df, sigma=lognormal_sigma, a=a)
             for n in names
         )
-        metrics = tuple(make_metric(m, p if m == "minkowski" else None) for m in metric_names)
-        config = exp.DistancesConfig(dists=laws, metrics=metrics, dims=dim_list, points=points, seed=seed,
+        metrics = tuple(make_metric(m, minkowski_p if m == "minkowski" else None) for m in metric_names)
+        config = exp.DistancesConfig(dists=laws, metrics=metrics, dims=tuple(dim_list), points=points, seed=seed,
                                      chunk=chunk, dtype=dtype, devices=devices, platform=platform)
-        for law in laws:
-            for d in dim_list:
-                exp.dims_for(law, d)
         exp.check_memory(config, _available_memory())
-    except ValueError as e:
-        _fail(str(e))
     _setup_jax()
     used = _setup_scale(devices, platform, coordinator, num_processes, process_id)
     if primary:
         _out_dir(out)
 
-    from sim.io import Output, run_metadata
+    from sim.io import run_metadata
 
     t0 = time.perf_counter()
     bar, task = _progress(len(laws) * len(dim_list), "distances")
@@ -322,22 +448,31 @@ def distances(
     wall = time.perf_counter() - t0
     if not primary:  # every process computed its share; process 0 holds the joint result and writes it
         return
-    with Output(out) as o:
-        o.csv("distances.csv", result.rows)
-        o.csv("distances_hist.csv", result.tables["hist"])
-        if result.tables["angles"]:
-            o.csv("distances_angles.csv", result.tables["angles"])
-        if plots:
-            _distance_plots(o, result, metrics)
-        o.json("distances.json", run_metadata("hdsim distances", config.to_json(), seed=seed, wall_seconds=wall,
-                                              info=result.info))
-        written = o.staged_names()
+    tables = {"distances.csv": result.rows, "distances_hist.csv": result.tables["hist"]}
+    if result.tables["angles"]:
+        tables["distances_angles.csv"] = result.tables["angles"]
+    meta = run_metadata("hdsim distances", config.to_json(), seed=seed, wall_seconds=wall, info=result.info)
+    written, error = _write_run(out, "distances.json", tables, meta,
+                                (lambda o: _distance_plots(o, result, metrics)) if plots else None)
     for r in result.rows:
         typer.echo(f"{r['dist_params']:>24} {r['metric']:>11} d={r['dim']:<12} mean={r['mean']:<12.6g} "
                    f"rel_std={r['rel_std']:<10.4g} theory={r['theory_rel_std']:.4g}{_deviation(r)}")
     where = f"{len(used)} {used[0].platform} device(s)" + (f" in {num_processes} processes" if multi else "")
     typer.echo(f"{result.info['coordinates_per_second']:.3g} coordinates/s on {where}; "
                f"wrote {len(written)} files to {out}")
+    _report_plot_error(error, out)
+
+
+def _parse_init_io(text: str) -> tuple[int, int]:
+    """--init-io 'input,output': two integers >= 1."""
+    parts = text.split(",")
+    try:
+        widths = tuple(int(v) for v in parts)
+    except ValueError:
+        widths = ()
+    if len(widths) != 2 or min(widths) < 1:
+        _fail(f"--init-io {text!r}: give two positive integers 'input,output', e.g. 784,10")
+    return widths
 
 
 def _distance_plots(o, result, metrics):
@@ -395,9 +530,6 @@ def figures(
 
 # ---- hdsim rmt (random-matrix Hessians, issue 3) ----
 
-RMT_MAX_DIM = 2048  # dense N x N matrices, streamed at least 64 at a time
-
-
 def _parse_shifts(text: str) -> list[float]:
     items = [s.strip() for s in text.split(",")]
     if not text.strip() or any(not s for s in items):
@@ -412,13 +544,6 @@ def _parse_shifts(text: str) -> list[float]:
             _fail(f"--shift: {s!r} is not a finite number")
         out.append(v + 0.0)  # -0.0 -> 0.0
     return list(dict.fromkeys(out))
-
-
-def _one_of(name: str, text: str, valid) -> str:
-    items = _parse_list(name, text, valid)
-    if len(items) != 1:
-        _fail(f"{name}: give one value, got {text!r}; valid: {', '.join(valid)}")
-    return items[0]
 
 
 @app.command()
@@ -452,28 +577,8 @@ def rmt(
     process_id: ProcessIdOption = None,
 ):
     """Random-matrix Hessians: index statistics, P(minimum) against N and shift, spectra: CSV, JSON, figures."""
-    from sim.rmt import ENSEMBLES
-
-    ens_name = _one_of("--ensemble", ensemble, ENSEMBLES)
     dim_list = _parse_dims(dims)
-    if max(dim_list) > RMT_MAX_DIM:
-        _fail(f"--dims: {max(dim_list)} exceeds the largest matrix size {RMT_MAX_DIM}")
     shifts = _parse_shifts(shift)
-    for name, v, lo in (("--samples", samples, 1), ("--seed", seed, 0), ("--min-minima", min_minima, 1),
-                        ("--ti-chains", ti_chains, 2), ("--ti-sweeps", ti_sweeps, 1),
-                        ("--spectrum-samples", spectrum_samples, 1)):
-        if v < lo:
-            _fail(f"{name} must be an integer >= {lo}, got {v}")
-    if samples >= 2**32:
-        _fail(f"--samples must be < 2**32, got {samples}")
-    from sim.experiments import rmt as exp
-
-    rare = _one_of("--rare", rare, exp.RARE_METHODS)
-    index_method = _one_of("--index-method", index_method, ("auto", "eigh", "ldl"))
-    dtype = _one_of("--dtype", dtype, ("float32", "float64"))
-    _positive("--aspect", aspect)
-    if index_method == "ldl" and ens_name == "wigner-rademacher":
-        _fail("--index-method ldl is not valid for wigner-rademacher (discrete entries make minors vanish); use eigh")
     if spectrum_dims in ("auto", "none"):
         spec = () if spectrum_dims == "none" else tuple(dim_list[i] for i in sorted({0, len(dim_list) // 2,
                                                                                      len(dim_list) - 1}))
@@ -487,45 +592,35 @@ def rmt(
         missing = sorted(set(spec) - set(dim_list))
         if missing:
             _fail(f"--spectrum-dims: {missing[0]} is not among --dims")
-    need = 64 * max(dim_list) ** 2 * 8 * 6  # one chunk of 64 float64 matrices and its workspace
-    if need > _available_memory() // 2:
-        _fail(f"--dims: N = {max(dim_list)} needs about {need / 2**30:.1f} GiB per chunk; not enough free memory")
     multi, primary = _parse_scale(devices, platform, coordinator, num_processes, process_id)
-    try:
-        config = exp.RmtConfig(ensemble=ens_name, dims=tuple(dim_list), samples=samples, shifts=tuple(shifts),
+    from sim.experiments import rmt as exp
+
+    with _ConfigErrors({"shifts": "--shift"}):
+        config = exp.RmtConfig(ensemble=ensemble, dims=tuple(dim_list), samples=samples, shifts=tuple(shifts),
                                seed=seed, aspect=aspect, dtype=dtype,
                                index_method=None if index_method == "auto" else index_method,
                                rare=rare, min_minima=min_minima, ti_chains=ti_chains, ti_sweeps=ti_sweeps,
                                spectrum_dims=spec, spectrum_samples=spectrum_samples, devices=devices,
                                platform=platform)
-    except ValueError as e:
-        _fail(str(e))
+        exp.check_memory(config, _available_memory())
     _setup_jax()
     used = _setup_scale(devices, platform, coordinator, num_processes, process_id)
     if primary:
         _out_dir(out)
 
-    from sim.io import Output, run_metadata
-    from sim.plots.rmt import theta_fit
+    from sim.io import run_metadata
 
     t0 = time.perf_counter()
     bar, task = _progress(len(dim_list) * len(shifts) * samples, "rmt")
     with bar:
         result = exp.run(config, progress=lambda k: bar.advance(task, k))
-    fit = theta_fit(result.rows, seed=seed) if ens_name == "goe" else None
     wall = time.perf_counter() - t0
     if not primary:  # every process counted its share; process 0 holds the joint counts and writes them
         return
-    with Output(out) as o:
-        o.csv("rmt.csv", result.rows)
-        for name, table in result.tables.items():
-            if table:
-                o.csv(f"rmt_{name}.csv", table)
-        if plots:
-            _rmt_plots(o, result, fit)
-        info = dict(result.info, theta_fit=fit._asdict() if fit else None)
-        o.json("rmt.json", run_metadata("hdsim rmt", config.to_json(), seed=seed, wall_seconds=wall, info=info))
-        written = o.staged_names()
+    tables = {"rmt.csv": result.rows, **{f"rmt_{name}.csv": t for name, t in result.tables.items() if t}}
+    meta = run_metadata("hdsim rmt", config.to_json(), seed=seed, wall_seconds=wall, info=result.info)
+    written, error = _write_run(out, "rmt.json", tables, meta,
+                                (lambda o: _rmt_plots(o, result)) if plots else None)
     typer.echo(f"{'ensemble':>17} {'N':>5} {'shift':>6} {'index fraction':>22} {'theory':>8} "
                f"{'ln P(min)':>20} {'theory -θN²':>12} {'exact':>10}  method")
     for r in result.rows:
@@ -534,21 +629,27 @@ def rmt(
                    f"{_finite(r['theory_index_fraction_finite_n'], r['theory_index_fraction']):>8.5f} "
                    f"{r['log_p_min']:>10.4g} ± {r['log_p_min_stderr']:<7.2g} "
                    f"{r['theory_log_p_min']:>12.4g} {r['exact_log_p_min']:>10.4g}  {r['method']}")
+    fit = result.info.get("theta_fit")
     if fit is not None:
-        typer.echo(f"fit -ln P = θN² + bN + c over N = {min(fit.dims)}..{max(fit.dims)}: θ = {fit.theta:.4f} "
-                   f"[{fit.ci_low:.4f}, {fit.ci_high:.4f}] (95%), b = {fit.b:.3f}; theory θ = ln3/4 = 0.27465")
+        typer.echo(f"fit -ln P = θN² + bN + c over N = {min(fit['dims'])}..{max(fit['dims'])}: θ = {fit['theta']:.4f} "
+                   f"[{fit['ci_low']:.4f}, {fit['ci_high']:.4f}] (95%), b = {fit['b']:.3f}; theory θ = ln3/4 = 0.27465")
     where = f"{len(used)} {used[0].platform} device(s)" + (f" in {num_processes} processes" if multi else "")
     typer.echo(f"{result.info['matrices_per_second']:.3g} matrices/s on {where}; wrote {len(written)} files to "
                f"{out} in {wall:.1f} s")
+    _report_plot_error(error, out)
 
 
 def _finite(a: float, b: float) -> float:
     return a if math.isfinite(a) else b
 
 
-def _rmt_plots(o, result, fit):
+def _rmt_plots(o, result):
+    from sim.fit import ThetaFit
     from sim.plots import rmt as pr
     from sim.plots import save, style
+
+    fit = result.info.get("theta_fit")
+    fit = ThetaFit(**{**fit, "dims": tuple(fit["dims"])}) if fit else None
 
     rows = result.rows
     shifts = sorted({r["shift"] for r in rows}, key=abs)
@@ -596,31 +697,12 @@ def critical(
     platform: PlatformOption = None,
 ):
     """Critical points of random losses (Newton from random starts): index against energy, minima fraction."""
-    from sim.landscapes import LANDSCAPES
-
-    from sim.critical import METHODS
-
-    _choice("--landscape", landscape, LANDSCAPES)
-    _choice("--method", method, METHODS)
     dim_list = _parse_dims(dims)
-    for name, v, least in (("--starts", starts, 1), ("--instances", instances, 1), ("--seed", seed, 0),
-                           ("--p", p, 2), ("--features-per-dim", features_per_dim, 1), ("--d-in", d_in, 1),
-                           ("--num-samples", num_samples, 1), ("--descent-steps", descent_steps, 1),
-                           ("--spectra", spectra, 0)):
-        if v < least:
-            _fail(f"{name} must be an integer >= {least}, got {v}")
-    for name, v in (("--features", features), ("--max-steps", max_steps)):
-        if v is not None and v < 1:
-            _fail(f"{name} must be an integer >= 1, got {v}")
-    _positive("--length-scale", length_scale)
-    _positive("--confine", confine, strict=False)
-    _positive("--weight-decay", weight_decay, strict=False)
-    _positive("--noise", noise, strict=False)
     _parse_scale(devices, platform, None, None, None)
 
     from sim.experiments import critical as exp
 
-    try:
+    with _ConfigErrors():
         config = exp.CriticalConfig(
             landscape=landscape, dims=tuple(dim_list), starts=starts, seed=seed, instances=instances, p=p,
             features=features, features_per_dim=features_per_dim, length_scale=length_scale, confine=confine,
@@ -628,27 +710,15 @@ def critical(
             method=method, descent=descent, descent_steps=descent_steps, spectra=spectra, devices=devices,
             platform=platform,
         )
-    except ValueError as e:
-        _fail(str(e))
     _setup_jax()
     used = _setup_scale(devices, platform, None, None, None)
-    # the Hessians of all starts of one instance are held at once (S x dim^2 float64, a few copies); on
-    # CPU devices (they share RAM) one instance per device runs at once: the largest ones count
-    land = config.make_landscape()
-    dmax = max(land.dim(d) for d in config.dims)
-    per = sorted((3 * 8 * config.starts * (land.dim(d) ** 2 + 16 * land.dim(d)) for d in config.dims
-                  for _ in range(min(config.instances, len(used)))), reverse=True)
-    at_once = min(len(used), len(per)) if used[0].platform == "cpu" else 1
-    need = sum(per[:at_once])
-    if need > 0.5 * _available_memory():
-        _fail(f"--starts {starts} at dimension {dmax} needs about {need / 2**30:.1f} GiB"
-              f"{f' ({at_once} instances at once)' if at_once > 1 else ''}, more than half of the "
-              f"{_available_memory() / 2**30:.1f} GiB available; use fewer starts, smaller --dims or fewer --devices")
+    with _ConfigErrors():
+        exp.check_memory(config, used, _available_memory())
     _out_dir(out)
 
     import dataclasses
 
-    from sim.io import Output, run_metadata
+    from sim.io import run_metadata
 
     t0 = time.perf_counter()
     bar, task = _progress(len(config.dims) * config.instances, f"critical {landscape}")
@@ -660,20 +730,13 @@ def critical(
         missing = [c for c in cols if table and c not in table[0]]
         if missing:  # pragma: no cover - guards the file format promised by the issue
             raise RuntimeError(f"critical: columns {missing} missing from the experiment's tables")
-    with Output(out) as o:
-        o.csv("critical_points.csv", result.rows)
-        o.csv("critical_summary.csv", summary)
-        if result.tables["descent"]:
-            o.csv("critical_descent.csv", result.tables["descent"])
-        if result.tables["spectrum"]:
-            o.csv("critical_spectrum.csv", result.tables["spectrum"])
-        if result.tables["theory"]:
-            o.csv("critical_theory.csv", result.tables["theory"])
-        if plots:
-            _critical_plots(o, config, result)
-        o.json("critical.json", run_metadata("hdsim critical", dataclasses.asdict(config), seed=seed,
-                                             wall_seconds=wall, info=result.info))
-        written = o.staged_names()
+    tables = {"critical_points.csv": result.rows, "critical_summary.csv": summary}
+    for name in ("descent", "spectrum", "theory"):
+        if result.tables[name]:
+            tables[f"critical_{name}.csv"] = result.tables[name]
+    meta = run_metadata("hdsim critical", dataclasses.asdict(config), seed=seed, wall_seconds=wall, info=result.info)
+    written, error = _write_run(out, "critical.json", tables, meta,
+                                (lambda o: _critical_plots(o, config, result)) if plots else None)
     typer.echo(f"{'landscape':>9} {'dim':>5} {'found':>6} {'converged':>9} {'not conv.':>9} {'unique':>6} "
                f"{'minima frac':>11} {'mean index frac':>15} {'spearman':>8}")
     for s in summary:
@@ -687,6 +750,7 @@ def critical(
     typer.echo(f"{bad} of {sum(s['found'] for s in summary)} starts did not converge (reported in "
                f"critical_points.csv, excluded from the statistics); wrote {len(written)} files to {out} "
                f"in {wall:.0f} s on {len(used)} {used[0].platform} device(s)")
+    _report_plot_error(error, out)
 
 
 def _critical_plots(o, config, result):
@@ -721,7 +785,7 @@ def spectrum(
     width: Annotated[int, typer.Option(min=1, help="mlp: hidden width.")] = 64,
     depth: Annotated[int, typer.Option(min=1, help="mlp: number of hidden layers.")] = 2,
     input_dim: Annotated[int, typer.Option(min=1, help="mlp: input dimension of the teacher task.")] = 16,
-    samples: Annotated[int, typer.Option(min=1, help="mlp: training samples (teacher-student regression).")] = 256,
+    samples: Annotated[int, typer.Option("--num-samples", min=1, help="mlp: training samples (teacher-student regression).")] = 256,
     train_steps: Annotated[int, typer.Option(min=0, help="mlp: gradient-descent steps before the spectrum (0: at initialisation).")] = 0,
     lr: Annotated[Optional[float], typer.Option(help="mlp: GD step > 0 (default: 1 / largest Hessian eigenvalue at init).")] = None,
     dim: Annotated[Optional[int], typer.Option(help="goe: matrix size (default 1000); grf/pspin: landscape size n (default 100).")] = None,

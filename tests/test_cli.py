@@ -69,7 +69,8 @@ def test_distances_writes_csv_json_and_plots(distances_run):
     for stem in ("distances_rel_std_euclidean", "distances_rel_contrast_euclidean", "distances_hist_euclidean",
                  "distances_angles"):
         assert (out / f"{stem}.png").stat().st_size > 1000 and (out / f"{stem}.svg").exists()
-    assert not list(out.glob(".*part"))
+    assert not list(out.glob(".*part")) and not list(out.glob(".hdsim-stage-*"))  # nothing staged is left
+    assert set(meta["files"]) == {p.name for p in out.iterdir()} and meta["figures"] == "written"
 
 
 def test_distances_numbers_agree_with_theory(distances_run):
@@ -82,7 +83,7 @@ def test_distances_numbers_agree_with_theory(distances_run):
             mean, std, theory = float(r["mean"]), float(r["std"]), float(r["theory_mean"])
             assert abs(mean - theory) <= 4.5 * std / math.sqrt(16)
         if r["dist"] == "cauchy":
-            assert r["theory_mean"] == "nan"  # no closed form: NaN, never a made-up number
+            assert r["theory_mean"] == ""  # no closed form: an empty cell, never a made-up number
 
 
 def test_distances_same_seed_same_numbers(distances_run, tmp_path):
@@ -101,12 +102,15 @@ BAD = [
     (("--points", "1"), "1"),
     (("--dist", "gaussian,levy"), "'levy'; valid: gaussian, uniform"),
     (("--metric", "hamming"), "'hamming'; valid: euclidean"),
-    (("--metric", "minkowski", "--p", "0"), "--p must be"),
-    (("--metric", "minkowski", "--p", "-1"), "got -1"),
-    (("--metric", "minkowski"), "needs --p"),
+    (("--metric", "minkowski", "--minkowski-p", "0"), "--minkowski-p must be a finite number > 0, got 0.0"),
+    (("--metric", "minkowski", "--minkowski-p", "-1"), "got -1"),
+    (("--metric", "minkowski"), "needs --minkowski-p"),
+    (("--lognormal-sigma", "0"), "--lognormal-sigma must be a finite number > 0, got 0.0"),
+    (("--init-io", "784"), "--init-io '784'"),
+    (("--init-io", "0,10"), "two positive integers"),
     (("--df", "0"), "--df must be"),
     (("--dist", "powerlaw", "--a", "-1"), "--a must be"),
-    (("--chunk", "5000"), "--chunk 5000"),
+    (("--chunk", "5000"), "--chunk must be 4096 times a power of two"),
     (("--dtype", "float16"), "'float16'"),
     (("--points", "abc"), "'abc'"),
     (("--points", "1000000"), "GiB"),
@@ -147,3 +151,120 @@ def test_figures_list_and_bad_name(tmp_path):
     assert r.exit_code == 0 and "concentration" in r.stdout
     r = invoke("figures", "--only", "nosuchfigure", "--out", tmp_path)
     assert r.exit_code == 2 and "'nosuchfigure'" in r.stderr and not any(tmp_path.iterdir())
+
+
+# ---- outputs: tables before figures, no stale files, nothing staged left ----
+
+
+def _figures(d):
+    return sorted(p.name for p in d.iterdir() if p.suffix in (".png", ".svg"))
+
+
+def test_a_plotting_failure_keeps_the_tables(tmp_path, monkeypatch):
+    """The second figure raises: the tables and the JSON are written (the JSON says what failed), no
+    figure of the failed attempt is left, exit code 1 with one line."""
+    import sim.plots
+
+    real, calls = sim.plots.save, []
+
+    def save_then_fail(fig, out, stem):
+        calls.append(stem)
+        if len(calls) == 2:
+            raise RuntimeError("no space left for figures")
+        return real(fig, out, stem)
+
+    monkeypatch.setattr(sim.plots, "save", save_then_fail)
+    r = invoke("distances", "--dims", "10,100", "--points", 8, "--out", tmp_path)
+    assert r.exit_code == 1, r.stdout + r.stderr
+    err = r.stderr.strip().splitlines()
+    assert len(err) == 1 and "figures failed (RuntimeError: no space left for figures)" in err[0], err
+    assert len(read_csv(tmp_path / "distances.csv")) == 3 * 2  # three laws (default) x two dims
+    meta = json.loads((tmp_path / "distances.json").read_text())
+    assert meta["figures"].startswith("failed: RuntimeError") and "distances.csv" in meta["files"]
+    assert _figures(tmp_path) == [] and not any(p.name.startswith(".") for p in tmp_path.iterdir())
+
+
+def test_a_new_run_removes_the_previous_runs_figures(tmp_path):
+    """Figures are written after the tables; the first commit removes the figures the previous run's
+    JSON listed, so tables and figures in the directory always come from the same run."""
+    r = invoke("distances", "--dims", "10,100", "--points", 8, "--out", tmp_path)
+    assert r.exit_code == 0 and "distances_rel_std_euclidean.png" in _figures(tmp_path)
+    (tmp_path / "notes.txt").write_text("mine")  # not hdsim's: never touched
+    r = invoke("distances", "--dims", "10,100", "--points", 8, "--no-plots", "--out", tmp_path)
+    assert r.exit_code == 0, r.stderr
+    assert _figures(tmp_path) == [] and (tmp_path / "notes.txt").read_text() == "mine"
+    meta = json.loads((tmp_path / "distances.json").read_text())
+    assert meta["figures"] == "not requested"
+    assert set(meta["files"]) == {p.name for p in tmp_path.iterdir()} - {"notes.txt"}
+
+
+# ---- option names ----
+
+#: options that several commands share, each with one meaning everywhere
+SHARED = {
+    "--dims": "sizes swept",
+    "--seed": "seed",
+    "--out": "output directory",
+    "--plots": "write the figures",
+    "--devices": "devices to split the work over",
+    "--platform": "backend",
+    "--coordinator": "multi-process coordinator",
+    "--num-processes": "multi-process count",
+    "--process-id": "multi-process rank",
+    "--dtype": "working float dtype",
+    "--starts": "Newton starts",
+    "--p": "p-spin order",
+    "--num-samples": "MLP training samples",
+    "--shift": "shift s of H/sqrt(N) + s I",
+}
+
+
+def test_one_meaning_per_option_name():
+    """An option name used by two commands must be in SHARED (one meaning); --samples (Monte Carlo
+    matrices), --minkowski-p and --lognormal-sigma belong to one command each."""
+    import typer.main
+
+    group = typer.main.get_command(app)
+    where = {}
+    for name, cmd in group.commands.items():
+        for param in cmd.params:
+            for opt in param.opts + getattr(param, "secondary_opts", []):
+                if not opt.startswith("--no-") and opt != "--help":
+                    where.setdefault(opt, set()).add(name)
+    shared = {opt for opt, cmds in where.items() if len(cmds) > 1}
+    assert shared <= set(SHARED), sorted(shared - set(SHARED))
+    assert where["--samples"] == {"rmt"}
+    assert where["--p"] == {"critical", "spectrum"}
+    assert where["--minkowski-p"] == {"distances"} and where["--lognormal-sigma"] == {"distances"}
+    assert where["--num-samples"] == {"critical", "spectrum"}
+
+
+# ---- JAX's persistent compilation cache (set by the CLI only) ----
+
+
+def _run_cli(args, env, cwd):
+    import os
+    import subprocess
+    import sys
+
+    code = "import sys; from cli import main; sys.argv = ['hdsim'] + sys.argv[1:]; main()"
+    full = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path), **env)
+    full.pop("HDSIM_NO_COMPILE_CACHE", None)
+    full.update(env)
+    return subprocess.run([sys.executable, "-c", code, *args], env=full, cwd=cwd, capture_output=True, text=True)
+
+
+def test_compile_cache_is_written_by_the_cli_and_can_be_turned_off(tmp_path):
+    args = ["rmt", "--dims", "3", "--samples", "64", "--rare", "none", "--spectrum-dims", "none", "--no-plots"]
+    cache = tmp_path / "cache"
+    r = _run_cli([*args, "--out", str(tmp_path / "a")], {"HDSIM_CACHE_DIR": str(cache)}, tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert cache.is_dir() and any(cache.iterdir())  # small programs are cached too (thresholds lowered)
+    off = tmp_path / "off"
+    r = _run_cli(["--no-compile-cache", *args, "--out", str(tmp_path / "b")], {"HDSIM_CACHE_DIR": str(off)}, tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert not off.exists()
+    r = _run_cli([*args, "--out", str(tmp_path / "c")], {"HDSIM_CACHE_DIR": str(off), "HDSIM_NO_COMPILE_CACHE": "1"},
+                 tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert not off.exists()

@@ -48,7 +48,8 @@ def test_critical_run_writes_files_and_reports_nonconverged(grf_run):
     grad = np.array([float(r["grad_norm"]) for r in points])
     # non-converged starts are rows too, flagged, with no index
     assert (~conv).sum() > 0
-    assert all(r["index"] == "None" for r, c in zip(points, conv) if not c)
+    assert all(r["index"] == "" for r, c in zip(points, conv) if not c)  # missing: empty
+    assert {r["method"] for r in points} == {"lm"}  # the default finder, named as run
     # converged rows are critical points: |grad| <= 1e-8 sqrt(N) (the default rtol times grad_scale)
     dims = np.array([int(r["dim"]) for r in points])
     assert np.all(grad[conv] <= 1e-8 * np.sqrt(dims[conv]))

@@ -79,7 +79,7 @@ def test_goe_rerun_is_byte_identical(goe_run, tmp_path):
 def test_mlp_run_without_plots(tmp_path):
     out = tmp_path / "mlp"
     res = runner.invoke(app, ["spectrum", "--model", "mlp", "--width", "8", "--depth", "2", "--input-dim", "16",
-                              "--samples", "64", "--probes", "8", "--steps", "30", "--dtype", "float64",
+                              "--num-samples", "64", "--probes", "8", "--steps", "30", "--dtype", "float64",
                               "--no-plots", "--out", str(out)])
     assert res.exit_code == 0, res.output
     names = set(os.listdir(out))

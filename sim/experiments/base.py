@@ -1,11 +1,20 @@
-"""The shared shape of an experiment's output."""
+"""The shared shape of an experiment's output, and the checks every config runs on itself.
+
+Configs validate themselves in ``__post_init__`` and raise ``ValueError`` with one line that names the
+field and the value and says what is allowed (``"starts must be an integer >= 1, got 0"``); the CLI
+shows that line with the field spelled as its option.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+import math
+from typing import Any, Callable, Iterable
 
 Progress = Callable[[int], None]
+
+#: significant digits a float32 statistic carries (24 bits: 7.2 decimal digits)
+FLOAT32_DIGITS = 7
 
 
 def no_progress(_: int) -> None:
@@ -25,3 +34,81 @@ class Result:
     rows: list[dict[str, Any]]
     tables: dict[str, list[dict[str, Any]]] = dataclasses.field(default_factory=dict)
     info: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def carried(x, dtype) -> float:
+    """``x`` as a Python float with the digits a statistic computed in ``dtype`` carries.
+
+    float32 (and narrower) results are rounded to ``FLOAT32_DIGITS`` significant digits: the digits
+    beyond differ between CPUs and summation orders, so writing them would make a regenerated table
+    differ from a committed one for no reason. float64 results are returned unchanged.
+    """
+    import numpy as np
+
+    v = float(x)
+    if np.dtype(dtype).itemsize <= 4 and math.isfinite(v) and v != 0.0:
+        return float(format(v, f".{FLOAT32_DIGITS}g"))
+    return v
+
+
+# ---- checks for configs: each raises ValueError naming the field and the value ----
+
+
+def _is_int(v) -> bool:
+    import numpy as np
+
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def check_int(name: str, v, least: int, *, optional: bool = False) -> None:
+    """``v`` is an integer >= ``least`` (or None when ``optional``)."""
+    if optional and v is None:
+        return
+    if not _is_int(v) or v < least:
+        raise ValueError(f"{name} must be an integer >= {least}{' or None' if optional else ''}, got {v!r}")
+
+
+def check_number(name: str, v, *, least: float = 0.0, strict: bool = True, optional: bool = False) -> None:
+    """``v`` is a finite real number > ``least`` (>= when not ``strict``), or None when ``optional``."""
+    if optional and v is None:
+        return
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool)
+    if not ok:
+        try:
+            import numpy as np
+
+            ok = isinstance(v, (np.integer, np.floating))
+        except ImportError:  # pragma: no cover
+            ok = False
+    if not ok or not math.isfinite(v) or v < least or (strict and v == least):
+        raise ValueError(f"{name} must be a finite number {'>' if strict else '>='} {least:g}, got {v!r}")
+
+
+def check_choice(name: str, v, valid: Iterable) -> None:
+    """``v`` is one of ``valid``."""
+    valid = tuple(valid)
+    if v not in valid:
+        raise ValueError(f"{name}: unknown value {v!r}; valid: {', '.join(map(str, valid))}")
+
+
+def check_dims(name: str, dims, least: int = 1, most: int | None = None) -> tuple[int, ...]:
+    """A non-empty sequence of integers in [least, most]; returns it as a tuple of ints."""
+    try:
+        dims = tuple(dims)
+    except TypeError:
+        raise ValueError(f"{name} must be a non-empty list of integers >= {least}, got {dims!r}") from None
+    if not dims:
+        raise ValueError(f"{name} must be a non-empty list of integers >= {least}, got {dims!r}")
+    for d in dims:
+        if not _is_int(d) or d < least:
+            raise ValueError(f"{name} must be integers >= {least}, got {d!r}")
+        if most is not None and d > most:
+            raise ValueError(f"{name}: {d} exceeds the largest allowed value {most}")
+    return tuple(int(d) for d in dims)
+
+
+def check_devices(devices, platform, platforms) -> None:
+    """The ``devices`` / ``platform`` fields every sweep has."""
+    check_int("devices", devices, 1, optional=True)
+    if platform is not None:
+        check_choice("platform", platform, platforms)

@@ -42,19 +42,16 @@ import os
 import time
 from typing import Any
 
-# Small dense LAPACK calls (eigh of many 32 x 32 Hessians) run 10-30x slower with multithreaded
-# OpenBLAS on a loaded machine; a user's own setting wins.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+import jax
+import numpy as np
 
-import jax  # noqa: E402
-import numpy as np  # noqa: E402
+from sim import critical, landscapes
+from sim.devices import PLATFORMS, get_devices
+from sim.experiments.base import (Progress, Result, check_choice, check_devices, check_dims, check_int, check_number,
+                                  no_progress)
+from sim.theory import landscapes as theory
 
-from sim import critical, landscapes  # noqa: E402
-from sim.devices import PLATFORMS, get_devices  # noqa: E402
-from sim.experiments.base import Progress, Result, no_progress  # noqa: E402
-from sim.theory import landscapes as theory  # noqa: E402
-
-__all__ = ["CriticalConfig", "run", "spearman"]
+__all__ = ["CriticalConfig", "run", "spearman", "memory_estimate", "check_memory"]
 
 # finder budget by landscape (MLP critical points converge slowly: flat directions): (max_steps, patience)
 _FINDER_DEFAULTS = {"grf": (100, 10), "pspin": (100, 10), "mlp": (300, 50)}
@@ -111,41 +108,19 @@ class CriticalConfig:
     platform: str | None = None
 
     def __post_init__(self):
-        if self.landscape not in landscapes.LANDSCAPES:
-            raise ValueError(
-                f"critical: unknown landscape {self.landscape!r}; valid: {', '.join(landscapes.LANDSCAPES)}"
-            )
-        if isinstance(self.p, bool) or int(self.p) != self.p or self.p < 2:
-            raise ValueError(f"critical: p must be an integer >= 2, got {self.p!r}")
-        dims = tuple(self.dims)
-        if not dims or any(isinstance(d, bool) or int(d) != d or d < 1 for d in dims):
-            raise ValueError(f"critical: dims must be a non-empty list of integers >= 1, got {self.dims!r}")
-        object.__setattr__(self, "dims", tuple(int(d) for d in dims))
+        check_choice("landscape", self.landscape, landscapes.LANDSCAPES)
+        check_int("p", self.p, 2)
+        object.__setattr__(self, "dims", check_dims("dims", self.dims))
         for name in ("starts", "instances", "descent_steps"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or int(v) != v or v < 1:
-                raise ValueError(f"critical: {name} must be an integer >= 1, got {v!r}")
+            check_int(name, getattr(self, name), 1)
         for name in ("max_steps", "patience"):
-            v = getattr(self, name)
-            if v is not None and (isinstance(v, bool) or int(v) != v or v < 1):
-                raise ValueError(f"critical: {name} must be an integer >= 1, got {v!r}")
-        if self.method not in critical.METHODS:
-            raise ValueError(f"critical: method must be one of {', '.join(critical.METHODS)}, got {self.method!r}")
-        if isinstance(self.spectra, bool) or int(self.spectra) != self.spectra or self.spectra < 0:
-            raise ValueError(f"critical: spectra must be an integer >= 0, got {self.spectra!r}")
-        if isinstance(self.seed, bool) or int(self.seed) != self.seed or self.seed < 0:
-            raise ValueError(f"critical: seed must be an integer >= 0, got {self.seed!r}")
+            check_int(name, getattr(self, name), 1, optional=True)
+        check_choice("method", self.method, critical.METHODS)
+        check_int("spectra", self.spectra, 0)
+        check_int("seed", self.seed, 0)
         for name in ("rtol", "zero_tol", "dedup_tol"):
-            v = getattr(self, name)
-            if not (math.isfinite(v) and v > 0):
-                raise ValueError(f"critical: {name} must be a finite number > 0, got {v!r}")
-        if self.devices is not None and (isinstance(self.devices, bool) or int(self.devices) != self.devices
-                                         or self.devices < 1):
-            raise ValueError(f"critical: devices must be None or an integer >= 1, got {self.devices!r}")
-        if self.platform is not None and self.platform not in PLATFORMS:
-            raise ValueError(
-                f"critical: platform must be None or one of {', '.join(PLATFORMS)}, got {self.platform!r}"
-            )
+            check_number(name, getattr(self, name))
+        check_devices(self.devices, self.platform, PLATFORMS)
         land = self.make_landscape()  # validates the landscape options
         for d in self.dims:
             land.check_size(d)
@@ -168,6 +143,30 @@ class CriticalConfig:
         """``(max_steps, patience)`` with the landscape's defaults filled in."""
         steps, patience = _FINDER_DEFAULTS[self.landscape]
         return (self.max_steps or steps, self.patience or patience)
+
+
+def memory_estimate(config: CriticalConfig, devices) -> int:
+    """Bytes held at once: the float64 Hessians of all starts of an instance (S x dim^2, a few copies)
+    for every instance running at the same time. CPU devices share the host's memory and run one
+    instance each at once, so the largest ``min(D, instances)`` instances count; accelerators count one."""
+    land = config.make_landscape()
+    per = sorted((3 * 8 * config.starts * (land.dim(d) ** 2 + 16 * land.dim(d)) for d in config.dims
+                  for _ in range(min(config.instances, len(devices)))), reverse=True)
+    at_once = min(len(devices), len(per)) if devices[0].platform == "cpu" else 1
+    return sum(per[:at_once])
+
+
+def check_memory(config: CriticalConfig, devices, available: int) -> None:
+    """Raise ValueError when ``memory_estimate`` exceeds half of ``available`` bytes."""
+    need = memory_estimate(config, devices)
+    if need > 0.5 * available:
+        land = config.make_landscape()
+        dmax = max(land.dim(d) for d in config.dims)
+        at_once = min(len(devices), config.instances * len(config.dims)) if devices[0].platform == "cpu" else 1
+        raise ValueError(
+            f"starts {config.starts} at dimension {dmax} needs about {need / 2**30:.1f} GiB"
+            f"{f' ({at_once} instances at once)' if at_once > 1 else ''}, more than half of the "
+            f"{available / 2**30:.1f} GiB available; use fewer starts, smaller dims or fewer devices")
 
 
 def spearman(a, b) -> float:
@@ -311,7 +310,7 @@ def run(config: CriticalConfig, *, progress: Progress | None = None) -> Result:
         size_rows, size_desc, instance_means = [], [], []
         for inst in range(config.instances):
             cp, dp = next(results)
-            r = _rows(land.name, dim, size, inst, cp, tdim, "newton")
+            r = _rows(land.name, dim, size, inst, cp, tdim, config.method)
             size_rows += r
             ev = np.asarray(cp.eigenvalues)
             for row in r:

@@ -17,13 +17,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from sim._util import fold_in_u64
-from sim.devices import get_devices, make_mesh
+from sim.devices import PLATFORMS, get_devices, make_mesh
 from sim.distances import Metric, make_metric, memory_estimate, pair_stats, pairwise_matrices, uses_packed
-from sim.experiments.base import Progress, Result, no_progress
+from sim.experiments.base import (Progress, Result, carried, check_choice, check_devices, check_dims, check_int,
+                                  no_progress)
 from sim.theory.distances import cosine_theory, distance_theory
-from sim.vectors import Distribution, Init, mlp_widths_for_dim
+from sim.vectors import TILE, Distribution, Init, mlp_widths_for_dim
 
-__all__ = ["DistancesConfig", "run", "dims_for", "HIST_EDGES", "ANGLE_EDGES", "check_memory"]
+__all__ = ["DistancesConfig", "run", "dims_for", "HIST_EDGES", "ANGLE_EDGES", "check_memory", "mean_deviation"]
 
 #: bins of distance / mean: width 0.0025 (fine enough for d ~ 10^4); empty bins are not stored
 HIST_EDGES = tuple(np.round(np.linspace(0.0, 2.5, 1001), 6).tolist())
@@ -59,6 +60,27 @@ class DistancesConfig:
     dtype: str = "float32"
     devices: int | None = None
     platform: str | None = None
+
+    def __post_init__(self):
+        if not self.dists or not all(isinstance(d, Distribution) for d in self.dists):
+            raise ValueError(f"dists must be a non-empty tuple of sim.vectors distributions, got {self.dists!r}")
+        if not self.metrics or not all(isinstance(m, Metric) for m in self.metrics):
+            raise ValueError(f"metrics must be a non-empty tuple of sim.distances.Metric, got {self.metrics!r}")
+        object.__setattr__(self, "dists", tuple(self.dists))
+        object.__setattr__(self, "metrics", tuple(self.metrics))
+        object.__setattr__(self, "dims", check_dims("dims", self.dims))
+        check_int("points", self.points, 2)
+        check_int("seed", self.seed, 0)
+        check_choice("dtype", self.dtype, ("float32", "float64"))
+        if self.chunk is not None:
+            k = self.chunk // TILE if isinstance(self.chunk, int) and self.chunk >= TILE else 0
+            if self.chunk != k * TILE or k & (k - 1):
+                raise ValueError(f"chunk must be {TILE} times a power of two (4096, 8192, 16384, ...), "
+                                 f"got {self.chunk!r}")
+        check_devices(self.devices, self.platform, PLATFORMS)
+        for law in self.dists:
+            for d in self.dims:
+                dims_for(law, d)  # an Init law needs d >= its smallest MLP
 
     def to_json(self) -> dict:
         return {
@@ -101,10 +123,22 @@ def check_memory(config: DistancesConfig, available: int) -> None:
     )
     if need > available:
         raise ValueError(
-            f"--points {config.points} needs about {need / 2**30:.1f} GiB ({config.points}^2 pair "
+            f"points {config.points} needs about {need / 2**30:.1f} GiB ({config.points}^2 pair "
             f"accumulators and {itemsize}-byte samples), more than the {available / 2**30:.1f} GiB available; "
-            f"use fewer points (memory grows as points^2) or a smaller --chunk"
+            f"use fewer points (memory grows as points^2) or a smaller chunk"
         )
+
+
+def mean_deviation(row) -> float:
+    """The pair mean of a ``run`` row against the theory mean, in standard errors (nan without theory).
+
+    The standard error is the theory's std over sqrt(points // 2): the disjoint pairs are independent,
+    and the correlated pairs of one sample carry no more information than they do.
+    """
+    mean, th, rel = row["mean"], row["theory_mean"], row["theory_rel_std"]
+    if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in (mean, th, rel)) or rel <= 0:
+        return math.nan
+    return (mean - th) / (rel * th / math.sqrt(row["points"] // 2))
 
 
 def run(config: DistancesConfig, *, progress: Progress | None = None) -> Result:
@@ -128,6 +162,7 @@ def run(config: DistancesConfig, *, progress: Progress | None = None) -> Result:
             by_name = {m: mat for m, mat in zip(metrics, mats)}
             stats = jax.device_get([pair_stats(by_name[m], edges=HIST_EDGES) for m in config.metrics])
             dt = time.perf_counter() - t0
+            dt_stat = config.dtype  # the pair values are computed in the sample dtype: they carry its digits
             coords += n * d
             t_total += dt
             for m, s in zip(config.metrics, stats):
@@ -135,8 +170,9 @@ def run(config: DistancesConfig, *, progress: Progress | None = None) -> Result:
                 rows.append({
                     "dist": dist.name, "dist_params": law.label(), "metric": m.name,
                     "p": m.p if m.p is not None else "", "dim": d, "points": n, "pairs": n * (n - 1) // 2,
-                    "mean": float(s.mean), "std": float(s.std), "rel_std": float(s.rel_std),
-                    "min": float(s.min), "max": float(s.max), "rel_contrast": float(s.rel_contrast),
+                    "mean": carried(s.mean, dt_stat), "std": carried(s.std, dt_stat),
+                    "rel_std": carried(s.rel_std, dt_stat), "min": carried(s.min, dt_stat),
+                    "max": carried(s.max, dt_stat), "rel_contrast": carried(s.rel_contrast, dt_stat),
                     "theory_mean": th.mean, "theory_rel_std": th.rel_std, "theory_kind": th.kind,
                 })
                 hist += _hist_rows(dist.name, m, d, "distance/mean", HIST_EDGES, s.hist)
@@ -149,9 +185,10 @@ def run(config: DistancesConfig, *, progress: Progress | None = None) -> Result:
                 hist += _hist_rows(dist.name, make_metric("cosine"), d, "angle_deg", ANGLE_EDGES, counts)
                 c_mean, c_var, kind = cosine_theory(law, d)
                 angles.append({
-                    "dist": dist.name, "dim": d, "pairs": cosv.size, "cos_mean": float(cosv.mean()),
-                    "cos_var": float(cosv.var()), "theory_cos_mean": c_mean, "theory_cos_var": c_var,
-                    "theory_kind": kind, "angle_mean_deg": float(ang.mean()), "angle_std_deg": float(ang.std()),
+                    "dist": dist.name, "dim": d, "pairs": cosv.size, "cos_mean": carried(cosv.mean(), dt_stat),
+                    "cos_var": carried(cosv.var(), dt_stat), "theory_cos_mean": c_mean, "theory_cos_var": c_var,
+                    "theory_kind": kind, "angle_mean_deg": carried(ang.mean(), dt_stat),
+                    "angle_std_deg": carried(ang.std(), dt_stat),
                 })
             progress(1)
     info = {

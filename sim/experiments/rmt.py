@@ -18,6 +18,9 @@ Main table (one row per (ensemble, dim, shift)), columns in this order:
     mc_minima, mc_p_min, mc_p_min_upper95, theory_index_fraction, theory_index_fraction_finite_n,
     theory_index_variance, theory_log_p_min, exact_log_p_min, seconds
 
+``info["theta_fit"]`` (GOE): -ln P(min) = theta N^2 + b N + c fitted to the rows at shift 0 with
+N >= 10 (``theta_fit``), with its bootstrap interval; None with fewer than 4 such sizes.
+
 Side tables:
     ``index_hist``: ensemble, dim, shift, index, count, fraction (non-zero counts only);
     ``spectrum``: ensemble, dim, shift, x_left, x_right, count, density, theory_density (for ``spectrum_dims``);
@@ -37,11 +40,16 @@ import numpy as np
 
 from sim import rare, rmt
 from sim._util import fold_in_u64
-from sim.devices import get_devices, make_mesh
-from sim.experiments.base import Progress, Result, no_progress
+from sim.devices import PLATFORMS, get_devices, make_mesh
+from sim.experiments.base import (Progress, Result, check_choice, check_devices, check_dims, check_int, check_number,
+                                  no_progress)
+from sim.fit import fit_theta
 from sim.theory import rmt as th
 
-__all__ = ["RmtConfig", "run", "COLUMNS", "RARE_METHODS"]
+__all__ = ["RmtConfig", "run", "COLUMNS", "RARE_METHODS", "MAX_DIM", "memory_estimate", "check_memory", "theta_fit"]
+
+#: largest matrix size: dense N x N matrices, streamed at least 64 at a time
+MAX_DIM = 2048
 
 RARE_METHODS = ("ti", "exact", "none")
 METHOD_NAMES = {"ti": "ti-tridiagonal-gibbs", "exact": "exact-debruijn-pfaffian"}
@@ -100,28 +108,63 @@ class RmtConfig:
     platform: str | None = None
 
     def __post_init__(self):
-        rmt.Ensemble.from_label(self.ensemble, aspect=self.aspect)  # validates the name
-        if not self.dims or any(int(d) < 1 for d in self.dims):
-            raise ValueError(f"rmt: dims must be non-empty integers >= 1, got {self.dims!r}")
-        if int(self.samples) < 1:
-            raise ValueError(f"rmt: samples must be >= 1, got {self.samples!r}")
-        if not self.shifts or any(not math.isfinite(float(s)) for s in self.shifts):
-            raise ValueError(f"rmt: shifts must be non-empty finite numbers, got {self.shifts!r}")
-        if self.rare not in RARE_METHODS:
-            raise ValueError(f"rmt: rare must be one of {', '.join(RARE_METHODS)}, got {self.rare!r}")
-        if self.dtype not in ("float32", "float64"):
-            raise ValueError(f"rmt: dtype must be float32 or float64, got {self.dtype!r}")
-        if self.index_method not in (None,) + rmt.INDEX_METHODS:
-            raise ValueError(f"rmt: index_method must be None, eigh or ldl, got {self.index_method!r}")
-        if self.devices is not None and (isinstance(self.devices, bool) or int(self.devices) != self.devices
-                                         or self.devices < 1):
-            raise ValueError(f"rmt: devices must be None or an integer >= 1, got {self.devices!r}")
+        check_choice("ensemble", self.ensemble, rmt.ENSEMBLES)
+        check_number("aspect", self.aspect)
+        object.__setattr__(self, "dims", check_dims("dims", self.dims, 1, MAX_DIM))
+        check_int("samples", self.samples, 1)
+        if self.samples >= 2**32:
+            raise ValueError(f"samples must be < 2**32, got {self.samples!r}")
+        shifts = tuple(self.shifts)
+        if not shifts:
+            raise ValueError(f"shifts must be a non-empty list of finite numbers, got {self.shifts!r}")
+        for s in shifts:
+            check_number("shifts", s, least=-math.inf, strict=False)
+        object.__setattr__(self, "shifts", tuple(float(s) + 0.0 for s in shifts))  # -0.0 -> 0.0
+        check_int("seed", self.seed, 0)
+        check_choice("rare", self.rare, RARE_METHODS)
+        check_choice("dtype", self.dtype, ("float32", "float64"))
+        if self.index_method is not None:
+            check_choice("index_method", self.index_method, rmt.INDEX_METHODS)
+        if self.index_method == "ldl" and not rmt.Ensemble.from_label(self.ensemble, aspect=self.aspect).continuous:
+            raise ValueError(f"index_method 'ldl' is not valid for {self.ensemble} (discrete entries make "
+                             "leading minors vanish); use eigh")
+        check_int("min_minima", self.min_minima, 1)
+        check_int("ti_chains", self.ti_chains, 2)
+        check_int("ti_sweeps", self.ti_sweeps, 1)
+        check_int("exact_max_dim", self.exact_max_dim, 0)
+        object.__setattr__(self, "spectrum_dims", tuple(int(d) for d in self.spectrum_dims))
+        for d in self.spectrum_dims:
+            check_int("spectrum_dims", d, 1)
+        check_int("spectrum_samples", self.spectrum_samples, 1)
+        check_int("spectrum_bins", self.spectrum_bins, 1)
+        check_devices(self.devices, self.platform, PLATFORMS)
 
     def to_json(self) -> dict:
         """The parameters as plain JSON values (for ``run_metadata``)."""
         d = dataclasses.asdict(self)
         d["dims"], d["shifts"], d["spectrum_dims"] = list(self.dims), list(self.shifts), list(self.spectrum_dims)
         return d
+
+
+def memory_estimate(config: RmtConfig) -> int:
+    """Bytes of the largest chunk: 64 float64 matrices of the largest size and their workspace (6 copies)."""
+    return 64 * max(config.dims) ** 2 * 8 * 6
+
+
+def check_memory(config: RmtConfig, available: int) -> None:
+    """Raise ValueError when a chunk needs more than half of ``available`` bytes."""
+    need = memory_estimate(config)
+    if need > available // 2:
+        raise ValueError(f"dims: N = {max(config.dims)} needs about {need / 2**30:.1f} GiB per chunk, more than "
+                         f"half of the {available / 2**30:.1f} GiB available")
+
+
+def theta_fit(rows, *, min_dim: int = 10, seed: int = 0):
+    """``sim.fit.fit_theta`` on the measured ln P(min) of the GOE rows at shift 0 (Monte Carlo or
+    rare-event values, never the exact ones); None with fewer than 4 usable sizes."""
+    rs = [r for r in rows if r["ensemble"] == "goe" and float(r["shift"]) == 0.0]
+    return fit_theta([r["dim"] for r in rs], [r["log_p_min"] for r in rs], [r["log_p_min_stderr"] for r in rs],
+                     min_dim=min_dim, seed=seed)
 
 
 def _shift_bits(s: float) -> int:
@@ -232,6 +275,9 @@ def run(config: RmtConfig, *, progress: Progress | None = None) -> Result:
         "matrices_per_second": len(dims) * len(shifts) * config.samples / max(t_mc, 1e-9),
         "theta": th.THETA,
     }
+    if ens.name == "goe":
+        fit = theta_fit(rows, seed=config.seed)
+        info["theta_fit"] = fit._asdict() if fit is not None else None
     return Result(rows=rows, tables={"index_hist": hist_rows, "spectrum": spec_rows, "rare": rare_rows}, info=info)
 
 

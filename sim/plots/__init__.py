@@ -1,5 +1,9 @@
 """Figures. matplotlib lives only here (and never pyplot: figures are built as ``Figure`` objects).
 
+Importing this package chooses no backend and changes no global setting: ``Figure.savefig`` renders
+PNG and SVG with matplotlib's own Agg/SVG canvases whatever backend the caller (a notebook, a GUI
+session) uses, so ``import sim.plots`` never overrides a user's ``matplotlib.use``.
+
 Every figure uses the packaged style ``sim.plots.hdsim`` (Okabe-Ito colours, sizes for one or two
 columns) and is written as PNG and SVG with timestamps and software versions stripped and a fixed SVG
 hash salt, so re-running writes byte-identical files.
@@ -10,12 +14,9 @@ from __future__ import annotations
 import contextlib
 
 import matplotlib
+import matplotlib.style
 import numpy as np
-
-matplotlib.use("Agg")
-
-import matplotlib.style  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.figure import Figure
 
 __all__ = ["style", "new_figure", "save", "pick_dims", "COLORS", "MARKERS"]
 

@@ -35,6 +35,8 @@ import math
 
 import numpy as np
 
+from sim.theory.rmt import semicircle_cdf  # the one definition (also with a centre and radius)
+
 __all__ = [
     "pspin_threshold",
     "pspin_ground_state",
@@ -49,12 +51,6 @@ __all__ = [
     "semicircle_density",
     "semicircle_cdf",
 ]
-
-
-def _semicircle_cdf(x):
-    """CDF of the semicircle law on [-2, 2]: 1/2 + (x sqrt(4 - x^2)/4 + arcsin(x/2))/pi (private copy)."""
-    x = np.clip(np.asarray(x, dtype=np.float64), -2.0, 2.0)
-    return 0.5 + (x * np.sqrt(4.0 - x * x) / 4.0 + np.arcsin(x / 2.0)) / np.pi
 
 
 def _check_p(fn, p):
@@ -103,7 +99,7 @@ def pspin_ground_state(p: int) -> float:
 def pspin_index_fraction(u, p: int):
     """Index fraction of a critical point at energy per spin u: F(u sqrt(p/(p-1)))."""
     p = _check_p("pspin_index_fraction", p)
-    return _semicircle_cdf(np.asarray(u, dtype=np.float64) * math.sqrt(p / (p - 1)))
+    return semicircle_cdf(np.asarray(u, dtype=np.float64) * math.sqrt(p / (p - 1)))
 
 
 def pspin_expected_critical_count(p: int, n: int) -> float:
@@ -145,7 +141,7 @@ def grf_index_fraction(eps, f0: float = 1.0, f1: float = -1.0, f2: float = 1.0):
     this is F(eps).
     """
     ec = grf_critical_energy(f0, f1, f2)
-    return _semicircle_cdf(2.0 * np.asarray(eps, dtype=np.float64) / abs(ec))
+    return semicircle_cdf(2.0 * np.asarray(eps, dtype=np.float64) / abs(ec))
 
 
 def semicircle_density(x, centre, radius):
@@ -178,9 +174,3 @@ def pspin_hessian_semicircle(u, p: int):
     p = _check_p("pspin_hessian_semicircle", p)
     return -p * np.asarray(u, dtype=np.float64), 2.0 * math.sqrt(p * (p - 1))
 
-
-def semicircle_cdf(x, centre=0.0, radius=2.0):
-    """CDF of the semicircle law on [centre - radius, centre + radius] (array in, array out)."""
-    if not (radius > 0):
-        raise ValueError(f"semicircle_cdf: radius must be > 0, got {radius!r}")
-    return _semicircle_cdf(2.0 * (np.asarray(x, dtype=np.float64) - centre) / radius)

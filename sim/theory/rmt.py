@@ -57,9 +57,16 @@ def semicircle_density(x):
     return np.sqrt(np.clip(4.0 - x * x, 0.0, None)) / (2.0 * math.pi)
 
 
-def semicircle_cdf(x):
-    """CDF of the semicircle: 1/2 + (x sqrt(4 - x^2)/4 + arcsin(x/2))/pi, clipped to [0, 1] outside."""
-    x = np.clip(np.asarray(x, np.float64), -2.0, 2.0)
+def semicircle_cdf(x, centre=0.0, radius=2.0):
+    """CDF of the semicircle law on [centre - radius, centre + radius]; the standard one (defaults) is
+    F(x) = 1/2 + (x sqrt(4 - x^2)/4 + arcsin(x/2))/pi on [-2, 2], 0 below and 1 above.
+
+    The one definition in hdsim: ``sim.theory.landscapes`` (Hessian semicircles of the GRF and the
+    p-spin, with their centre and radius) and the experiments use it. Array in, float64 array out.
+    """
+    if not radius > 0:
+        raise ValueError(f"semicircle_cdf: radius must be > 0, got {radius!r}")
+    x = np.clip(2.0 * (np.asarray(x, np.float64) - centre) / radius, -2.0, 2.0)
     return 0.5 + (x * np.sqrt(4.0 - x * x) / 4.0 + np.arcsin(x / 2.0)) / math.pi
 
 
