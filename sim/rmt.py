@@ -37,7 +37,6 @@ References:
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import math
@@ -49,7 +48,7 @@ import numpy as np
 
 from jax.sharding import PartitionSpec
 
-from sim._util import as_key, float_dtype, x64_enabled
+from sim._util import as_key, float_dtype
 from sim.devices import make_mesh, replicated
 
 __all__ = [
@@ -343,50 +342,66 @@ def _ldl_pivots(h, block=LDL_BLOCK):
 _ldl_pivots_jit = jax.jit(_ldl_pivots)
 
 
-def ldl_pivots(h: jax.Array) -> jax.Array:
+def _pivot_dtype(pivot_dtype, fn):
+    """The elimination dtype of ``method="ldl"``: float64 refused clearly without x64 (never switched on)."""
+    try:
+        return float_dtype(pivot_dtype, fn=fn)
+    except ValueError as e:
+        raise ValueError(f"{e} (pivot_dtype of method='ldl'); or pass pivot_dtype=jnp.float32 (loses a pivot sign "
+                         "about once in 3e4 GOE matrices at n = 32), or method='eigh'") from None
+
+
+def ldl_pivots(h: jax.Array, *, dtype=None) -> jax.Array:
     """Pivots d_k of H = L D L^T without pivoting (d_k = det H[:k+1, :k+1] / det H[:k, :k]).
 
     By Sylvester's law of inertia the number of negative pivots is the number of negative eigenvalues.
     Without pivoting a small pivot makes later entries grow, so the arithmetic must be wide: ``index``
-    and ``index_histogram`` eliminate in float64 (float32 elimination lost one sign in 3e4 GOE matrices
-    at n = 32; float64 matched float64 ``eigvalsh`` on all matrices tested). This function works in the
-    dtype of ``h``. Do not use it for discrete entries (``rademacher``), whose minors can vanish.
+    and ``index_histogram`` eliminate in float64 by default (float32 elimination lost one sign in 3e4
+    GOE matrices at n = 32; float64 matched float64 ``eigvalsh`` on all matrices tested). Do not use it
+    for discrete entries (``rademacher``), whose minors can vanish. Works under ``jit``.
 
     Args:
         h: symmetric matrices, shape ``(..., n, n)``.
+        dtype: arithmetic of the elimination (float32, or float64 with ``jax_enable_x64`` on); default
+            the dtype of ``h``.
 
     Returns:
-        Pivots, shape ``(..., n)``.
+        Pivots, shape ``(..., n)``, in ``dtype``.
     """
     h = jnp.asarray(h)
     if h.ndim < 2 or h.shape[-1] != h.shape[-2]:
         raise ValueError(f"ldl_pivots: h must have shape (..., n, n), got {h.shape}")
-    return _ldl_pivots_jit(h)
+    dt = float_dtype(h.dtype if dtype is None else dtype, fn="ldl_pivots")
+    return _ldl_pivots_jit(h.astype(dt))
 
 
-def _index_of(h, method):
+def _index_of(h, method, pivot_dtype=np.float64):
+    """Index of each matrix of ``h`` (traced): ``ldl`` eliminates in ``pivot_dtype``, ``eigh`` in h's dtype."""
     if method == "ldl":
-        # float64 elimination (callers trace this under ``jax.enable_x64``): unpivoted LDL^T in float32
-        # loses the sign of a pivot about once in 3e4 matrices at n = 32 (element growth after a small
-        # pivot); in float64 it matched float64 eigvalsh on every matrix tested.
-        wide = jnp.float64 if x64_enabled() else h.dtype
-        return jnp.sum(_ldl_pivots(h.astype(wide)) < 0, axis=-1)
+        return jnp.sum(_ldl_pivots(h.astype(pivot_dtype)) < 0, axis=-1)
     return jnp.sum(jnp.linalg.eigvalsh(h) < 0, axis=-1)
 
 
-@functools.partial(jax.jit, static_argnums=(1,))
-def _index_jit(h, method):
-    return _index_of(h, method)
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _index_jit(h, method, pivot_dtype):
+    return _index_of(h, method, pivot_dtype)
 
 
-def index(h: jax.Array, *, method: str = "eigh") -> jax.Array:
+def index(h: jax.Array, *, method: str = "eigh", pivot_dtype=jnp.float64) -> jax.Array:
     """Number of negative eigenvalues of each symmetric matrix in ``h``.
+
+    Precision: ``eigh`` works in the dtype of ``h`` (a sign is wrong only for eigenvalues within a few
+    ulps of |H| of zero). ``ldl`` needs float64 elimination (unpivoted LDL^T in float32 loses the sign of
+    a pivot about once in 3e4 GOE matrices at n = 32, through element growth after a small pivot; in
+    float64 it matched float64 eigvalsh on every matrix tested): ``pivot_dtype`` float64, the default,
+    needs ``jax.config.update("jax_enable_x64", True)`` and is refused with a ValueError without it
+    (this function never changes the global setting). Works under a caller's ``jit`` and ``vmap``.
 
     Args:
         h: shape ``(..., n, n)``.
-        method: ``eigh`` (``jnp.linalg.eigvalsh``) or ``ldl`` (signs of the LDL^T pivots computed in
-            float64 under ``jax.enable_x64``, see ``ldl_pivots``; 2-10x faster than numpy's eigvalsh
-            at n = 8..128 on CPU, no eigenvalues). Use ``eigh`` for discrete entries.
+        method: ``eigh`` (``jnp.linalg.eigvalsh``) or ``ldl`` (signs of the LDL^T pivots, see
+            ``ldl_pivots``; no eigenvalues). Use ``eigh`` for discrete entries.
+        pivot_dtype: arithmetic of the ``ldl`` elimination (float64 or float32); ignored by ``eigh``.
 
     Returns:
         int32 array of shape ``h.shape[:-2]``.
@@ -396,10 +411,8 @@ def index(h: jax.Array, *, method: str = "eigh") -> jax.Array:
     h = jnp.asarray(h)
     if h.ndim < 2 or h.shape[-1] != h.shape[-2]:
         raise ValueError(f"index: h must have shape (..., n, n), got {h.shape}")
-    if method == "ldl":
-        with jax.enable_x64(True):
-            return _index_jit(h, method)
-    return _index_jit(h, method)
+    pdt = _pivot_dtype(pivot_dtype, "index") if method == "ldl" else None
+    return _index_jit(h, method, pdt)
 
 
 def default_chunk(n: int) -> int:
@@ -420,9 +433,9 @@ def _chunk_indices(axis, first, chunk, total):
     return idx, valid
 
 
-def _index_counts(ens, key, idx, valid, n, method, dtype, shift):
+def _index_counts(ens, key, idx, valid, n, method, dtype, shift, pivot_dtype):
     h = _from_indices(ens, key, idx, n, True, shift, dtype)
-    k = _index_of(h, method)
+    k = _index_of(h, method, pivot_dtype)
     return jnp.zeros((n + 1,), jnp.int32).at[k].add(valid.astype(jnp.int32))
 
 
@@ -436,7 +449,7 @@ def _eig_counts(ens, key, idx, valid, n, dtype, shift, edges):
 
 
 @functools.lru_cache(maxsize=64)
-def _counter(mesh, impl, ens, chunk, n, method, dtype):
+def _counter(mesh, impl, ens, chunk, n, method, dtype, pivot_dtype):
     """Jitted ``(key_data, first, shift, total[, edges]) -> counts`` over ``mesh`` (replicated int32).
 
     Device k counts the matrices of chunk ``first + k`` (fixed shape ``(chunk, n, n)`` on every device);
@@ -450,7 +463,7 @@ def _counter(mesh, impl, ens, chunk, n, method, dtype):
         if method is None:
             c = _eig_counts(ens, key, idx, valid, n, dtype, shift, edges[0])
         else:
-            c = _index_counts(ens, key, idx, valid, n, method, dtype, shift)
+            c = _index_counts(ens, key, idx, valid, n, method, dtype, shift, pivot_dtype)
         return jax.lax.psum(c, axis)
 
     nargs = 5 if method is None else 4
@@ -460,7 +473,7 @@ def _counter(mesh, impl, ens, chunk, n, method, dtype):
     return jax.jit(f, in_shardings=(rep,) * nargs, out_shardings=rep)
 
 
-def _stream_counts(fn, key, ens, n, samples, chunk, method, dtype, shift, edges, devices, progress):
+def _stream_counts(fn, key, ens, n, samples, chunk, method, dtype, shift, edges, devices, progress, pivot_dtype=None):
     """Run ``_counter`` over every chunk of ``samples`` matrices, ``mesh.size`` chunks per call."""
     if not isinstance(ens, Ensemble):
         raise ValueError(f"{fn}: ens must be an Ensemble, got {ens!r}")
@@ -482,19 +495,17 @@ def _stream_counts(fn, key, ens, n, samples, chunk, method, dtype, shift, edges,
         args.append(np.asarray(edges, dtype))
     size = mesh.size
     counts = None
-    # ldl: pivots in float64 (matrices stay in ``dtype``), see ``_index_of``
-    with jax.enable_x64(True) if method == "ldl" else contextlib.nullcontext():
-        run = _counter(mesh, impl, ens, chunk, n, method, dtype)
-        for first in range(0, -(-samples // chunk), size):
-            c = np.asarray(run(key_data, np.asarray(first, np.uint32), *args), np.int64)
-            counts = c if counts is None else counts + c
-            if progress is not None:
-                progress(min(size * chunk, samples - first * chunk))
+    run = _counter(mesh, impl, ens, chunk, n, method, dtype, pivot_dtype)
+    for first in range(0, -(-samples // chunk), size):
+        c = np.asarray(run(key_data, np.asarray(first, np.uint32), *args), np.int64)
+        counts = c if counts is None else counts + c
+        if progress is not None:
+            progress(min(size * chunk, samples - first * chunk))
     return counts
 
 
 def index_histogram(key, ens: Ensemble, n: int, samples: int, *, shift: float = 0.0, method: str | None = None,
-                    chunk: int | None = None, dtype=jnp.float32, devices=None,
+                    chunk: int | None = None, dtype=jnp.float32, pivot_dtype=jnp.float64, devices=None,
                     progress: Callable[[int], None] | None = None) -> np.ndarray:
     """Counts of each index 0..n over ``samples`` normalised matrices (plus ``shift`` I), streamed.
 
@@ -510,6 +521,8 @@ def index_histogram(key, ens: Ensemble, n: int, samples: int, *, shift: float = 
         method: ``eigh`` or ``ldl``; default ``ldl`` for continuous ensembles, ``eigh`` otherwise.
         chunk: matrices per device and compiled call (default ``default_chunk(n)``, at most ``samples``).
         dtype: float32 or float64 of the matrices.
+        pivot_dtype: arithmetic of the ``ldl`` elimination (see ``index``): float64 (the default; needs
+            ``jax_enable_x64``, refused without it) or float32. Ignored by ``eigh``.
         devices: where the chunks run (see ``sim.devices.make_mesh``): None (every device JAX sees),
             a count N (the first N), a device list or a 1-D Mesh. Device k of D takes chunks k, k + D,
             ...; the counts are bit-identical for every number of devices.
@@ -526,7 +539,8 @@ def index_histogram(key, ens: Ensemble, n: int, samples: int, *, shift: float = 
     method = method or ("ldl" if ens.continuous else "eigh")
     if method not in INDEX_METHODS:
         raise ValueError(f"{fn}: unknown method {method!r}; valid: {', '.join(INDEX_METHODS)}")
-    return _stream_counts(fn, key, ens, n, samples, chunk, method, dtype, shift, None, devices, progress)
+    pdt = _pivot_dtype(pivot_dtype, fn) if method == "ldl" else None
+    return _stream_counts(fn, key, ens, n, samples, chunk, method, dtype, shift, None, devices, progress, pdt)
 
 
 def eigenvalue_histogram(key, ens: Ensemble, n: int, samples: int, edges, *, shift: float = 0.0,

@@ -126,6 +126,28 @@ def test_ti_agrees_with_plain_monte_carlo(n):
     assert abs(s["log_p_min"] - r.log_p) <= Z * se, f"MC {s['log_p_min']:.4f} vs TI {r.log_p:.4f} (se {se:.4f})"
 
 
+@pytest.mark.parametrize("n", [4, 7])
+def test_ti_in_float32_agrees_with_exact(n):
+    """The float32 chains (truncated normal inverted up to 9 SD, exponential tail beyond) are unbiased too."""
+    r = rare.log_p_positive_definite_ti(jax.random.key(40 + n), n, dtype=jnp.float32, **TI_SMALL)
+    exact = math.log(th.EXACT_P_POSITIVE_DEFINITE[n])
+    assert abs(r.log_p - exact) <= Z * r.stderr, f"n={n}: {r.log_p:.4f} +- {r.stderr:.4f} vs {exact:.4f}"
+    assert 0 < r.stderr < 0.2
+
+
+def test_kernels_under_a_callers_jit_and_float64_refused_without_x64():
+    key = jax.random.key(3)
+    a, c = rare.tridiagonal_goe(key, 5, batch_shape=(64,), dtype=F64)
+    f = jax.jit(lambda k: rare.tridiagonal_pivots(*rare.tridiagonal_goe(k, 5, batch_shape=(64,), dtype=F64)))
+    np.testing.assert_array_equal(np.asarray(f(key)), np.asarray(rare.tridiagonal_pivots(a, c)))
+    with jax.enable_x64(False):
+        with pytest.raises(ValueError, match="log_p_positive_definite_ti: dtype float64 needs"):
+            rare.log_p_positive_definite_ti(key, 3)
+        with pytest.raises(ValueError, match="tridiagonal_goe: dtype float64 needs"):
+            rare.tridiagonal_goe(key, 3, dtype=np.float64)
+        assert not jax.config.jax_enable_x64
+
+
 def test_ti_validation():
     with pytest.raises(ValueError, match="log_p_positive_definite_ti: chains must be"):
         rare.log_p_positive_definite_ti(jax.random.key(0), 3, chains=1)

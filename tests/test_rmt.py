@@ -114,6 +114,31 @@ def test_ldl_inertia_matches_eigvalsh(n):
     np.testing.assert_allclose(np.prod(np.asarray(rmt.ldl_pivots(h)), -1), np.linalg.det(np.asarray(h)), rtol=1e-9)
 
 
+def test_index_kernels_work_under_a_callers_jit_and_refuse_float64_without_x64():
+    """``index`` and ``ldl_pivots`` trace inside a caller's jit/vmap (no global switch inside); without x64
+    the float64 elimination is refused with a message naming the way out, and nothing turns x64 on."""
+    key = jax.random.key(21)
+    h = rmt.goe(key, 6, batch_shape=(300,), dtype=jnp.float32)
+    ref = np.sum(np.linalg.eigvalsh(np.asarray(h, np.float64)) < 0, axis=-1)
+    jitted = jax.jit(lambda k: rmt.index(rmt.goe(k, 6, batch_shape=(300,)), method="ldl"))
+    np.testing.assert_array_equal(np.asarray(jitted(key)), ref)
+    per_matrix = jax.jit(jax.vmap(lambda a: jnp.sum(rmt.ldl_pivots(a, dtype=F64) < 0)))
+    np.testing.assert_array_equal(np.asarray(per_matrix(h)), ref)
+    assert rmt.ldl_pivots(h, dtype=F64).dtype == F64 and rmt.ldl_pivots(h).dtype == jnp.float32
+    with jax.enable_x64(False):
+        h32 = jnp.asarray(np.asarray(h))
+        with pytest.raises(ValueError, match=r"index: dtype float64 needs .*jax_enable_x64.*pivot_dtype=jnp.float32"):
+            rmt.index(h32, method="ldl")
+        with pytest.raises(ValueError, match=r"index_histogram: dtype float64 needs"):
+            rmt.index_histogram(key, GOE, 6, 10)
+        with pytest.raises(ValueError, match=r"ldl_pivots: dtype float64 needs"):
+            rmt.ldl_pivots(h32, dtype=np.float64)
+        np.testing.assert_array_equal(np.asarray(rmt.index(h32, method="ldl", pivot_dtype=jnp.float32)), ref)
+        np.testing.assert_array_equal(np.asarray(rmt.index(h32)), ref)
+        assert not jax.config.jax_enable_x64
+    assert jax.config.jax_enable_x64
+
+
 def test_index_histogram_independent_of_chunk_and_equal_to_dense():
     key = jax.random.key(11)
     c1 = rmt.index_histogram(key, GOE, 9, 1000, shift=0.2, chunk=1000, dtype=F64)
