@@ -504,6 +504,10 @@ def fraction_below(quad: Quadrature, threshold=0.0, *, method: str = "interpolat
     When a probe's run broke down (its Krylov space is invariant, e.g. at full depth) its quadrature
     *is* the measure and both methods return the exact ``S(threshold)``.
 
+    Both point estimates lie inside the probe's bracket by construction (the interpolation between
+    nodes ``k - 1`` and ``k`` runs from ``S - w_{k-1} / 2`` to ``S + w_k / 2``); they are not clipped
+    to it, so a test that the estimate lies in the bracket checks the quadrature.
+
     The estimate is the mean of ``f_i`` over probes and ``stderr = std(f_i, ddof=1) / sqrt(p)`` (nan
     for one probe), which covers the probe noise only. The quadrature error is bounded rigorously by
     the Chebyshev–Markov–Stieltjes inequalities: with k nodes below the threshold the probe's measure
@@ -547,7 +551,7 @@ def fraction_below(quad: Quadrature, threshold=0.0, *, method: str = "interpolat
         interp = jax.vmap(lambda x, y: jnp.interp(threshold, x, y, left=0.0, right=1.0))(
             nodes.reshape(-1, m), mid.reshape(-1, m)
         ).reshape(step.shape)
-        f = jnp.where(exact, step, jnp.clip(interp, lower, upper))
+        f = jnp.where(exact, step, interp)  # inside [lower, upper] by construction; never clipped
     (mean, se), (lo, lo_se), (hi, hi_se) = _mean_se(f), _mean_se(lower), _mean_se(upper)
     return FractionEstimate(mean, se, lo, hi, lo_se, hi_se)
 

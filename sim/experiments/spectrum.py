@@ -352,6 +352,17 @@ def _lambda_max(params, task, dtype, mesh=None) -> float:
     return float(f(params, task))
 
 
+#: standard errors (across probes) by which the quadrature bracket is widened in the reports
+BRACKET_Z = 2.0
+
+
+def _bracket(fr) -> tuple[float, float]:
+    """The Chebyshev-Markov-Stieltjes bracket of a ``FractionEstimate`` widened by ``BRACKET_Z`` standard
+    errors across probes: it covers the quadrature error (rigorously, per probe) and the probe noise.
+    Never clipped to [0, 1]."""
+    return (float(fr.lower - BRACKET_Z * fr.lower_stderr), float(fr.upper + BRACKET_Z * fr.upper_stderr))
+
+
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
@@ -516,8 +527,8 @@ def _summarise(quad, frac0, frac_t, ext, config, n, timings, exact_evals, extra_
         "seed": config.seed,
         "negative_fraction": float(frac0.fraction),
         "negative_fraction_stderr": float(frac0.stderr),
-        "negative_fraction_lower": float(frac0.lower),
-        "negative_fraction_upper": float(frac0.upper),
+        "negative_fraction_lower": _bracket(frac0)[0],
+        "negative_fraction_upper": _bracket(frac0)[1],
         "negative_fraction_method": "interpolate",
         "threshold": config.threshold,
         "fraction_below_threshold": float(frac_t.fraction),
@@ -739,8 +750,8 @@ def run_training(config: SpectrumTrainingConfig, *, progress: Progress | None = 
                     "loss": float(_loss(params, task)),
                     "negative_fraction": float(fr.fraction),
                     "negative_fraction_stderr": float(fr.stderr),
-                    "negative_fraction_lower": float(fr.lower),
-                    "negative_fraction_upper": float(fr.upper),
+                    "negative_fraction_lower": _bracket(fr)[0],
+                    "negative_fraction_upper": _bracket(fr)[1],
                     "min_eigenvalue": float(ext.min_value),
                     "max_eigenvalue": float(ext.max_value),
                     "learning_rate": float(lr),
