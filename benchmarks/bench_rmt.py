@@ -187,7 +187,7 @@ def worker(args):
         out[n] = r
         t = r["times"]
         print(f"N={n}: {samples} matrices in {r['chunks']} chunks of {r['chunk']}; "
-              + "; ".join(f"{s} {t[s]['warm']:.3f} s (incl. compile {t[s]['first']:.3f})" for s in t)
+              + "; ".join(f"{s} {t[s]['warm']:.3f} s (with the first call, incl. hdsim's compile: {t[s]['first']:.3f})" for s in t)
               + f"; mismatches against dsytrf {r['mismatch']}; mean index {r['index_mean']:.3f}, "
               f"P(index 0) {r['p_min']:.2e}; scipy.linalg.ldl {r['ldl_per_matrix'] * 1e6:.0f} us per matrix "
               f"on {r['ldl_subset']} matrices ({r['ldl_mismatch']} mismatches)", flush=True)
