@@ -101,11 +101,13 @@ def thread_counts(spec: str) -> list[int]:
 
 
 def add_arguments(parser: argparse.ArgumentParser, *, repeat: int = 3) -> None:
-    """Add the common options: ``--threads``, ``--repeat`` and the internal ``--worker``/``--worker-threads``."""
+    """Add the common options: ``--threads``, ``--repeat``, ``--json`` and the internal ``--worker``/``--worker-threads``."""
     parser.add_argument("--threads", default="1,all",
                         help="thread/core counts to run both sides with, comma-separated or 'all' (default 1,all)")
     parser.add_argument("--repeat", type=int, default=repeat,
                         help=f"warm timed runs of each side after the first call; the shortest counts (default {repeat})")
+    parser.add_argument("--json", default=None, metavar="PATH",
+                        help="also write every worker's results (times, environment, arguments) to PATH")
     parser.add_argument(WORKER_FLAG, action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--worker-threads", type=int, default=None, help=argparse.SUPPRESS)
 
@@ -337,6 +339,13 @@ def format_comparison(runs: Mapping[int, Mapping[str, Any]], hdsim: str, baselin
 def _fmt_load(r: Mapping[str, Any]) -> str:
     la = r.get("env", {}).get("load_average")
     return "?" if la is None else f"{la[0]:.2f}"
+
+
+def save_runs(path: str | None, script: str, argv: Iterable[str] | None, runs: Mapping[int, Any]) -> None:
+    """``--json PATH``: write the command line and every worker's result (keyed by thread count)."""
+    if path:
+        args = list(sys.argv[1:] if argv is None else argv)
+        write_json(path, {"command": ["python", script, *args], "runs": {str(k): v for k, v in runs.items()}})
 
 
 def write_json(path: str, payload: Mapping[str, Any]) -> None:

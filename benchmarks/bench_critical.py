@@ -319,6 +319,7 @@ def main(argv=None):
         print(_report.format_comparison(runs, "hdsim", side))
     print(per_unit(runs, ("scipy", "scipy-minpack", "port")))
     print(f"{_report.format_load()} (at the end)")
+    _report.save_runs(args.json, f"benchmarks/{Path(__file__).name}", argv, runs)
     return runs
 
 

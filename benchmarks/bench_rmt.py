@@ -229,6 +229,7 @@ def main(argv=None):
             print(f"{t} thread(s): scipy.linalg.ldl {rn['ldl_per_matrix'] * 1e6:.1f} us per matrix against hdsim-ldl "
                   f"{hd * 1e6:.2f} us (warm): {_report.format_speedup(rn['ldl_per_matrix'] / hd)}")
     print(f"{_report.format_load()} (at the end)")
+    _report.save_runs(args.json, f"benchmarks/{Path(__file__).name}", argv, runs)
     return runs
 
 

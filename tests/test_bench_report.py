@@ -90,3 +90,13 @@ def test_comparison_quotes_each_side_at_its_best():
 
 def test_small_speedups_keep_their_digits():
     assert _report.format_speedup(0.0123) == "0.012x (hdsim 81.3x slower)"
+
+
+def test_save_runs_writes_command_and_results(tmp_path):
+    out = tmp_path / "runs.json"
+    _report.save_runs(str(out), "benchmarks/bench_x.py", ["--quick"], {1: {"times": {"hdsim": {"warm": 1.0}}}})
+    import json
+
+    assert json.loads(out.read_text()) == {"command": ["python", "benchmarks/bench_x.py", "--quick"],
+                                           "runs": {"1": {"times": {"hdsim": {"warm": 1.0}}}}}
+    _report.save_runs(None, "x", [], {})  # no --json: nothing written, no error
