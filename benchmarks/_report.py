@@ -151,8 +151,9 @@ def run_worker(argv: list[str], threads: int, *, echo: bool = True) -> dict:
     cpus = available_cpus()[:threads]
     cmd = [*argv, "--worker-threads", str(threads)]
     result = None
+    # preexec_fn is unsafe in a threaded parent; the benchmark parents import no threaded library
     with subprocess.Popen(cmd, env=worker_env(threads), stdout=subprocess.PIPE, text=True,
-                          preexec_fn=lambda: os.sched_setaffinity(0, cpus)) as proc:
+                          preexec_fn=lambda: os.sched_setaffinity(0, cpus)) as proc:  # noqa: PLW1509
         assert proc.stdout is not None
         for line in proc.stdout:
             if line.startswith(MARKER):

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import _report
@@ -201,7 +200,7 @@ def worker(args):
 
     jax.config.update("jax_enable_x64", True)  # this script's own process: the GRF runs in float64
     import numpy as np
-    import scipy.optimize  # noqa: F401  (loaded before the BLAS report)
+    import scipy.optimize  # loaded before the BLAS report
     import scipy.stats
 
     from sim import critical, landscapes
