@@ -20,7 +20,7 @@ Data and what P means:
   learner's kernel (linear or rbf; none for features).
 
 Seeds: seed s draws its data from ``fold_in(fold_in(key(seed), s), 0)`` and its random features from
-``fold_in(..., 1)``; seeds run ``SEED_BATCH`` at a time (``lax.map``), a constant, so the numbers do not
+``fold_in(..., 1)``; seeds run ``SEED_BATCH`` at a time (one vmap), a constant, so the numbers do not
 depend on any run option but the seed.
 """
 
@@ -220,10 +220,16 @@ def _curve_fn(config: ScalingConfig, p: int, method: str):
 
 def _run_seeds(config: ScalingConfig, p: int, method: str):
     root = jax.random.key(config.seed)
-    keys = jax.vmap(lambda s: jax.random.fold_in(root, s))(jnp.arange(config.seeds))
-    fn = jax.jit(lambda ks: jax.lax.map(_curve_fn(config, p, method), ks, batch_size=SEED_BATCH))
-    out = fn(keys)
-    return [np.asarray(v, np.float64) for v in jax.device_get(out)]
+    # SEED_BATCH seeds at a time through one compiled vmap; the last batch is padded with the next seeds'
+    # keys and their results dropped, so every batch has one shape (one compilation). (lax.map with a
+    # batch_size and a remainder deadlocked XLA:CPU's batched Cholesky on a 2-core machine.)
+    padded = -(-config.seeds // SEED_BATCH) * SEED_BATCH
+    fn = jax.jit(jax.vmap(_curve_fn(config, p, method)))
+    parts = []
+    for start in range(0, padded, SEED_BATCH):
+        keys = jax.vmap(lambda s: jax.random.fold_in(root, s))(jnp.arange(start, start + SEED_BATCH))
+        parts.append(jax.device_get(fn(keys)))
+    return [np.concatenate([np.asarray(q[i], np.float64) for q in parts])[: config.seeds] for i in range(3)]
 
 
 def _theory(config: ScalingConfig, p: int):
