@@ -6,7 +6,7 @@ samples), P = 2,000 Gaussian features (power-law covariance i^-1.5, target power
 arrays (drawn by ``sim.learning.data``, outside every timing) and return, per seed and size, the test
 loss, the excess risk and the train loss.
 
-* hdsim: ``sim.learning.ridge.ridge_curve`` jitted and vmapped over ``--batch`` seeds at a time (sizes below
+* hdsim: ``sim.learning.ridge.ridge_curve`` jitted, ``lax.map`` over ``--batch`` seeds per call (sizes below
   P share one dual Cholesky factor, sizes above P accumulate the Gram matrix).
 * baseline: for every seed and size, ``numpy.linalg.lstsq`` (LAPACK gelsd) and ``scipy.linalg.lstsq`` with
   ``lapack_driver="gelsy"`` (QR with pivoting, usually the faster); the faster of the two is the baseline.
@@ -76,7 +76,7 @@ def main() -> None:
     ap.add_argument("--sizes", default="10:10000:13")
     ap.add_argument("--params", type=int, default=2000)
     ap.add_argument("--n-test", type=int, default=1000)
-    ap.add_argument("--batch", type=int, default=2, help="seeds per vmapped hdsim call")
+    ap.add_argument("--batch", type=int, default=2, help="seeds per hdsim call (their data are drawn together)")
     ap.add_argument("--quick", action="store_true", help="4 seeds, sizes 10:3000:9, P = 600")
     args = ap.parse_args()
     if args.quick:
@@ -88,7 +88,10 @@ def main() -> None:
     print(f"\nworkload: {len(ns)} sizes {ns[0]}..{ns[-1]}, P = {p}, {args.seeds} seeds, {args.n_test} test samples, "
           f"float64, minimum-norm least squares")
 
-    curve = jax.jit(jax.vmap(lambda d: ridge_curve(d.x_train, d.y_train, d.x_test, d.y_test, d.f_test, ns, 0.0)))
+    # lax.map: seeds one after another in one program (vmapped, i.e. batched, Cholesky factorisations
+    # deadlocked XLA:CPU's thread pool on the loaded 2-core machine; see sim/experiments/scaling.py)
+    curve = jax.jit(lambda d: jax.lax.map(
+        lambda e: ridge_curve(e.x_train, e.y_train, e.x_test, e.y_test, e.f_test, ns, 0.0), d))
     draw = jax.jit(jax.vmap(lambda k: dm.gaussian(k, n_max, args.n_test, lam, v2, noise=0.1)))
     root = jax.random.key(0)
     t_hd = t_np = t_sp = 0.0

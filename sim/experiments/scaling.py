@@ -20,8 +20,8 @@ Data and what P means:
   learner's kernel (linear or rbf; none for features).
 
 Seeds: seed s draws its data from ``fold_in(fold_in(key(seed), s), 0)`` and its random features from
-``fold_in(..., 1)``; seeds run ``SEED_BATCH`` at a time (one vmap), a constant, so the numbers do not
-depend on any run option but the seed.
+``fold_in(..., 1)``; seeds run one after another in one compiled ``lax.map`` (the kernels are vmap-able,
+but batched Cholesky factorisations deadlocked XLA:CPU's thread pool on a loaded 2-core machine).
 """
 
 from __future__ import annotations
@@ -37,14 +37,13 @@ import numpy as np
 
 from sim.experiments.base import Progress, Result, no_progress
 
-__all__ = ["ScalingConfig", "run", "COLUMNS", "LEARNERS", "DATA", "theory_exponent", "SEED_BATCH"]
+__all__ = ["ScalingConfig", "run", "COLUMNS", "LEARNERS", "DATA", "theory_exponent"]
 
 COLUMNS = ("data", "learner", "alpha", "beta", "noise", "ridge", "n", "params", "seeds", "test_loss",
            "test_loss_stderr", "train_loss", "excess_risk", "excess_risk_stderr", "theory_test_loss",
            "theory_excess_risk")
 LEARNERS = ("linear", "features", "kernel")
 DATA = ("powerlaw", "isotropic", "digits", "mnist1d")
-SEED_BATCH = 4
 #: inputs whose kernel spectrum stands for the population of a real data set
 SPECTRUM_POOL = 2000
 
@@ -113,7 +112,7 @@ class ScalingConfig:
                 raise ValueError(f"--n: {self.data} has {rd.x_pool.shape[0]} training samples, asked for {max(self.ns)}")
             if self.n_test > rd.x_test.shape[0]:
                 raise ValueError(f"--n-test: {self.data} has {rd.x_test.shape[0]} test samples, asked for {self.n_test}")
-        big = max(self.ns) * max(self.params_used()) * 8 * SEED_BATCH * 4
+        big = max(self.ns) * max(self.params_used()) * 8 * 4
         if big > 8 << 30:
             raise ValueError(f"--n {max(self.ns)} with {max(self.params_used())} features needs about "
                              f"{big / 2**30:.0f} GiB; use fewer samples or features")
@@ -220,16 +219,12 @@ def _curve_fn(config: ScalingConfig, p: int, method: str):
 
 def _run_seeds(config: ScalingConfig, p: int, method: str):
     root = jax.random.key(config.seed)
-    # SEED_BATCH seeds at a time through one compiled vmap; the last batch is padded with the next seeds'
-    # keys and their results dropped, so every batch has one shape (one compilation). (lax.map with a
-    # batch_size and a remainder deadlocked XLA:CPU's batched Cholesky on a 2-core machine.)
-    padded = -(-config.seeds // SEED_BATCH) * SEED_BATCH
-    fn = jax.jit(jax.vmap(_curve_fn(config, p, method)))
-    parts = []
-    for start in range(0, padded, SEED_BATCH):
-        keys = jax.vmap(lambda s: jax.random.fold_in(root, s))(jnp.arange(start, start + SEED_BATCH))
-        parts.append(jax.device_get(fn(keys)))
-    return [np.concatenate([np.asarray(q[i], np.float64) for q in parts])[: config.seeds] for i in range(3)]
+    keys = jax.vmap(lambda s: jax.random.fold_in(root, s))(jnp.arange(config.seeds))
+    # one seed after another inside one compiled program (lax.map): memory of one seed, and no batched
+    # LAPACK calls: vmapped Cholesky factorisations (batched potrf) deadlocked XLA:CPU's intra-op thread
+    # pool on a loaded 2-core machine, with or without lax.map's batch_size
+    out = jax.jit(lambda ks: jax.lax.map(_curve_fn(config, p, method), ks))(keys)
+    return [np.asarray(v, np.float64) for v in jax.device_get(out)]
 
 
 def _theory(config: ScalingConfig, p: int):
