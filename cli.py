@@ -892,6 +892,96 @@ def spectrum(
                f"{used[0].platform} device(s)); wrote {len(written)} files to {out}")
 
 
+# ---- hdsim scaling (learning curves and power laws, issue 11) ----
+
+
+def _parse_sizes(name: str, text: str):
+    """A --dims-style list (N, A:B, A:B:K log-spaced) for --n / --params."""
+    from sim.dims import DimsError, parse_dims
+
+    try:
+        return parse_dims(text)
+    except DimsError as e:
+        _fail(str(e).replace("--dims", name, 1).replace("dimensions", "values"))
+
+
+@app.command()
+def scaling(
+    data: Annotated[str, typer.Option(help="Data: powerlaw (lambda_i = i^-alpha, target power i^-beta), isotropic "
+                                      "(alpha = 0, |w|^2 = 1), digits (scikit-learn's), mnist1d (pip install mnist1d).")] = "powerlaw",
+    learner: Annotated[str, typer.Option(help="Learner: linear (ridge / min-norm least squares), features (P random "
+                                         "features), kernel (kernel ridge regression).")] = "linear",
+    alpha: Annotated[float, typer.Option(help="powerlaw: covariance eigenvalues i^-alpha, alpha > 0.")] = 1.5,
+    beta: Annotated[float, typer.Option(help="powerlaw: target power per mode i^-beta, beta > 1.")] = 2.0,
+    noise: Annotated[float, typer.Option(help="Label-noise variance sigma^2 >= 0 (synthetic data only).")] = 0.0,
+    ridge: Annotated[float, typer.Option(help="Ridge delta >= 0 added to the Gram matrix (0: minimum norm).")] = 0.0,
+    n: Annotated[str, typer.Option("--n", help="Training-set sizes >= 2: comma list, A:B, A:B:K (K log-spaced).")] = "16:1024:7",
+    params: Annotated[str, typer.Option(help="Features P (linear on synthetic data: the data dimension; features: "
+                                        "random features; ignored by kernel and by linear on real data).")] = "2048",
+    seeds: Annotated[int, typer.Option(help="Independent draws per point, >= 1 (>= 2 for error bars).")] = 10,
+    seed: Annotated[int, typer.Option(help="Seed (integer >= 0).")] = 0,
+    modes: Annotated[int, typer.Option(help="powerlaw/isotropic with features or kernel: data dimension, >= 1.")] = 2048,
+    activation: Annotated[str, typer.Option(help="features: relu, tanh or linear (random projections).")] = "relu",
+    kernel: Annotated[str, typer.Option(help="kernel: auto (linear on synthetic data, rbf on real data), linear, rbf.")] = "auto",
+    n_test: Annotated[int, typer.Option(help="Test samples per draw, >= 1.")] = 500,
+    out: Annotated[Path, typer.Option(help="Output directory (created if needed).")] = Path("out/scaling"),
+    plots: Annotated[bool, typer.Option(help="Write the figures (PNG and SVG).")] = True,
+):
+    """Learning curves: test loss against n (and P), measured over seeds and predicted from the spectrum."""
+    from sim.experiments import scaling as exp
+
+    _choice("--data", data, exp.DATA)
+    _choice("--learner", learner, exp.LEARNERS)
+    ns = _parse_sizes("--n", n)
+    ps = _parse_sizes("--params", params)
+    try:
+        config = exp.ScalingConfig(data=data, learner=learner, alpha=alpha, beta=beta, noise=noise, ridge=ridge,
+                                   ns=tuple(ns), params=tuple(ps), modes=modes, activation=activation, kernel=kernel,
+                                   seeds=seeds, seed=seed, n_test=n_test)
+    except ValueError as e:
+        _fail(str(e))
+    _setup_jax()
+    _out_dir(out)
+
+    from sim.io import Output, run_metadata
+
+    t0 = time.perf_counter()
+    sweep = len(ps) if learner == "features" or (learner == "linear" and data in ("powerlaw", "isotropic")) else 1
+    bar, task = _progress(sweep, f"scaling {data} {learner}")
+    with bar:
+        result = exp.run(config, progress=lambda k: bar.advance(task, k))
+    wall = time.perf_counter() - t0
+    info = result.info
+    with Output(out) as o:
+        o.csv("scaling.csv", result.rows)
+        if plots:
+            from sim.plots import save, style
+            from sim.plots import scaling as psc
+
+            with style():
+                save(psc.fig_learning_curves([(None, result.rows, info)]), o, "scaling_learning_curve")
+                if len({r["params"] for r in result.rows}) >= 2:
+                    save(psc.fig_params(result.rows), o, "scaling_params")
+        meta = run_metadata("hdsim scaling", config.to_json(), seed=seed, wall_seconds=wall, info=info)
+        o.json("scaling.json", {"exponent_n": info["exponent_n"], "theory_exponent_n": info["theory_exponent_n"],
+                                "exponent_params": info.get("exponent_params"), **meta})
+        written = o.staged_names()
+    typer.echo(f"{'P':>6} {'n':>7} {'excess risk':>24} {'theory':>10} {'test loss':>10} {'train loss':>10}")
+    for r in result.rows:
+        typer.echo(f"{r['params']:>6} {r['n']:>7} {r['excess_risk']:>12.5g} ± {r['excess_risk_stderr']:<9.2g} "
+                   f"{r['theory_excess_risk']:>10.5g} {r['test_loss']:>10.5g} {r['train_loss']:>10.3g}")
+    b_th = info["theory_exponent_n"]
+    for p, f in info["exponent_n"].items():
+        if f["exponent"] is not None:
+            typer.echo(f"P = {p}: excess risk ~ n^-b, b = {f['exponent']:.3f} [{f['ci_low']:.3f}, {f['ci_high']:.3f}] (95%); "
+                       f"theory {'n/a' if b_th is None else f'{b_th:.3f}'} ({info['theory_regime']})"
+                       + (f", theory's slope over these n {f['theory_slope_over_range']:.3f}"
+                          if f["theory_slope_over_range"] is not None else ""))
+    for note in info["notes"]:
+        typer.echo(note)
+    typer.echo(f"wrote {len(written)} files to {out} in {wall:.1f} s")
+
+
 def main() -> None:
     """Console-script entry point (``hdsim``)."""
     app()
