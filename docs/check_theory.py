@@ -33,71 +33,46 @@ def distances():
     show("uniform(0,1): limit angle arccos(3/4) (degrees)", f"{math.degrees(math.acos(0.75)):.2f}", "41.4")
 
 
+def effective_rank():
+    print("# distances-effective-rank, distances-mlp-init")
+    dims = np.array([10, 32, 100, 316, 1000, 3162, 10000, 31623, 100000, 316228, 1000000])
+    for a in (0.0, 0.5, 1.0, 2.0):
+        rel = []
+        for d in dims:
+            lam = np.arange(1, d + 1, dtype=np.float64) ** -a
+            rel.append(math.sqrt(2 * np.sum(lam**2) / np.sum(lam) ** 2) / 2)  # rel. std of D
+        show(f"lambda_i = i^-{a}: fitted slope of rel. std of D, d = 10..1e6",
+             f"{np.polyfit(np.log(dims), np.log(rel), 1)[0]:.3f}")
+    # He-initialised 784-h-h-10 MLP, the widest that fits in d (as the gallery does)
+    rows = []
+    for d_max in (1000, 3162, 10000, 31623, 100000, 316228, 1000000):
+        h = max(h for h in range(1, 2000) if h * h + 796 * h + 10 <= d_max)
+        d = h * h + 796 * h + 10
+        d_eff = (4 * h + 20) ** 2 / (4 * h / 784 + 4 + 40 / h)
+        rows.append((d, math.sqrt(2 / d_eff) / 2))
+    x, y = np.log([r[0] for r in rows]), np.log([r[1] for r in rows])
+    show("He MLP 784-h-h-10: fitted slope of rel. std of D, d = 1e3..1e6", f"{np.polyfit(x, y, 1)[0]:.3f}")
+
+
 def iid_2x2():
     print("# goe-normalisation")
 
     def p_pd(var_b):
-        # P(a > 0, c > 0, a c > b^2), a, c ~ N(0, 1), b ~ N(0, var_b)
-        f = lambda c, a: stats.norm.pdf(a) * stats.norm.pdf(c) * (2 * stats.norm.cdf(math.sqrt(a * c / var_b)) - 1)  # noqa: E731
-        v, err = integrate.dblquad(f, 0, np.inf, 0, np.inf, epsabs=1e-12, epsrel=1e-12)
-        return v, err
+        # P(a > 0, c > 0, a c > b^2), a, c ~ N(0, 1), b ~ N(0, var_b): in polar coordinates a = r cos t,
+        # c = r sin t, P = (1/2pi) int_0^{pi/2} dt int_0^inf r e^{-r^2/2} (2 Phi(r sqrt(sin t cos t / var_b)) - 1) dr
+        def inner(t):
+            k = math.sqrt(math.sin(t) * math.cos(t) / var_b)
+            return integrate.quad(lambda r: r * math.exp(-r * r / 2) * (2 * stats.norm.cdf(k * r) - 1), 0, np.inf,
+                                  epsabs=1e-14, epsrel=1e-13)[0]
+        return integrate.quad(inner, 0, math.pi / 2, epsabs=1e-14, epsrel=1e-13)[0] / (2 * math.pi)
 
-    v, err = p_pd(1.0)
-    show("i.i.d. symmetric 2x2 (all variances 1): P(pos. def.)", f"{v:.6f} (+- {err:.0e})", "0.11585; tests said 0.1157")
-    v2, _ = p_pd(0.5)
-    show("GOE 2x2 by the same quadrature", f"{v2:.12f}", f"(2 - sqrt 2)/4 = {(2 - math.sqrt(2)) / 4:.12f}")
-    # closed form for the i.i.d. case: 1/4 - (1/2pi) * int ... (cross-check by a different 1-d integral)
-    # in polar coordinates a = r cos t, c = r sin t: P = int_0^{pi/2} (1/2pi) E_r[...]; do it by Monte Carlo-free 1-d quad
-    g = lambda t: (1 / (2 * math.pi)) * integrate.quad(  # noqa: E731
-        lambda r: r * math.exp(-r * r / 2) * (2 * stats.norm.cdf(r * math.sqrt(math.sin(t) * math.cos(t))) - 1),
-        0, np.inf, epsabs=1e-13)[0]
-    v3 = integrate.quad(g, 0, math.pi / 2, epsabs=1e-13)[0]
-    show("i.i.d. 2x2, polar coordinates", f"{v3:.8f}")
-
-
-def goe_exact():
-    print("# goe-positive-definite-exact, goe-large-deviation")
-    from sim import rare
-    from sim.theory import rmt as th
-
-    theta = math.log(3) / 4
-    show("theta = ln(3)/4", f"{theta:.6f}", "0.27465")
-    for n in range(1, 9):
-        lp = rare.log_p_positive_definite_exact(n)
-        show(f"N = {n}: P, -ln P / N^2", f"{math.exp(lp):.15g}  {-lp / n**2:.4f}", f"{th.EXACT_P_POSITIVE_DEFINITE[n]:.15g}")
-    show("N = 3: (pi - 2 sqrt 2)/(4 pi)", f"{(math.pi - 2 * math.sqrt(2)) / (4 * math.pi):.15g}")
-    ns = np.arange(10, 51)
-    r = np.array([-rare.log_p_positive_definite_exact(int(n)) - theta * n * n for n in ns])
-    slope, icpt = np.polyfit(ns, r, 1)
-    resid = r - (slope * ns + icpt)
-    show("-ln P - theta N^2 over N = 10..50: slope, intercept", f"{slope:.4f} {icpt:.3f}", "slope ~0.38")
-    show("   max |residual of the line|", f"{np.abs(resid).max():.3f}")
-    for n in (20, 48, 50):
-        show(f"   ln P at N = {n}", f"{rare.log_p_positive_definite_exact(n):.2f}")
-    c2 = np.polyfit(ns, -np.array([rare.log_p_positive_definite_exact(int(n)) for n in ns]), 2)
-    show("quadratic fit of -ln P over N = 10..50: theta", f"{c2[0]:.4f}")
-
-
-def index_variance(rng):
-    print("# goe-index-variance")
-    # Dumitriu-Edelman tridiagonal GOE (diag N(0,2), off-diag^2 ~ chi^2_{n-1-k}); index = # negative
-    # LDL^T pivots (Sylvester). O(n) per matrix, vectorised over samples.
-    out = []
-    for n, reps in ((16, 400_000), (64, 400_000), (256, 200_000), (1024, 100_000)):
-        a = rng.normal(0.0, math.sqrt(2.0), (n, reps))
-        neg = np.zeros(reps, np.int64)
-        d = a[0].copy()
-        neg += d < 0
-        for k in range(1, n):
-            c = rng.chisquare(n - k, reps)  # b_{k-1}^2 ~ chi^2_{n-1-(k-1)}
-            d = a[k] - c / d
-            neg += d < 0
-        var = neg.var(ddof=1)
-        se = var * math.sqrt(2 / reps) * 1.0
-        out.append((n, var, se))
-        show(f"N = {n}: Var(index) - ln N / pi^2", f"{var - math.log(n) / math.pi**2:.4f} +- {se:.4f}", "0.24")
-    c = (math.log(8) + np.euler_gamma + 1 - math.pi**2 / 8) / math.pi**2
-    show("heuristic (ln 8 + gamma + 1 - pi^2/8)/pi^2", f"{c:.4f}")
+    show("i.i.d. symmetric 2x2 (all variances 1): P(pos. def.)", f"{p_pd(1.0):.8f}", "0.11585; tests said 0.1157")
+    show("GOE 2x2 (off-diagonal variance 1/2 of the diagonal's)", f"{p_pd(0.5):.12f}",
+         f"(2 - sqrt 2)/4 = {(2 - math.sqrt(2)) / 4:.12f}")
+    # the inner integral in closed form: int_0^inf r e^{-r^2/2} (2 Phi(k r) - 1) dr = k / sqrt(1 + k^2)
+    v = integrate.quad(lambda t: (lambda k: k / math.sqrt(1 + k * k))(math.sqrt(math.sin(t) * math.cos(t))),
+                       0, math.pi / 2, epsabs=1e-15)[0] / (2 * math.pi)
+    show("i.i.d. 2x2, one-dimensional form (1/2pi) int k/sqrt(1+k^2) dt", f"{v:.10f}")
 
 
 def semicircle():
@@ -192,7 +167,7 @@ def learning():
             beta = rng.normal(size=Pm)
             beta *= math.sqrt(r2) / np.linalg.norm(beta)
             y = X @ beta + rng.normal(size=n) * math.sqrt(s2)
-            bh = np.linalg.pinv(X) @ y
+            bh = np.linalg.lstsq(X, y, rcond=None)[0]  # the minimum-norm solution when P > n
             risks.append(np.sum((bh - beta) ** 2))
         show(f"   simulated, 200 seeds, P = {Pm}", f"{np.mean(risks):.4f} +- {np.std(risks) / math.sqrt(200):.4f}")
 
@@ -233,6 +208,7 @@ def kpm():
 if __name__ == "__main__":
     rng = np.random.default_rng(20261202)
     distances()
+    effective_rank()
     iid_2x2()
     semicircle()
     goe_exact()
