@@ -1,4 +1,4 @@
-"""Recompute every reference number quoted in docs/theory.md (plain numpy/scipy/mpmath, ~1 min on 1 core).
+"""Recompute every reference number quoted in docs/theory.md (numpy, scipy, mpmath; about 2.5 CPU-minutes).
 
 Run from a checkout: ``PYTHONPATH=. python docs/check_theory.py``. Each line prints the quantity, the
 value computed here and, where the document quotes one, the quoted value.
@@ -27,7 +27,7 @@ def distances():
     ex = mp.exp(mp.loggamma(x + mp.mpf(1) / 2) - mp.loggamma(x))
     show("Gamma(x+1/2)/Gamma(x) series, rel. error at x = 1e4", f"{float(abs(series / ex - 1)):.1e}")
     # Cauchy: |x - y|/d -> sqrt(8/pi)/|Z|: IQR/median of 1/|Z|
-    q = lambda p: 1 / stats.norm.ppf((1 + p) / 2)  # noqa: E731  p-quantile of |Z| -> quantile of 1/|Z|
+    q = lambda p: 1 / stats.norm.ppf((1 + p) / 2)
     iqr_med = (q(0.25) - q(0.75)) / q(0.5)
     show("Cauchy: IQR/median of the distance (limit)", f"{iqr_med:.4f}", "1.530")
     show("uniform(0,1): limit angle arccos(3/4) (degrees)", f"{math.degrees(math.acos(0.75)):.2f}", "41.4")
@@ -70,9 +70,57 @@ def iid_2x2():
     show("GOE 2x2 (off-diagonal variance 1/2 of the diagonal's)", f"{p_pd(0.5):.12f}",
          f"(2 - sqrt 2)/4 = {(2 - math.sqrt(2)) / 4:.12f}")
     # the inner integral in closed form: int_0^inf r e^{-r^2/2} (2 Phi(k r) - 1) dr = k / sqrt(1 + k^2)
-    v = integrate.quad(lambda t: (lambda k: k / math.sqrt(1 + k * k))(math.sqrt(math.sin(t) * math.cos(t))),
-                       0, math.pi / 2, epsabs=1e-15)[0] / (2 * math.pi)
+    def integrand(t):
+        k = math.sqrt(math.sin(t) * math.cos(t))
+        return k / math.sqrt(1 + k * k)
+
+    v = integrate.quad(integrand, 0, math.pi / 2, epsabs=1e-15)[0] / (2 * math.pi)
     show("i.i.d. 2x2, one-dimensional form (1/2pi) int k/sqrt(1+k^2) dt", f"{v:.10f}")
+
+
+def goe_exact():
+    print("# goe-positive-definite-exact, goe-large-deviation")
+    from sim import rare
+    from sim.theory import rmt as th
+
+    theta = math.log(3) / 4
+    show("theta = ln(3)/4", f"{theta:.6f}", "0.27465")
+    for n in range(1, 9):
+        lp = rare.log_p_positive_definite_exact(n)
+        show(f"N = {n}: P, -ln P / N^2", f"{math.exp(lp):.15g}  {-lp / n**2:.4f}", f"{th.EXACT_P_POSITIVE_DEFINITE[n]:.15g}")
+    show("N = 3: (pi - 2 sqrt 2)/(4 pi)", f"{(math.pi - 2 * math.sqrt(2)) / (4 * math.pi):.15g}")
+    ns = np.arange(10, 51)
+    r = np.array([-rare.log_p_positive_definite_exact(int(n)) - theta * n * n for n in ns])
+    slope, icpt = np.polyfit(ns, r, 1)
+    resid = r - (slope * ns + icpt)
+    show("-ln P - theta N^2 over N = 10..50: slope, intercept", f"{slope:.4f} {icpt:.3f}", "slope ~0.38")
+    show("   max |residual of the line|", f"{np.abs(resid).max():.3f}")
+    for n in (20, 48, 50):
+        show(f"   ln P at N = {n}", f"{rare.log_p_positive_definite_exact(n):.2f}")
+    c2 = np.polyfit(ns, -np.array([rare.log_p_positive_definite_exact(int(n)) for n in ns]), 2)
+    show("quadratic fit of -ln P over N = 10..50: theta", f"{c2[0]:.4f}")
+
+
+def index_variance(rng):
+    print("# goe-index-variance")
+    # Dumitriu-Edelman tridiagonal GOE (diag N(0,2), off-diag^2 ~ chi^2_{n-1-k}); index = # negative
+    # LDL^T pivots (Sylvester). O(n) per matrix, vectorised over samples.
+    out = []
+    for n, reps in ((16, 400_000), (64, 400_000), (256, 200_000), (1024, 100_000)):
+        a = rng.normal(0.0, math.sqrt(2.0), (n, reps))
+        neg = np.zeros(reps, np.int64)
+        d = a[0].copy()
+        neg += d < 0
+        for k in range(1, n):
+            c = rng.chisquare(n - k, reps)  # b_{k-1}^2 ~ chi^2_{n-1-(k-1)}
+            d = a[k] - c / d
+            neg += d < 0
+        var = neg.var(ddof=1)
+        se = var * math.sqrt(2 / reps) * 1.0
+        out.append((n, var, se))
+        show(f"N = {n}: Var(index) - ln N / pi^2", f"{var - math.log(n) / math.pi**2:.4f} +- {se:.4f}", "0.24")
+    c = (math.log(8) + np.euler_gamma + 1 - math.pi**2 / 8) / math.pi**2
+    show("heuristic (ln 8 + gamma + 1 - pi^2/8)/pi^2", f"{c:.4f}")
 
 
 def semicircle():
@@ -126,7 +174,7 @@ def learning():
     # truncated and its fitted exponent is too steep.
     def kappa(lam, n, delta, tail=None):
         t_lam = 0.0 if tail is None else (len(lam) + 0.5) ** (1 - tail[0]) / (tail[0] - 1)
-        f = lambda k: np.sum(lam / (lam + k)) + t_lam / k + delta / k - n  # noqa: E731
+        f = lambda k: np.sum(lam / (lam + k)) + t_lam / k + delta / k - n
         lo, hi = 1e-300, 1e6
         return optimize.brentq(lambda t: f(math.exp(t)), math.log(lo), math.log(hi), xtol=1e-14)
 
@@ -144,13 +192,14 @@ def learning():
         ns = np.array([100, 200, 400, 800, 1600])
         errs = [excess(lam, v2, int(n), 1e-14 * n, tail=(a, b))[0] for n in ns]
         slope = np.polyfit(np.log(ns), np.log(errs), 1)[0]
-        show(f"alpha = {a}, beta = {b}: slope of excess risk (ridgeless)", f"{slope:.3f}", f"-min(beta-1, 2 alpha) = {-min(b - 1, 2 * a):.3f}")
+        show(f"alpha = {a}, beta = {b}: slope of excess risk (ridgeless)", f"{slope:.3f}",
+             f"-min(beta-1, 2 alpha) = {-min(b - 1, 2 * a):.3f}")
     # isotropic check against Hastie et al.: P modes of lambda = 1, ridgeless
     n, r2, s2 = 200, 1.0, 1.0
     for Pm in (100, 400):
         lam = np.ones(Pm)
         v2 = np.full(Pm, r2 / Pm)
-        ex, k, e0 = excess(lam, v2, n, 1e-12, s2)
+        ex = excess(lam, v2, n, 1e-12, s2)[0]
         g = Pm / n
         hmrt = s2 * g / (1 - g) if g < 1 else r2 * (1 - 1 / g) + s2 / (g - 1)
         show(f"isotropic P = {Pm}, n = {n}: eigenlearning excess vs HMRT", f"{ex:.4f} vs {hmrt:.4f}")
@@ -202,7 +251,8 @@ def kpm():
     g = ((M + 2 - k) * np.cos(k * a) + np.sin(k * a) / math.tan(a)) / (M + 2)
     T = np.polynomial.chebyshev.chebvander(lam, M)
     est = np.mean(T @ (g * c))
-    show(f"uniform spectrum, M = {M}: Jackson-KPM fraction below 0.1 (exact moments)", f"{est:.4f}", f"{np.mean(lam < t):.4f}")
+    show(f"uniform spectrum, M = {M}: Jackson-KPM fraction below 0.1 (exact moments)", f"{est:.4f}",
+         f"{np.mean(lam < t):.4f}")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ SOURCES = [ROOT / "README.md", ROOT / "cli.py", *sorted((ROOT / "sim").rglob("*.
 
 
 def _anchors() -> set[str]:
-    return {m.group(1) for m in re.finditer(r"^##\s+([a-z0-9-]+)\s*$", THEORY.read_text(), re.M)}
+    return {m.group(1) for m in re.finditer(r"^##\s+([a-z0-9-]+)\s*$", THEORY.read_text(), re.MULTILINE)}
 
 
 def test_theory_sections_have_stable_anchors():
