@@ -255,6 +255,41 @@ def kpm():
          f"{np.mean(lam < t):.4f}")
 
 
+def lazy():
+    print("# lazy-training")
+    # one-hidden-layer ReLU network f(x) = c sum_j a_j relu(w_j . x / sqrt(d)), all weights N(0, 1);
+    # NTK: c = 1/sqrt(w), learning rate 0.5; mean-field: c = 1/w, learning rate 0.5 w. Full-batch GD on
+    # (1/2n) sum (f - y)^2, d = 10, n = 32, y = sin(2 u . x), 1500 steps; networks A, B differ only in init.
+    d, n, steps = 10, 32, 1500
+    data = np.random.default_rng(123)
+    x = data.normal(size=(n, d))
+    u = data.normal(size=d)
+    y = np.sin(2 * x @ (u / np.linalg.norm(u)))
+
+    def train(width, seed, param):
+        rng = np.random.default_rng(seed)
+        w, a = rng.normal(size=(width, d)), rng.normal(size=width)
+        c, eta = (1 / math.sqrt(width), 0.5) if param == "ntk" else (1 / width, 0.5 * width)
+        th0 = np.concatenate([w.ravel(), a])
+        for _ in range(steps):
+            pre = x @ w.T / math.sqrt(d)
+            h = np.maximum(pre, 0)
+            r = (c * h @ a - y) / n
+            ga = c * h.T @ r
+            gw = c * ((r[:, None] * (pre > 0)) * a[None, :]).T @ x / math.sqrt(d)
+            a, w = a - eta * ga, w - eta * gw
+        return th0, np.concatenate([w.ravel(), a])
+
+    for param in ("ntk", "mf"):
+        for width in (64, 256, 1024, 4096):
+            t0, t = train(width, 0, param)
+            _, s = train(width, 1, param)
+            rel = np.linalg.norm(t - t0) / np.linalg.norm(t0)
+            cos = t0 @ t / (np.linalg.norm(t0) * np.linalg.norm(t))
+            ab = np.linalg.norm(t - s) / np.linalg.norm(t0)
+            show(f"{param}, width {width}: |dtheta|/|theta0|, cos, |A - B|/|theta0|", f"{rel:.4f} {cos:.4f} {ab:.3f}")
+
+
 if __name__ == "__main__":
     rng = np.random.default_rng(20261202)
     distances()
@@ -267,4 +302,5 @@ if __name__ == "__main__":
     learning()
     noise_scale()
     kpm()
+    lazy()
     index_variance(rng)
