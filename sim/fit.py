@@ -50,6 +50,7 @@ __all__ = [
     "wilson_interval",
     "clopper_pearson_interval",
     "betainc",
+    "student_t_quantile",
 ]
 
 
@@ -360,6 +361,20 @@ def _beta_quantile(q: float, a: float, b: float) -> float:
         else:
             hi = mid
     return 0.5 * (lo + hi)
+
+
+def student_t_quantile(p: float, dof: float) -> float:
+    """Quantile of Student's t with ``dof`` degrees of freedom, 0 < p < 1 (bisection on the CDF
+    1 - I_x(dof/2, 1/2)/2, x = dof/(dof + t^2), for t > 0; pure Python)."""
+    if not (0 < p < 1 and dof > 0):
+        raise ValueError(f"student_t_quantile: need 0 < p < 1 and dof > 0, got p={p!r}, dof={dof!r}")
+    if p < 0.5:
+        return -student_t_quantile(1 - p, dof)
+    if p == 0.5:
+        return 0.0
+    q = 2 * (1 - p)  # I_x(dof/2, 1/2) at the quantile; x falls as t grows
+    x = 1.0 - _beta_quantile(1 - q, 0.5, dof / 2)  # I_x(a, b) = 1 - I_{1-x}(b, a)
+    return math.sqrt(dof * (1 - x) / x)
 
 
 def clopper_pearson_interval(k, n, level: float = 0.95):

@@ -20,8 +20,8 @@ Tables (``Result``):
   correlation of index fraction with energy, the theory's mean index fraction at the same energies,
   and the descent results (minima reached, their mean energy with a standard error over instances).
 * ``tables["descent"]``: one row per start of gradient descent (same schema as ``rows``).
-* ``tables["spectrum"]``: Hessian eigenvalues at up to ``config.spectra`` typical saddles per size
-  (the unique saddles whose index fraction is closest to the median).
+* ``tables["spectrum"]``: Hessian eigenvalues at up to ``config.spectra`` saddles per size, drawn at
+  random among the unique saddles (``numpy.random.default_rng([seed, dim])``).
 * ``tables["theory"]``: the curve alpha(energy) of the theory (grf without confinement, pspin).
 
 Devices: the unit of work is one instance at one size (its finder run and, with descent, its descent
@@ -362,9 +362,12 @@ def run(config: CriticalConfig, *, progress: Progress | None = None) -> Result:
         )
         saddles = [x for x in uniq if x["index"] > 0]
         if saddles and config.spectra:
-            med = float(np.median([x["index_fraction"] for x in saddles]))
-            typical = sorted(saddles, key=lambda x: (abs(x["index_fraction"] - med), x["instance"], x["start"]))
-            for x in typical[: config.spectra]:
+            # a seeded random sample of the unique saddles (ordered by instance and start): choosing those
+            # whose index is nearest the median would make the spectrum's negative mass match the theory
+            # by construction
+            rng = np.random.default_rng([config.seed, dim])
+            pick = np.sort(rng.choice(len(saddles), size=min(config.spectra, len(saddles)), replace=False))
+            for x in (saddles[i] for i in pick):
                 for j, lam in enumerate(x["_eigs"]):
                     spectrum.append(
                         {

@@ -10,6 +10,7 @@ import numpy as np
 
 from sim.experiments import rmt as exp_rmt
 from sim.gallery import register
+from sim.gallery._text import verdict
 from sim.io import Output
 from sim.plots import rmt as plot_rmt
 from sim.plots import save, style
@@ -66,16 +67,23 @@ def _minima(out: Output, quick: bool):
     fit = plot_rmt.theta_fit(rows, min_dim=8, seed=SEED)
     with style():
         save(plot_rmt.fig_minima(rows, fit=fit), out, "rmt_minima")
-    out.csv("rmt_minima.csv", [{k: r[k] for k in ("dim", "samples", "log_p_min", "log_p_min_stderr", "method",
-                                                   "mc_minima", "mc_p_min", "mc_p_min_upper95", "theory_log_p_min",
-                                                   "exact_log_p_min")} for r in rows])
+    csv_rows = []
+    for r in rows:  # with the exact binomial 68% interval drawn for the plain Monte Carlo counts
+        _, lo, hi = plot_rmt.mc_log_p_interval(r)
+        csv_rows.append(dict({k: r[k] for k in ("dim", "samples", "log_p_min", "log_p_min_stderr", "method",
+                                                "mc_minima", "mc_p_min")},
+                             mc_log_p_min_low68=lo, mc_log_p_min_high68=hi,
+                             **{k: r[k] for k in ("mc_p_min_upper95", "theory_log_p_min", "exact_log_p_min")}))
+    out.csv("rmt_minima.csv", csv_rows)
     big = rows[-1]
     fit_txt = (f"theta = {fit.theta:.4f} (95% CI {fit.ci_low:.4f} to {fit.ci_high:.4f}, with a linear term "
-               f"b = {fit.b:.2f}, chi2/dof {fit.chi2_per_dof:.2f})" if fit else "theta: too few points to fit")
+               f"b = {fit.b:.2f}, chi2/dof {fit.chi2_per_dof:.2f}), "
+               + verdict(fit.ci_low, fit.ci_high, th.THETA, what="ln3/4 =", spec=".4f")
+               if fit else f"theta: too few points to fit, beside ln3/4 = {th.THETA:.4f}")
     caption = (
         f"P(a GOE Hessian is positive definite) falls as exp(-theta N^2 - bN - c): a weighted fit to the "
         f"thermodynamic-integration estimates at N = {min(fit.dims) if fit else '-'} to {big['dim']} gives "
-        f"{fit_txt}, beside ln3/4 = {th.THETA:.4f}; plain Monte Carlo with {mc.samples:,} matrices sees no minimum "
+        f"{fit_txt}; plain Monte Carlo with {mc.samples:,} matrices sees no minimum "
         f"beyond N = {max((r['dim'] for r in rows if r['mc_minima'] > 0), default=0)}, and at N = {big['dim']} "
         f"ln P = {big['log_p_min']:.1f} ± {big['log_p_min_stderr']:.1f} (exact {big['exact_log_p_min']:.1f})."
     )
@@ -100,7 +108,8 @@ def _shift(out: Output, quick: bool):
     caption = (
         f"The fraction of negative eigenvalues of GOE/sqrt(N) + sI follows the semicircle CDF F(-s) up to a 1/N "
         f"term a*arcsin(s/2)/(2 pi N): at N = {d} with {cfg.samples:,} matrices per shift the fitted "
-        + (f"a = {f.slope:.3f} (95% CI {f.ci_low:.3f} to {f.ci_high:.3f}), theory 1, " if f else "")
+        + (f"a = {f.slope:.3f} (95% CI {f.ci_low:.3f} to {f.ci_high:.3f}; "
+           f"{verdict(f.ci_low, f.ci_high, 1.0, spec='g')}), " if f else "")
         + f"and the corrected prediction is within {max(z):.1f} standard errors at every |s| <= 1.5."
     )
     return caption, cfg.to_json(), SEED, {"shift_fit": f._asdict() if f else None}
@@ -118,7 +127,8 @@ def _index_distribution(out: Output, quick: bool):
     big = v[-1]
     caption = (
         f"The index of a GOE matrix fluctuates far less than independent signs would: Var(index) = a ln N + C with "
-        f"fitted a = {f.slope:.4f} (95% CI {f.ci_low:.4f} to {f.ci_high:.4f}) beside 1/pi^2 = {1 / math.pi**2:.4f}, "
+        f"fitted a = {f.slope:.4f} (95% CI {f.ci_low:.4f} to {f.ci_high:.4f}; "
+        f"{verdict(f.ci_low, f.ci_high, 1 / math.pi**2, what='theory 1/pi^2 =', spec='.4f')}), "
         f"C = {f.intercept:.3f} (simulation value 0.24); at N = {big['dim']} the variance is "
         f"{big['var_index']:.3f} ± {big['var_index_stderr']:.3f}, against the binomial N/4 = {big['binomial']:g}."
     )

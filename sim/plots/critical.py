@@ -4,7 +4,8 @@
   per dimension (one row of panels per landscape), with the theory curve where it is known.
 * ``fig_minima_fraction``: fraction of minima among the unique critical points against N (log y),
   Wilson 95% error bars, and the fitted exponential decay ``logit p = a - c N``.
-* ``fig_spectra``: Hessian eigenvalues at typical saddles against the shifted semicircle of the theory.
+* ``fig_spectra``: Hessian eigenvalues at saddles (drawn at random by the experiment) against the shifted
+  semicircle of the theory.
 * ``fig_descent_energy``: energies per spin of the minima reached by gradient descent (p-spin) against n,
   with the threshold -E_inf and the ground state -E_0.
 
@@ -144,7 +145,7 @@ def _semicircle_mixture(x, centres, radius):
 
 
 def fig_spectra(spectrum_rows, name, *, theory_spec=None, most=3, title=None):
-    """Hessian eigenvalues at typical saddles (the experiment's ``tables["spectrum"]``), one panel per N.
+    """Hessian eigenvalues at the saddles of the experiment's ``tables["spectrum"]``, one panel per N.
 
     Args:
         spectrum_rows: rows with dim, instance, start, energy, eigenvalue.
@@ -179,7 +180,7 @@ def fig_spectra(spectrum_rows, name, *, theory_spec=None, most=3, title=None):
         ax.set_xlabel("Hessian eigenvalue", fontsize=8)
     axes[0, 0].set_ylabel("density")
     axes[0, 0].legend(fontsize=6.5, loc="upper left")
-    fig.suptitle(title or f"{name}: Hessian spectrum at typical saddles\n(dotted: 0; the mass left of it is the index)",
+    fig.suptitle(title or f"{name}: Hessian spectrum at random saddles\n(dotted: 0; the mass left of it is the index)",
                  fontsize=10)
     return fig
 

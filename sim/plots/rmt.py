@@ -8,7 +8,9 @@
   and Var(index) against N (against the binomial N/4 that independent signs would give).
 * ``fig_spectra``: eigenvalue densities against the semicircle (Marchenko-Pastur for Wishart).
 
-Error bars are one standard error throughout.
+Error bars are one standard error, except the plain Monte Carlo P(min) counts, which are often small
+(a handful of minima): their bars are the exact 68.3% Clopper-Pearson interval of the binomial count
+(the interval a +-1 SE bar means), not the normal p +- sqrt(p(1 - p)/n), which is too short at small counts.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from sim.fit import ThetaFit, fit_linear, fit_theta
+from sim.fit import ThetaFit, clopper_pearson_interval, fit_linear, fit_theta
 from sim.plots import COLORS, MARKERS, new_figure, pick_dims
 from sim.theory import rmt as th
 
@@ -31,6 +33,7 @@ __all__ = [
     "shift_fit",
     "variance_fit",
     "index_variance_table",
+    "mc_log_p_interval",
 ]
 
 ENSEMBLE_NAMES = {
@@ -52,13 +55,18 @@ def theta_fit(rows, *, min_dim=10, seed=0) -> ThetaFit | None:
                      min_dim=min_dim, seed=seed)
 
 
-def _mc_log_p(r):
-    """(ln p, stderr) of the plain Monte Carlo count of a row; nan when no minimum was seen."""
-    k, n = r["mc_minima"], r["samples"]
+#: coverage of a +-1 SE normal bar, used for the exact intervals drawn beside the other +-1 SE bars
+ONE_SIGMA = math.erf(1 / math.sqrt(2))
+
+
+def mc_log_p_interval(r, level: float = ONE_SIGMA):
+    """(ln p, ln low, ln high) of the plain Monte Carlo count of a row: p = minima / samples and the exact
+    Clopper-Pearson interval of the count; nan when no minimum was seen."""
+    k, n = int(r["mc_minima"]), int(r["samples"])
     if k <= 0:
-        return math.nan, math.nan
-    p = k / n
-    return math.log(p), math.sqrt(p * (1 - p) / n) / p
+        return math.nan, math.nan, math.nan
+    lo, hi = clopper_pearson_interval(k, n, level)
+    return math.log(k / n), math.log(float(lo)), math.log(float(hi))
 
 
 def fig_minima(rows, *, fit: ThetaFit | None = None, title=None):
@@ -72,16 +80,17 @@ def fig_minima(rows, *, fit: ThetaFit | None = None, title=None):
     dims = np.array([r["dim"] for r in rows], float)
 
     def both(x, y, yerr, resid_y, **kw):
+        """yerr: symmetric, or (below, above) for y; the remainder -y - theta N^2 flips the two sides."""
         ax.errorbar(x, y, yerr=yerr, ls="none", **kw)
         kw.pop("label", None)
-        axr.errorbar(x, resid_y, yerr=yerr, ls="none", **kw)
+        axr.errorbar(x, resid_y, yerr=yerr[::-1] if isinstance(yerr, tuple) else yerr, ls="none", **kw)
 
-    # plain Monte Carlo wherever it saw a minimum (also where the row's value is rare-event)
-    mc = [(r["dim"], *_mc_log_p(r)) for r in rows if r["mc_minima"] > 0]
+    # plain Monte Carlo wherever it saw a minimum (also where the row's value is rare-event): exact binomial bars
+    mc = [(r["dim"], *mc_log_p_interval(r)) for r in rows if r["mc_minima"] > 0]
     if mc:
-        x, y, e = (np.array(v, float) for v in zip(*mc))
-        both(x, y, e, -y - theta * x**2, marker=MARKERS[0], color=COLORS[0], ms=4,
-             label=f"plain Monte Carlo ({rows[0]['samples']:,} matrices per N)")
+        x, y, lo, hi = (np.array(v, float) for v in zip(*mc))
+        both(x, y, (y - lo, hi - y), -y - theta * x**2, marker=MARKERS[0], color=COLORS[0], ms=4,
+             label=f"plain Monte Carlo ({rows[0]['samples']:,} matrices per N; exact binomial 68% bars)")
     # Monte Carlo saw nothing: the one-sided 95% bound 3/samples
     none = [(r["dim"], math.log(r["mc_p_min_upper95"])) for r in rows
             if r["mc_minima"] == 0 and r["method"] == "monte-carlo" and math.isfinite(r["mc_p_min_upper95"])]
@@ -121,7 +130,7 @@ def fig_minima(rows, *, fit: ThetaFit | None = None, title=None):
     if title is None and ens != "goe":  # the -θN² law is the GOE's
         title = f"P({ENSEMBLE_NAMES.get(ens, ens)} matrix has no negative eigenvalue) against N; error bars ±1 SE"
     fig.suptitle(title or f"Minima vanish like exp(-θN²): P({ENSEMBLE_NAMES.get(ens, ens)} Hessian is positive "
-                 "definite); error bars ±1 SE", fontsize=9)
+                 "definite); error bars ±1 SE (Monte Carlo counts: exact 68% interval)", fontsize=9)
     fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=2, fontsize=7)
     return fig
 
@@ -247,7 +256,9 @@ def fig_index_distribution(rows, hist_rows, *, dims=None, most=4, shift=0.0, tit
         seen = c > 0
         col, mk = COLORS[j % len(COLORS)], MARKERS[j % len(MARKERS)]
         centre = d * float(rs[d]["mean_index_fraction"]) if ens != "goe" or shift else d / 2
-        ax.errorbar(k[seen] - centre, p[seen], yerr=np.sqrt(p * (1 - p) / tot)[seen], ls="none", marker=mk,
+        # log axis, counts down to a handful in the tails: exact binomial (Clopper-Pearson) 68% bars
+        lo, hi = clopper_pearson_interval(c[seen].astype(np.int64), np.full(int(seen.sum()), int(tot)), ONE_SIGMA)
+        ax.errorbar(k[seen] - centre, p[seen], yerr=(p[seen] - lo, hi - p[seen]), ls="none", marker=mk,
                     color=col, ms=4, label=f"N = {d}")
         if ens == "goe" and shift == 0:
             var = float(th.goe_index_variance(d))
@@ -264,7 +275,8 @@ def fig_index_distribution(rows, hist_rows, *, dims=None, most=4, shift=0.0, tit
     ax.set_xlim(-6.5, 6.5)
     ax.set_xlabel("index k − N/2 (negative eigenvalues minus half)")
     ax.set_ylabel("P(index = k)")
-    ax.legend(fontsize=6, loc="upper left", title="points ±1 SE; dashed: normal,\nvariance ln N/π² + 0.24",
+    ax.legend(fontsize=6, loc="upper left",
+              title="points: exact 68% binomial bars; dashed: normal,\nvariance ln N/π² + 0.24",
               title_fontsize=6)
     v = index_variance_table(list(rs.values()), hist_rows, shift)
     if v:
