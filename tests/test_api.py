@@ -190,3 +190,35 @@ def test_the_bounds_are_the_apis_the_code_needs():
     src = "\n".join(p.read_text() for p in (ROOT / "sim").rglob("*.py"))
     assert "jax.shard_map(" in src and "check_vma" in src and "np.trapezoid(" in src
     assert "rich" in (ROOT / "cli.py").read_text()
+
+
+# ---- configs check themselves (the CLI has no second copy) ----
+
+
+def _configs():
+    from sim.experiments import critical, distances, rmt
+    from sim.vectors import Gaussian, Init
+
+    return [
+        (lambda: distances.DistancesConfig(dists=(Gaussian(),), points=1), "points must be an integer >= 2, got 1"),
+        (lambda: distances.DistancesConfig(dists=(Gaussian(),), chunk=5000), "got 5000"),
+        (lambda: distances.DistancesConfig(dists=(Gaussian(),), dtype="float16"), "dtype: unknown value 'float16'"),
+        (lambda: distances.DistancesConfig(dists=(Init(widths=(784, 1, 1, 10)),), dims=(10,)), "d=10"),
+        (lambda: rmt.RmtConfig(samples=0), "samples must be an integer >= 1, got 0"),
+        (lambda: rmt.RmtConfig(dims=(5000,)), "dims: 5000 exceeds the largest allowed value 2048"),
+        (lambda: rmt.RmtConfig(shifts=(0.0, float("inf"))), "shifts must be a finite number"),
+        (lambda: rmt.RmtConfig(ensemble="wigner-rademacher", index_method="ldl"), "use eigh"),
+        (lambda: rmt.RmtConfig(ti_chains=1), "ti_chains must be an integer >= 2, got 1"),
+        (lambda: critical.CriticalConfig(starts=0), "starts must be an integer >= 1, got 0"),
+        (lambda: critical.CriticalConfig(method="bfgs"), "method: unknown value 'bfgs'; valid: lm, newton"),
+        (lambda: critical.CriticalConfig(landscape="pspin", dims=(1,)), "got 1"),
+        (lambda: critical.CriticalConfig(length_scale=-1.0), "length_scale must be a finite number > 0, got -1.0"),
+    ]
+
+
+@pytest.mark.parametrize("case", range(13))
+def test_configs_validate_themselves_in_one_line(case):
+    make, needle = _configs()[case]
+    with pytest.raises(ValueError) as e:
+        make()
+    assert needle in str(e.value) and "\n" not in str(e.value), str(e.value)

@@ -47,6 +47,7 @@ import numpy as np
 
 from sim import critical, landscapes
 from sim.devices import PLATFORMS, get_devices
+from sim.fit import spearman  # re-exported: it used to live here
 from sim.experiments.base import (Progress, Result, check_choice, check_devices, check_dims, check_int, check_number,
                                   no_progress)
 from sim.theory import landscapes as theory
@@ -167,24 +168,6 @@ def check_memory(config: CriticalConfig, devices, available: int) -> None:
             f"starts {config.starts} at dimension {dmax} needs about {need / 2**30:.1f} GiB"
             f"{f' ({at_once} instances at once)' if at_once > 1 else ''}, more than half of the "
             f"{available / 2**30:.1f} GiB available; use fewer starts, smaller dims or fewer devices")
-
-
-def spearman(a, b) -> float:
-    """Spearman rank correlation (average ranks for ties); nan when either input is constant or n < 3."""
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    if a.size < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
-        return math.nan
-
-    def ranks(v):
-        order = np.argsort(v, kind="stable")
-        r = np.empty(v.size)
-        r[order] = np.arange(v.size, dtype=np.float64)
-        _, inv, counts = np.unique(v, return_inverse=True, return_counts=True)
-        sums = np.bincount(inv, weights=r)
-        return (sums / counts)[inv]
-
-    ra, rb = ranks(a), ranks(b)
-    return float(np.corrcoef(ra, rb)[0, 1])
 
 
 def _theory_alpha(config: CriticalConfig, energy):
