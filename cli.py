@@ -96,8 +96,8 @@ def compile_cache_dir() -> Path:
 
 
 def _compile_cache_enabled() -> bool:
-    return _OPTIONS["compile_cache"] and os.environ.get("HDSIM_NO_COMPILE_CACHE", "").strip().lower() in ("", "0",
-                                                                                                           "false", "no")
+    off = os.environ.get("HDSIM_NO_COMPILE_CACHE", "").strip().lower() not in ("", "0", "false", "no")
+    return _OPTIONS["compile_cache"] and not off
 
 
 def _setup_jax() -> None:

@@ -48,8 +48,17 @@ import numpy as np
 from sim import critical, landscapes
 from sim.devices import PLATFORMS, get_devices
 from sim.fit import spearman  # re-exported: it used to live here
-from sim.experiments.base import (Progress, Result, check_choice, check_devices, check_dims, check_int, check_number,
-                                  no_progress)
+from sim.experiments.base import (
+    Progress,
+    Result,
+    check_choice,
+    check_devices,
+    check_dims,
+    check_int,
+    check_number,
+    checking,
+    no_progress,
+)
 from sim.theory import landscapes as theory
 
 __all__ = ["CriticalConfig", "run", "spearman", "memory_estimate", "check_memory"]
@@ -109,22 +118,23 @@ class CriticalConfig:
     platform: str | None = None
 
     def __post_init__(self):
-        check_choice("landscape", self.landscape, landscapes.LANDSCAPES)
-        check_int("p", self.p, 2)
-        object.__setattr__(self, "dims", check_dims("dims", self.dims))
-        for name in ("starts", "instances", "descent_steps"):
-            check_int(name, getattr(self, name), 1)
-        for name in ("max_steps", "patience"):
-            check_int(name, getattr(self, name), 1, optional=True)
-        check_choice("method", self.method, critical.METHODS)
-        check_int("spectra", self.spectra, 0)
-        check_int("seed", self.seed, 0)
-        for name in ("rtol", "zero_tol", "dedup_tol"):
-            check_number(name, getattr(self, name))
-        check_devices(self.devices, self.platform, PLATFORMS)
-        land = self.make_landscape()  # validates the landscape options
-        for d in self.dims:
-            land.check_size(d)
+        with checking("critical"):
+            check_choice("landscape", self.landscape, landscapes.LANDSCAPES)
+            check_int("p", self.p, 2)
+            object.__setattr__(self, "dims", check_dims("dims", self.dims))
+            for name in ("starts", "instances", "descent_steps"):
+                check_int(name, getattr(self, name), 1)
+            for name in ("max_steps", "patience"):
+                check_int(name, getattr(self, name), 1, optional=True)
+            check_choice("method", self.method, critical.METHODS)
+            check_int("spectra", self.spectra, 0)
+            check_int("seed", self.seed, 0)
+            for name in ("rtol", "zero_tol", "dedup_tol"):
+                check_number(name, getattr(self, name))
+            check_devices(self.devices, self.platform, PLATFORMS)
+            land = self.make_landscape()  # validates the landscape options
+            for d in self.dims:
+                land.check_size(d)
 
     def make_landscape(self) -> landscapes.Landscape:
         return landscapes.make_landscape(
