@@ -1,12 +1,9 @@
 """`hdsim critical` end to end (files, columns, non-converged starts reported, bad input) and the
 quick gallery entries of issue 4 (files written, byte-identical on re-run)."""
 
-import os
-
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # batched small eigh: 10-30x faster single-threaded
-
 import csv
 import json
+import os
 
 import numpy as np
 import pytest
