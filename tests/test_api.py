@@ -36,10 +36,16 @@ def test_every_public_name_resolves_and_every_submodule_is_documented():
 
 
 def test_the_semicircle_cdf_has_one_definition():
-    """theory.landscapes and every other user take the one in theory.rmt (also with a centre and radius)."""
+    """theory.landscapes, the spectrum experiment and every other user take the one in theory.rmt (also
+    with a centre and radius); tests/test_rmt.py checks it against quadrature of the density."""
     from sim.theory import landscapes, rmt
 
-    assert landscapes.semicircle_cdf is rmt.semicircle_cdf
+    from sim.experiments import spectrum
+
+    assert landscapes.semicircle_cdf is rmt.semicircle_cdf and spectrum.semicircle_cdf is rmt.semicircle_cdf
+    defs = [str(p.relative_to(ROOT)) for p in (ROOT / "sim").rglob("*.py")
+            if re.search(r"^def \w*semicircle_cdf\(", p.read_text(), re.M)]
+    assert defs == ["sim/theory/rmt.py"], defs
     x = np.array([-3.0, -2.0, -1.0, 0.0, 0.5, 2.0, 9.0])
     f = rmt.semicircle_cdf(x)
     assert f[0] == 0.0 and f[3] == 0.5 and f[-2] == 1.0 and f[-1] == 1.0
