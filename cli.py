@@ -96,8 +96,8 @@ def compile_cache_dir() -> Path:
 
 
 def _compile_cache_enabled() -> bool:
-    return _OPTIONS["compile_cache"] and os.environ.get("HDSIM_NO_COMPILE_CACHE", "").strip().lower() in ("", "0",
-                                                                                                           "false", "no")
+    off = os.environ.get("HDSIM_NO_COMPILE_CACHE", "").strip().lower() not in ("", "0", "false", "no")
+    return _OPTIONS["compile_cache"] and not off
 
 
 def _setup_jax() -> None:
@@ -249,7 +249,7 @@ _FIELD_NAMES = {
     "dims", "points", "seed", "chunk", "dtype", "devices", "platform", "samples", "shifts", "ensemble", "aspect",
     "rare", "index_method", "min_minima", "ti_chains", "ti_sweeps", "spectrum_samples", "spectrum_dims",
     "landscape", "starts", "instances", "p", "features", "features_per_dim", "length_scale", "confine", "d_in",
-    "num_samples", "weight_decay", "noise", "max_steps", "method", "descent_steps", "spectra", "df",
+    "num_samples", "weight_decay", "max_steps", "method", "descent_steps", "spectra", "df",
 }
 
 
@@ -685,7 +685,7 @@ def critical(
     d_in: Annotated[int, typer.Option(help="mlp: input dimension, >= 1.")] = 2,
     num_samples: Annotated[int, typer.Option(help="mlp: training samples, >= 1.")] = 64,
     weight_decay: Annotated[float, typer.Option(help="mlp: weight decay >= 0.")] = 1e-3,
-    noise: Annotated[float, typer.Option(help="mlp: label noise std >= 0.")] = 0.0,
+    noise: Annotated[float, typer.Option("--noise-std", help="mlp: label noise standard deviation >= 0.")] = 0.0,
     max_steps: Annotated[Optional[int], typer.Option(help="Newton iterations per start, >= 1 (default 100; mlp 300).")] = None,
     method: Annotated[str, typer.Option(help="Finder step rule: lm (Levenberg-Marquardt) or newton (uphill steps too; n <= 32).")] = "lm",
     descent: Annotated[bool, typer.Option(help="Also run gradient descent from the same starts (minima energies).")] = True,
@@ -702,7 +702,7 @@ def critical(
 
     from sim.experiments import critical as exp
 
-    with _ConfigErrors():
+    with _ConfigErrors({"noise": "--noise-std"}):
         config = exp.CriticalConfig(
             landscape=landscape, dims=tuple(dim_list), starts=starts, seed=seed, instances=instances, p=p,
             features=features, features_per_dim=features_per_dim, length_scale=length_scale, confine=confine,

@@ -15,7 +15,9 @@ configuration changed on import or in a call):
 * ``sim.critical``: critical points by damped Newton / Levenberg-Marquardt from random starts.
 * ``sim.hvp``: Hessian- and Gauss-Newton-vector products of any loss.
 * ``sim.lanczos``: Lanczos and stochastic Lanczos quadrature (densities, negative fractions).
+* ``sim.counts``: eigenvalue counts below thresholds from matvecs, with two-sided brackets.
 * ``sim.models``: small MLPs and teacher-student regression tasks.
+* ``sim.learning``: data, learners and learning-curve theory (its submodules are imported explicitly).
 * ``sim.fit``: power-law and theta fits with bootstrap intervals, binomial intervals.
 * ``sim.theory``: closed-form results to compare with (NumPy, float64; see docs/theory.md).
 * ``sim.devices``: devices, meshes and multi-process set-up; ``sim.dims``: the ``--dims`` syntax.
@@ -52,8 +54,8 @@ from sim.vectors import (  # noqa: E402
 
 #: every submodule of the public API, in the layer order of the docstring (loaded on first access)
 SUBMODULES = (
-    "vectors", "distances", "rmt", "rare", "landscapes", "critical", "hvp", "lanczos", "models", "fit", "theory",
-    "devices", "dims", "experiments", "io", "plots", "gallery",
+    "vectors", "distances", "rmt", "rare", "landscapes", "critical", "hvp", "lanczos", "counts", "models",
+    "learning", "fit", "theory", "devices", "dims", "experiments", "io", "plots", "gallery",
 )
 
 

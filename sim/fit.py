@@ -7,6 +7,7 @@
 * ``fit_minima_decay``: logistic (binomial maximum-likelihood) decay of a fraction with N.
 * ``wilson_interval``, ``clopper_pearson_interval``: intervals of a binomial proportion (the exact
   Clopper-Pearson one for small counts, where a normal error bar p +- z sqrt(p(1-p)/n) is wrong).
+* ``spearman``: the Spearman rank correlation (average ranks for ties).
 
 All plain numpy except ``fit_power_law`` (jax bootstrap); seeds are explicit, so intervals are
 reproducible.
@@ -51,6 +52,7 @@ __all__ = [
     "clopper_pearson_interval",
     "betainc",
     "student_t_quantile",
+    "spearman",
 ]
 
 
@@ -445,3 +447,21 @@ def fit_minima_decay(dims, minima, unique) -> MinimaDecay | None:
     se = float(math.sqrt(cov[1, 1]))
     rate = float(-beta[1])
     return MinimaDecay(rate, se, rate - 1.96 * se, rate + 1.96 * se, float(beta[0]), int(x.size))
+
+
+def spearman(a, b) -> float:
+    """Spearman rank correlation (average ranks for ties); nan when either input is constant or n < 3."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.size < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return math.nan
+
+    def ranks(v):
+        order = np.argsort(v, kind="stable")
+        r = np.empty(v.size)
+        r[order] = np.arange(v.size, dtype=np.float64)
+        _, inv, counts = np.unique(v, return_inverse=True, return_counts=True)
+        sums = np.bincount(inv, weights=r)
+        return (sums / counts)[inv]
+
+    ra, rb = ranks(a), ranks(b)
+    return float(np.corrcoef(ra, rb)[0, 1])

@@ -18,6 +18,10 @@ The Gauss–Newton (generalised Gauss–Newton) matrix of ``L(p) = l(f(p))`` is 
 semi-definite whenever ``l`` is convex, and equals the Hessian when ``f`` is linear in ``p``. The
 product is a JVP of ``f``, an HVP of ``l`` in output space, and a VJP of ``f``.
 
+For a random loss of ``sim.landscapes`` at a point ``x``, ``landscape_matvec(landscape, params, x,
+dtype)`` is the Hessian on the tangent space as a matvec (on the sphere, in the Householder basis of
+``sim.landscapes.sphere_tangent_basis``, never formed): its matrix is ``landscape.tangent_hessian``.
+
 Nothing here is jitted: the callables close over ``params`` and data, so build them *inside* the
 function you jit (closing over traced values is fine), e.g.::
 
@@ -42,7 +46,7 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-__all__ = ["hvp", "gnvp", "hessian_matvec", "gauss_newton_matvec", "num_params"]
+__all__ = ["hvp", "gnvp", "hessian_matvec", "gauss_newton_matvec", "num_params", "landscape_matvec"]
 
 PyTree = Any
 Matvec = Callable[[jax.Array], jax.Array]
@@ -171,3 +175,47 @@ def gauss_newton_matvec(
         return vjp_lin(h_out(jvp_lin(v.astype(flat.dtype))))[0]
 
     return matvec
+
+
+# ---- landscapes (sim.landscapes): the Hessian on the tangent space, as a matvec ----
+
+
+def _reflector(x: jax.Array):
+    """(B, B^T) of ``sim.landscapes.sphere_tangent_basis(x)`` as functions (Householder, never formed)."""
+    n = x.shape[0]
+    u = x / jnp.linalg.norm(x)
+    e = jnp.zeros((n,), x.dtype).at[n - 1].set(1.0)
+    sign = jnp.where(u[n - 1] >= 0, 1.0, -1.0).astype(x.dtype)
+    w = u + sign * e
+    ww = jnp.dot(w, w)
+
+    def refl(y):
+        return y - (2.0 * jnp.dot(w, y) / ww) * w
+
+    def b(v):  # (n - 1,) -> (n,)
+        return refl(jnp.concatenate([v, jnp.zeros((1,), v.dtype)]))
+
+    def bt(z):  # (n,) -> (n - 1,)
+        return refl(z)[: n - 1]
+
+    return b, bt
+
+
+def landscape_matvec(landscape, params, x, dtype) -> Callable:
+    """Hessian-vector product of a landscape at ``x`` on its tangent space, for vectors of ``dtype``.
+
+    Euclidean (grf): ``v -> D^2 phi(x) v`` (a JVP of the gradient). Sphere (pspin): the tangent Hessian
+    ``B^T (P D^2H P - (x . DH / n) P) B = B^T D^2H B - (x . DH / n) I`` in the Householder basis ``B``
+    (``sim.landscapes.sphere_tangent_basis``), so its matrix is ``landscape.tangent_hessian``.
+    """
+    wdt = x.dtype
+
+    def hv(y):
+        return jax.jvp(lambda z: landscape.euclidean_grad(params, z), (x,), (y,))[1]
+
+    if landscape.manifold != "sphere":
+        return lambda v: hv(v.astype(wdt)).astype(dtype)
+    n = x.shape[0]
+    radial = jnp.dot(x, landscape.euclidean_grad(params, x)) / n
+    b, bt = _reflector(x)
+    return lambda v: (bt(hv(b(v.astype(wdt)))) - radial * v.astype(wdt)).astype(dtype)

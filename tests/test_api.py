@@ -36,10 +36,16 @@ def test_every_public_name_resolves_and_every_submodule_is_documented():
 
 
 def test_the_semicircle_cdf_has_one_definition():
-    """theory.landscapes and every other user take the one in theory.rmt (also with a centre and radius)."""
+    """theory.landscapes, the spectrum experiment and every other user take the one in theory.rmt (also
+    with a centre and radius); tests/test_rmt.py checks it against quadrature of the density."""
     from sim.theory import landscapes, rmt
 
-    assert landscapes.semicircle_cdf is rmt.semicircle_cdf
+    from sim.experiments import spectrum
+
+    assert landscapes.semicircle_cdf is rmt.semicircle_cdf and spectrum.semicircle_cdf is rmt.semicircle_cdf
+    defs = [str(p.relative_to(ROOT)) for p in (ROOT / "sim").rglob("*.py")
+            if re.search(r"^def \w*semicircle_cdf\(", p.read_text(), re.M)]
+    assert defs == ["sim/theory/rmt.py"], defs
     x = np.array([-3.0, -2.0, -1.0, 0.0, 0.5, 2.0, 9.0])
     f = rmt.semicircle_cdf(x)
     assert f[0] == 0.0 and f[3] == 0.5 and f[-2] == 1.0 and f[-1] == 1.0
@@ -181,12 +187,51 @@ def test_installed_versions_satisfy_the_stated_bounds(name):
     assert _version(name) >= _pyproject_bound(name)
 
 
+#: public JAX APIs newer than 0.6, with the first release whose jax/__init__.py exports them (read in
+#: the released wheels: shard_map is absent from 0.6.0 and present from 0.6.1; enable_x64 is absent
+#: from 0.7.0 and present in 0.8.0)
+JAX_API_SINCE = {"jax.shard_map(": (0, 6, 1), "jax.enable_x64(": (0, 8, 0)}
+
+
 def test_the_bounds_are_the_apis_the_code_needs():
-    """jax.shard_map (public, with check_vma) appeared in JAX 0.6.1; np.trapezoid in NumPy 2.0: the
-    stated minimums are not below them. (Verified: jax 0.6.0's jax/__init__.py has no shard_map,
-    0.6.1's exports it; see pyproject.toml.)"""
-    assert _pyproject_bound("jax") >= (0, 6, 1) and _pyproject_bound("jaxlib") >= (0, 6, 1)
-    assert _pyproject_bound("numpy") >= (2, 0)
-    src = "\n".join(p.read_text() for p in (ROOT / "sim").rglob("*.py"))
-    assert "jax.shard_map(" in src and "check_vma" in src and "np.trapezoid(" in src
-    assert "rich" in (ROOT / "cli.py").read_text()
+    """The stated minimum JAX is the newest of the APIs the package uses: not below it (an install
+    that cannot run), not above it (a needless refusal); NumPy >= 2.0 for np.trapezoid. Beyond this
+    table, the package was run with jax/jaxlib 0.6.1 and numpy 2.0.2 (tests/test_io.py, test_api.py,
+    test_cli.py and every CLI command; only jax.enable_x64 was missing)."""
+    src = "\n".join(p.read_text() for p in [*(ROOT / "sim").rglob("*.py"), ROOT / "cli.py"])
+    need = max(v for api, v in JAX_API_SINCE.items() if api in src)
+    assert _pyproject_bound("jax") == need and _pyproject_bound("jaxlib") == need
+    assert _pyproject_bound("numpy") >= (2, 0) and "np.trapezoid(" in src
+    assert "from rich" in (ROOT / "cli.py").read_text()
+
+
+# ---- configs check themselves (the CLI has no second copy) ----
+
+
+def _configs():
+    from sim.experiments import critical, distances, rmt
+    from sim.vectors import Gaussian, Init
+
+    return [
+        (lambda: distances.DistancesConfig(dists=(Gaussian(),), points=1), "points must be an integer >= 2, got 1"),
+        (lambda: distances.DistancesConfig(dists=(Gaussian(),), chunk=5000), "got 5000"),
+        (lambda: distances.DistancesConfig(dists=(Gaussian(),), dtype="float16"), "dtype: unknown value 'float16'"),
+        (lambda: distances.DistancesConfig(dists=(Init(widths=(784, 1, 1, 10)),), dims=(10,)), "d=10"),
+        (lambda: rmt.RmtConfig(samples=0), "samples must be an integer >= 1, got 0"),
+        (lambda: rmt.RmtConfig(dims=(5000,)), "dims: 5000 exceeds the largest allowed value 2048"),
+        (lambda: rmt.RmtConfig(shifts=(0.0, float("inf"))), "shifts must be a finite number"),
+        (lambda: rmt.RmtConfig(ensemble="wigner-rademacher", index_method="ldl"), "use eigh"),
+        (lambda: rmt.RmtConfig(ti_chains=1), "ti_chains must be an integer >= 2, got 1"),
+        (lambda: critical.CriticalConfig(starts=0), "starts must be an integer >= 1, got 0"),
+        (lambda: critical.CriticalConfig(method="bfgs"), "method: unknown value 'bfgs'; valid: lm, newton"),
+        (lambda: critical.CriticalConfig(landscape="pspin", dims=(1,)), "got 1"),
+        (lambda: critical.CriticalConfig(length_scale=-1.0), "length_scale must be a finite number > 0, got -1.0"),
+    ]
+
+
+@pytest.mark.parametrize("case", range(13))
+def test_configs_validate_themselves_in_one_line(case):
+    make, needle = _configs()[case]
+    with pytest.raises(ValueError) as e:
+        make()
+    assert needle in str(e.value) and "\n" not in str(e.value), str(e.value)

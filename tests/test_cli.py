@@ -237,6 +237,7 @@ def test_one_meaning_per_option_name():
     assert where["--p"] == {"critical", "spectrum"}
     assert where["--minkowski-p"] == {"distances"} and where["--lognormal-sigma"] == {"distances"}
     assert where["--num-samples"] == {"critical", "spectrum"}
+    assert where["--noise-std"] == {"critical"}  # scaling's --noise is a variance
 
 
 # ---- JAX's persistent compilation cache (set by the CLI only) ----

@@ -7,6 +7,7 @@ shows that line with the field spelled as its option.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 from typing import Any, Callable, Iterable
@@ -54,6 +55,19 @@ def carried(x, dtype) -> float:
 # ---- checks for configs: each raises ValueError naming the field and the value ----
 
 
+class ConfigError(ValueError):
+    """A config field outside what is allowed (one line naming the field and the value)."""
+
+
+@contextlib.contextmanager
+def checking(where: str):
+    """Prefix the ``ConfigError`` messages raised inside with ``where: `` (e.g. ``critical: starts ...``)."""
+    try:
+        yield
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
+
+
 def _is_int(v) -> bool:
     import numpy as np
 
@@ -65,7 +79,7 @@ def check_int(name: str, v, least: int, *, optional: bool = False) -> None:
     if optional and v is None:
         return
     if not _is_int(v) or v < least:
-        raise ValueError(f"{name} must be an integer >= {least}{' or None' if optional else ''}, got {v!r}")
+        raise ConfigError(f"{name} must be {'None or ' if optional else ''}an integer >= {least}, got {v!r}")
 
 
 def check_number(name: str, v, *, least: float = 0.0, strict: bool = True, optional: bool = False) -> None:
@@ -81,14 +95,14 @@ def check_number(name: str, v, *, least: float = 0.0, strict: bool = True, optio
         except ImportError:  # pragma: no cover
             ok = False
     if not ok or not math.isfinite(v) or v < least or (strict and v == least):
-        raise ValueError(f"{name} must be a finite number {'>' if strict else '>='} {least:g}, got {v!r}")
+        raise ConfigError(f"{name} must be a finite number {'>' if strict else '>='} {least:g}, got {v!r}")
 
 
 def check_choice(name: str, v, valid: Iterable) -> None:
     """``v`` is one of ``valid``."""
     valid = tuple(valid)
     if v not in valid:
-        raise ValueError(f"{name}: unknown value {v!r}; valid: {', '.join(map(str, valid))}")
+        raise ConfigError(f"{name}: unknown value {v!r}; valid: {', '.join(map(str, valid))}")
 
 
 def check_dims(name: str, dims, least: int = 1, most: int | None = None) -> tuple[int, ...]:
@@ -96,19 +110,19 @@ def check_dims(name: str, dims, least: int = 1, most: int | None = None) -> tupl
     try:
         dims = tuple(dims)
     except TypeError:
-        raise ValueError(f"{name} must be a non-empty list of integers >= {least}, got {dims!r}") from None
+        raise ConfigError(f"{name} must be a non-empty list of integers >= {least}, got {dims!r}") from None
     if not dims:
-        raise ValueError(f"{name} must be a non-empty list of integers >= {least}, got {dims!r}")
+        raise ConfigError(f"{name} must be a non-empty list of integers >= {least}, got {dims!r}")
     for d in dims:
         if not _is_int(d) or d < least:
-            raise ValueError(f"{name} must be integers >= {least}, got {d!r}")
+            raise ConfigError(f"{name} must be integers >= {least}, got {d!r}")
         if most is not None and d > most:
-            raise ValueError(f"{name}: {d} exceeds the largest allowed value {most}")
+            raise ConfigError(f"{name}: {d} exceeds the largest allowed value {most}")
     return tuple(int(d) for d in dims)
 
 
 def check_devices(devices, platform, platforms) -> None:
     """The ``devices`` / ``platform`` fields every sweep has."""
     check_int("devices", devices, 1, optional=True)
-    if platform is not None:
-        check_choice("platform", platform, platforms)
+    if platform is not None and platform not in platforms:
+        raise ConfigError(f"platform must be None or one of {', '.join(platforms)}, got {platform!r}")

@@ -47,8 +47,18 @@ import numpy as np
 
 from sim import critical, landscapes
 from sim.devices import PLATFORMS, get_devices
-from sim.experiments.base import (Progress, Result, check_choice, check_devices, check_dims, check_int, check_number,
-                                  no_progress)
+from sim.fit import spearman  # re-exported: it used to live here
+from sim.experiments.base import (
+    Progress,
+    Result,
+    check_choice,
+    check_devices,
+    check_dims,
+    check_int,
+    check_number,
+    checking,
+    no_progress,
+)
 from sim.theory import landscapes as theory
 
 __all__ = ["CriticalConfig", "run", "spearman", "memory_estimate", "check_memory"]
@@ -108,22 +118,23 @@ class CriticalConfig:
     platform: str | None = None
 
     def __post_init__(self):
-        check_choice("landscape", self.landscape, landscapes.LANDSCAPES)
-        check_int("p", self.p, 2)
-        object.__setattr__(self, "dims", check_dims("dims", self.dims))
-        for name in ("starts", "instances", "descent_steps"):
-            check_int(name, getattr(self, name), 1)
-        for name in ("max_steps", "patience"):
-            check_int(name, getattr(self, name), 1, optional=True)
-        check_choice("method", self.method, critical.METHODS)
-        check_int("spectra", self.spectra, 0)
-        check_int("seed", self.seed, 0)
-        for name in ("rtol", "zero_tol", "dedup_tol"):
-            check_number(name, getattr(self, name))
-        check_devices(self.devices, self.platform, PLATFORMS)
-        land = self.make_landscape()  # validates the landscape options
-        for d in self.dims:
-            land.check_size(d)
+        with checking("critical"):
+            check_choice("landscape", self.landscape, landscapes.LANDSCAPES)
+            check_int("p", self.p, 2)
+            object.__setattr__(self, "dims", check_dims("dims", self.dims))
+            for name in ("starts", "instances", "descent_steps"):
+                check_int(name, getattr(self, name), 1)
+            for name in ("max_steps", "patience"):
+                check_int(name, getattr(self, name), 1, optional=True)
+            check_choice("method", self.method, critical.METHODS)
+            check_int("spectra", self.spectra, 0)
+            check_int("seed", self.seed, 0)
+            for name in ("rtol", "zero_tol", "dedup_tol"):
+                check_number(name, getattr(self, name))
+            check_devices(self.devices, self.platform, PLATFORMS)
+            land = self.make_landscape()  # validates the landscape options
+            for d in self.dims:
+                land.check_size(d)
 
     def make_landscape(self) -> landscapes.Landscape:
         return landscapes.make_landscape(
@@ -167,24 +178,6 @@ def check_memory(config: CriticalConfig, devices, available: int) -> None:
             f"starts {config.starts} at dimension {dmax} needs about {need / 2**30:.1f} GiB"
             f"{f' ({at_once} instances at once)' if at_once > 1 else ''}, more than half of the "
             f"{available / 2**30:.1f} GiB available; use fewer starts, smaller dims or fewer devices")
-
-
-def spearman(a, b) -> float:
-    """Spearman rank correlation (average ranks for ties); nan when either input is constant or n < 3."""
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    if a.size < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
-        return math.nan
-
-    def ranks(v):
-        order = np.argsort(v, kind="stable")
-        r = np.empty(v.size)
-        r[order] = np.arange(v.size, dtype=np.float64)
-        _, inv, counts = np.unique(v, return_inverse=True, return_counts=True)
-        sums = np.bincount(inv, weights=r)
-        return (sums / counts)[inv]
-
-    ra, rb = ranks(a), ranks(b)
-    return float(np.corrcoef(ra, rb)[0, 1])
 
 
 def _theory_alpha(config: CriticalConfig, energy):

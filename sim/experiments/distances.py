@@ -19,8 +19,18 @@ import numpy as np
 from sim._util import fold_in_u64
 from sim.devices import PLATFORMS, get_devices, make_mesh
 from sim.distances import Metric, make_metric, memory_estimate, pair_stats, pairwise_matrices, uses_packed
-from sim.experiments.base import (Progress, Result, carried, check_choice, check_devices, check_dims, check_int,
-                                  no_progress)
+from sim.experiments.base import (
+    ConfigError,
+    Progress,
+    Result,
+    carried,
+    check_choice,
+    check_devices,
+    check_dims,
+    check_int,
+    checking,
+    no_progress,
+)
 from sim.theory.distances import cosine_theory, distance_theory
 from sim.vectors import TILE, Distribution, Init, mlp_widths_for_dim
 
@@ -62,25 +72,26 @@ class DistancesConfig:
     platform: str | None = None
 
     def __post_init__(self):
-        if not self.dists or not all(isinstance(d, Distribution) for d in self.dists):
-            raise ValueError(f"dists must be a non-empty tuple of sim.vectors distributions, got {self.dists!r}")
-        if not self.metrics or not all(isinstance(m, Metric) for m in self.metrics):
-            raise ValueError(f"metrics must be a non-empty tuple of sim.distances.Metric, got {self.metrics!r}")
-        object.__setattr__(self, "dists", tuple(self.dists))
-        object.__setattr__(self, "metrics", tuple(self.metrics))
-        object.__setattr__(self, "dims", check_dims("dims", self.dims))
-        check_int("points", self.points, 2)
-        check_int("seed", self.seed, 0)
-        check_choice("dtype", self.dtype, ("float32", "float64"))
-        if self.chunk is not None:
-            k = self.chunk // TILE if isinstance(self.chunk, int) and self.chunk >= TILE else 0
-            if self.chunk != k * TILE or k & (k - 1):
-                raise ValueError(f"chunk must be {TILE} times a power of two (4096, 8192, 16384, ...), "
-                                 f"got {self.chunk!r}")
-        check_devices(self.devices, self.platform, PLATFORMS)
-        for law in self.dists:
-            for d in self.dims:
-                dims_for(law, d)  # an Init law needs d >= its smallest MLP
+        with checking("distances"):
+            if not self.dists or not all(isinstance(d, Distribution) for d in self.dists):
+                raise ConfigError(f"dists must be a non-empty tuple of sim.vectors distributions, got {self.dists!r}")
+            if not self.metrics or not all(isinstance(m, Metric) for m in self.metrics):
+                raise ConfigError(f"metrics must be a non-empty tuple of sim.distances.Metric, got {self.metrics!r}")
+            object.__setattr__(self, "dists", tuple(self.dists))
+            object.__setattr__(self, "metrics", tuple(self.metrics))
+            object.__setattr__(self, "dims", check_dims("dims", self.dims))
+            check_int("points", self.points, 2)
+            check_int("seed", self.seed, 0)
+            check_choice("dtype", self.dtype, ("float32", "float64"))
+            if self.chunk is not None:
+                k = self.chunk // TILE if isinstance(self.chunk, int) and self.chunk >= TILE else 0
+                if self.chunk != k * TILE or k & (k - 1):
+                    raise ConfigError(f"chunk must be {TILE} times a power of two (4096, 8192, 16384, ...), "
+                                     f"got {self.chunk!r}")
+            check_devices(self.devices, self.platform, PLATFORMS)
+            for law in self.dists:
+                for d in self.dims:
+                    dims_for(law, d)  # an Init law needs d >= its smallest MLP
 
     def to_json(self) -> dict:
         return {

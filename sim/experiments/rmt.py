@@ -41,8 +41,18 @@ import numpy as np
 from sim import rare, rmt
 from sim._util import fold_in_u64
 from sim.devices import PLATFORMS, get_devices, make_mesh
-from sim.experiments.base import (Progress, Result, check_choice, check_devices, check_dims, check_int, check_number,
-                                  no_progress)
+from sim.experiments.base import (
+    ConfigError,
+    Progress,
+    Result,
+    check_choice,
+    check_devices,
+    check_dims,
+    check_int,
+    check_number,
+    checking,
+    no_progress,
+)
 from sim.fit import fit_theta
 from sim.theory import rmt as th
 
@@ -108,36 +118,37 @@ class RmtConfig:
     platform: str | None = None
 
     def __post_init__(self):
-        check_choice("ensemble", self.ensemble, rmt.ENSEMBLES)
-        check_number("aspect", self.aspect)
-        object.__setattr__(self, "dims", check_dims("dims", self.dims, 1, MAX_DIM))
-        check_int("samples", self.samples, 1)
-        if self.samples >= 2**32:
-            raise ValueError(f"samples must be < 2**32, got {self.samples!r}")
-        shifts = tuple(self.shifts)
-        if not shifts:
-            raise ValueError(f"shifts must be a non-empty list of finite numbers, got {self.shifts!r}")
-        for s in shifts:
-            check_number("shifts", s, least=-math.inf, strict=False)
-        object.__setattr__(self, "shifts", tuple(float(s) + 0.0 for s in shifts))  # -0.0 -> 0.0
-        check_int("seed", self.seed, 0)
-        check_choice("rare", self.rare, RARE_METHODS)
-        check_choice("dtype", self.dtype, ("float32", "float64"))
-        if self.index_method is not None:
-            check_choice("index_method", self.index_method, rmt.INDEX_METHODS)
-        if self.index_method == "ldl" and not rmt.Ensemble.from_label(self.ensemble, aspect=self.aspect).continuous:
-            raise ValueError(f"index_method 'ldl' is not valid for {self.ensemble} (discrete entries make "
-                             "leading minors vanish); use eigh")
-        check_int("min_minima", self.min_minima, 1)
-        check_int("ti_chains", self.ti_chains, 2)
-        check_int("ti_sweeps", self.ti_sweeps, 1)
-        check_int("exact_max_dim", self.exact_max_dim, 0)
-        object.__setattr__(self, "spectrum_dims", tuple(int(d) for d in self.spectrum_dims))
-        for d in self.spectrum_dims:
-            check_int("spectrum_dims", d, 1)
-        check_int("spectrum_samples", self.spectrum_samples, 1)
-        check_int("spectrum_bins", self.spectrum_bins, 1)
-        check_devices(self.devices, self.platform, PLATFORMS)
+        with checking("rmt"):
+            check_choice("ensemble", self.ensemble, rmt.ENSEMBLES)
+            check_number("aspect", self.aspect)
+            object.__setattr__(self, "dims", check_dims("dims", self.dims, 1, MAX_DIM))
+            check_int("samples", self.samples, 1)
+            if self.samples >= 2**32:
+                raise ConfigError(f"samples must be < 2**32, got {self.samples!r}")
+            shifts = tuple(self.shifts)
+            if not shifts:
+                raise ConfigError(f"shifts must be a non-empty list of finite numbers, got {self.shifts!r}")
+            for s in shifts:
+                check_number("shifts", s, least=-math.inf, strict=False)
+            object.__setattr__(self, "shifts", tuple(float(s) + 0.0 for s in shifts))  # -0.0 -> 0.0
+            check_int("seed", self.seed, 0)
+            check_choice("rare", self.rare, RARE_METHODS)
+            check_choice("dtype", self.dtype, ("float32", "float64"))
+            if self.index_method is not None:
+                check_choice("index_method", self.index_method, rmt.INDEX_METHODS)
+            if self.index_method == "ldl" and not rmt.Ensemble.from_label(self.ensemble, aspect=self.aspect).continuous:
+                raise ConfigError(f"index_method 'ldl' is not valid for {self.ensemble} (discrete entries make "
+                                 "leading minors vanish); use eigh")
+            check_int("min_minima", self.min_minima, 1)
+            check_int("ti_chains", self.ti_chains, 2)
+            check_int("ti_sweeps", self.ti_sweeps, 1)
+            check_int("exact_max_dim", self.exact_max_dim, 0)
+            object.__setattr__(self, "spectrum_dims", tuple(int(d) for d in self.spectrum_dims))
+            for d in self.spectrum_dims:
+                check_int("spectrum_dims", d, 1)
+            check_int("spectrum_samples", self.spectrum_samples, 1)
+            check_int("spectrum_bins", self.spectrum_bins, 1)
+            check_devices(self.devices, self.platform, PLATFORMS)
 
     def to_json(self) -> dict:
         """The parameters as plain JSON values (for ``run_metadata``)."""

@@ -48,9 +48,10 @@ from jax.flatten_util import ravel_pytree
 from sim._util import float_dtype
 from sim.devices import get_devices, make_mesh
 from sim.experiments.base import Progress, Result, no_progress
-from sim.hvp import hessian_matvec, num_params
+from sim.hvp import hessian_matvec, landscape_matvec, num_params  # landscape_matvec: re-exported
 from sim.lanczos import PROBES, REORTHO, extreme_eigenvalues, fraction_below, slq, spectral_density
 from sim.models import mlp_init, mlp_num_params, mse_loss, teacher_task
+from sim.theory.rmt import semicircle_cdf  # re-exported: the one definition
 
 __all__ = [
     "MODELS",
@@ -367,12 +368,6 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
-def semicircle_cdf(x: float) -> float:
-    """CDF of the semicircle law on [-2, 2] (docs/theory.md#goe-semicircle)."""
-    x = min(max(float(x), -2.0), 2.0)
-    return 0.5 + (x * math.sqrt(4 - x * x) / 4 + math.asin(x / 2)) / math.pi
-
-
 def memory_estimate(config: SpectrumConfig) -> int:
     """Rough upper estimate (bytes) of the peak memory of ``run(config)``.
 
@@ -421,47 +416,6 @@ def check_memory(config: SpectrumConfig, available: int) -> None:
         )
 
 
-def _reflector(x: jax.Array):
-    """(B, B^T) of ``sim.landscapes.sphere_tangent_basis(x)`` as functions (Householder, never formed)."""
-    n = x.shape[0]
-    u = x / jnp.linalg.norm(x)
-    e = jnp.zeros((n,), x.dtype).at[n - 1].set(1.0)
-    sign = jnp.where(u[n - 1] >= 0, 1.0, -1.0).astype(x.dtype)
-    w = u + sign * e
-    ww = jnp.dot(w, w)
-
-    def refl(y):
-        return y - (2.0 * jnp.dot(w, y) / ww) * w
-
-    def b(v):  # (n - 1,) -> (n,)
-        return refl(jnp.concatenate([v, jnp.zeros((1,), v.dtype)]))
-
-    def bt(z):  # (n,) -> (n - 1,)
-        return refl(z)[: n - 1]
-
-    return b, bt
-
-
-def landscape_matvec(landscape, params, x, dtype) -> Callable:
-    """Hessian-vector product of a landscape at ``x`` on its tangent space, for vectors of ``dtype``.
-
-    Euclidean (grf): ``v -> D^2 phi(x) v`` (a JVP of the gradient). Sphere (pspin): the tangent Hessian
-    ``B^T (P D^2H P - (x . DH / n) P) B = B^T D^2H B - (x . DH / n) I`` in the Householder basis ``B``
-    (``sim.landscapes.sphere_tangent_basis``), so its matrix is ``landscape.tangent_hessian``.
-    """
-    wdt = x.dtype
-
-    def hv(y):
-        return jax.jvp(lambda z: landscape.euclidean_grad(params, z), (x,), (y,))[1]
-
-    if landscape.manifold != "sphere":
-        return lambda v: hv(v.astype(wdt)).astype(dtype)
-    n = x.shape[0]
-    radial = jnp.dot(x, landscape.euclidean_grad(params, x)) / n
-    b, bt = _reflector(x)
-    return lambda v: (bt(hv(b(v.astype(wdt)))) - radial * v.astype(wdt)).astype(dtype)
-
-
 def _landscape_point(config: SpectrumConfig, key):
     """(landscape, params, x, extra info) for a grf/pspin config (float64)."""
     from sim.critical import find_critical_points
@@ -488,9 +442,9 @@ def _landscape_point(config: SpectrumConfig, key):
     extra["energy_density"] = u
     # Semicircle theory at this energy (valid at any point: docs/theory.md#grf-bray-dean and #pspin)
     if config.model == "pspin":
-        extra["theory_negative_fraction"] = semicircle_cdf(u * math.sqrt(config.p / (config.p - 1)))
+        extra["theory_negative_fraction"] = float(semicircle_cdf(u * math.sqrt(config.p / (config.p - 1))))
     elif land.confine == 0:
-        extra["theory_negative_fraction"] = semicircle_cdf(u)
+        extra["theory_negative_fraction"] = float(semicircle_cdf(u))
     return land, params, x, extra
 
 
