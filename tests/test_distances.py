@@ -96,6 +96,26 @@ def test_gram_is_one_fixed_shape_dot_for_every_chunk():
         assert dots[k] == dots[1], (k, dots[k], dots[1])
 
 
+def test_symmetric_blocks_for_many_points():
+    """From SYMMETRIC_MIN_POINTS on, a tile's Gram product is three dots of one shape (h, TILE) x (h, TILE),
+    h = ceil(n/2) (the upper blocks; the lower is their transpose): the same three for every chunk,
+    bit-identical results for every chunk, an exactly symmetric matrix, and the distances of scipy on
+    the same vectors (n odd: the padding row is cut off)."""
+    from sim.distances import SYMMETRIC_MIN_POINTS
+
+    n, d = SYMMETRIC_MIN_POINTS + 1, 2 * TILE + 5
+    h = -(-n // 2)
+    dots = {k: _dot_instructions(n, d, k * TILE) for k in (1, 4)}
+    assert len(dots[1]) == 3 and all(f"f32[{h},{h}]{{1,0}} dot(" in s and f"f32[{h},{TILE}]{{1,0}}" in s
+                                      for s in dots[1]), dots[1]
+    assert dots[4] == dots[1]
+    law = StudentT(df=5.0)
+    a, b = (np.asarray(pairwise_distances(KEY, law, n, d, chunk=k * TILE)) for k in (1, 4))
+    assert np.array_equal(a, b) and np.array_equal(a, a.T)
+    ref = squareform(pdist(np.asarray(sample(KEY, law, n, d), dtype=np.float64)))
+    np.testing.assert_allclose(a, ref, rtol=1e-5, atol=0)
+
+
 def test_vectors_are_nested_in_d_and_n():
     big = np.asarray(sample(KEY, Uniform(), 5, 3 * TILE + 7))
     small = np.asarray(sample(KEY, Uniform(), 3, TILE + 1))
