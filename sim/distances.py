@@ -7,9 +7,19 @@ sum, and the partial sums are added in a fixed binary tree over tile indices.
 
 Why a tree: float32 partial sums added one after another in float32 lose ~log2(d) bits; a pairwise
 (tree) sum loses O(log d) ulps at most, and the accumulator is float64 whenever ``jax_enable_x64`` is
-on. Because the tree is fixed by the tile indices (chunks are aligned power-of-two groups of tiles,
-merged with a binary counter), the result is **bit-identical for every chunk size** and can be split
-across devices along aligned tile ranges.
+on. The tree is fixed by the tile indices (tiles are added one at a time, in order, into a binary
+counter), and no tile's contribution depends on the chunk: the Gram product of a tile is one dot of
+fixed shape (n, w) x (w, n), run once per tile in a loop (a batched dot over a chunk's tiles would
+change shape, and on some CPUs summation order, with the chunk: XLA's CPU GEMM blocks the contraction
+by the detected ISA and cache sizes); the elementwise sums reduce one pair over one tile at a time.
+
+Reproducibility, and its scope: for a given key, the matrices are **bit-identical for every chunk
+size, every number of devices and every number of jax.distributed processes, on one machine with one
+jax/jaxlib version** (tests: chunks of 1 to 16 tiles, 1, 2, 3 and 8 devices, 2 processes, and the
+compiled program checked to hold one dot shape for every chunk). Across machines or library versions
+the random bits are identical (integer Threefry), but the float32 transforms (erfinv, log, ...) and the
+float32 dot products may be evaluated in another order: distances then agree to about 1e-7 relative,
+not bit for bit. The packed Rademacher path counts in integers and is exact everywhere.
 
 Accumulators (what each tile contributes):
 
@@ -20,7 +30,8 @@ Accumulators (what each tile contributes):
 Devices and processes: ``devices=`` (default: every device JAX sees) gives a 1-D mesh
 (``sim.devices``); device k streams the aligned power-of-two block of chunks [k B, (k+1) B) and the
 device roots are combined in the same fixed tree (``sim.devices.ordered_reduce``), so the matrices
-are bit-identical for 1, 2, 3, 8 ... devices and for any number of ``jax.distributed`` processes.
+are bit-identical (on one machine, as above) for 1, 2, 3, 8 ... devices and for any number of
+``jax.distributed`` processes.
 
 Rademacher vectors take a bit-packed path (``packed=None`` -> automatic): the sign bits of a tile are
 ``sim.vectors.sign_words`` (the same words ``Rademacher.draw`` unpacks), and the number of differing
@@ -29,7 +40,8 @@ accumulator follows from h (Gram d - 2h, sum |x - y|^p = 2^p h, max = 2 [h > 0])
 the float-tile path bit for bit (x64, d < 2**53) while generating 1 bit instead of 32 per coordinate:
 d = 1.75e11 (two random GPT-3-sized sign vectors) takes about 40 s of CPU time (no vector is held).
 
-The Gram route costs one matrix product per tile (BLAS speed). Squared distances are recovered as
+The Gram route costs one matrix product per tile (GEMM speed; from SYMMETRIC_MIN_POINTS = 512
+points on, three fixed-shape block products, 3/4 of the flops, like BLAS syrk). Squared distances are recovered as
 G_ii + G_jj - 2 G_ij: exact enough for the laws here (relative error ~1e-7 times E|x|^2 / E|x-y|^2,
 at most 2 for these laws), not for vectors whose mean is far larger than their spread.
 """
@@ -64,6 +76,9 @@ __all__ = [
     "memory_estimate",
     "uses_packed",
 ]
+
+#: Largest dimension: 2**31 tiles (tile indices, folded into the point keys, are int32).
+MAX_DIM = 2**31 * TILE
 
 METRICS = ("euclidean", "sqeuclidean", "cityblock", "minkowski", "chebyshev", "cosine")
 
@@ -113,7 +128,7 @@ def make_metric(name: str, p: float | None = None) -> Metric:
 def _tile_contribution(acc: tuple, x: jax.Array) -> jax.Array:
     """(n, n) contribution of one tile x of shape (n, TILE), in x's dtype."""
     if acc[0] == "gram":
-        return jnp.matmul(x, x.T, precision=jax.lax.Precision.HIGHEST)
+        return _gram_tile(x)
     if acc[0] == "max":
         return jax.lax.map(lambda row: jnp.max(jnp.abs(row[None, :] - x), axis=-1), x)
     p = acc[1]
@@ -129,29 +144,59 @@ def _combine(acc: tuple, a, b):
     return jnp.maximum(a, b) if acc[0] == "max" else a + b
 
 
-def _tree_reduce(acc: tuple, c: jax.Array) -> jax.Array:
-    """Pairwise reduction over the leading axis (a power of two): ((c0+c1)+(c2+c3))+..."""
-    while c.shape[0] > 1:
-        c = c.reshape((c.shape[0] // 2, 2) + c.shape[1:])
-        c = _combine(acc, c[:, 0], c[:, 1])
-    return c[0]
+def _gram_tile(x: jax.Array) -> jax.Array:
+    """(n, n) Gram product of one tile x of shape (n, w): a single dot of fixed shape.
+
+    Written as ``dot_general(x, x)`` contracting the coordinate axis of both operands (no transpose
+    for the compiler to fold or not), and always called on one tile at a time inside a loop whose
+    trip count is a run-time value (see ``_runner``): the compiled dot is then the same instruction,
+    with the same operand shapes and layouts, for every chunk size and device count, so the backend's
+    GEMM (whose blocking of the contraction depends on the CPU's ISA and cache sizes) sums the
+    products of a tile in the same order whatever the chunk. A batched dot over the tiles of a chunk
+    would not do: its shape, and on some CPUs its summation order, change with the chunk.
+    """
+    n = x.shape[0]
+    if n < SYMMETRIC_MIN_POINTS:
+        return _dot_rows(x, x)
+    # symmetry: the upper blocks of a 2 x 2 block matrix, 3/4 of the flops, all of one shape (h, w) x (w, h)
+    h = -(-n // 2)
+    if 2 * h != n:
+        x = jnp.concatenate([x, jnp.zeros((1, x.shape[1]), x.dtype)])
+    a, b = x[:h], x[h:]
+    g_ab = _dot_rows(a, b)
+    g = jnp.concatenate([jnp.concatenate([_dot_rows(a, a), g_ab], 1), jnp.concatenate([g_ab.T, _dot_rows(b, b)], 1)])
+    return g[:n, :n]
+
+
+#: From this many points on, a tile's Gram product is computed from the three upper blocks of its
+#: 2 x 2 block form (the lower one is the transpose): 3/4 of the GEMM flops, like BLAS syrk.
+SYMMETRIC_MIN_POINTS = 512
+
+
+def _dot_rows(a: jax.Array, b: jax.Array) -> jax.Array:
+    """a b^T for a (m, w) and b (p, w): one dot contracting the coordinate axis of both, float32 exact."""
+    return jax.lax.dot_general(a, b, (((1,), (1,)), ((), ())), precision=jax.lax.Precision.HIGHEST)
+
+
+def _trailing_ones(count):
+    """Number of trailing 1 bits of a non-negative int32 ``count``."""
+    return jax.lax.population_count(count ^ (count + 1)) - 1
 
 
 def _push(acc: tuple, stack: jax.Array, count, val: jax.Array) -> jax.Array:
-    """Add the subtree ``val`` (chunk number ``count``) into the binary-counter ``stack``.
+    """Add the contribution ``val`` of tile number ``count`` (0-based) into the binary-counter ``stack``.
 
-    ``stack[l]`` holds the sum of an aligned block of 2^l chunks when bit l of ``count`` is set.
+    ``stack[l]`` holds the sum of the aligned block of 2^l tiles [count - 2^l, count) (and its
+    lower ones) when bit l of ``count`` is set. Adding tile ``count`` merges the t full blocks below
+    it, t = trailing ones of count: ``stack[t] = stack[t-1] + (... + (stack[0] + val))``, the pairwise
+    tree ((c0 + c1) + (c2 + c3)) + ... built one leaf at a time (amortised one combine per tile).
     """
-    done = jnp.bool_(False)
-    for level in range(stack.shape[0]):
-        bit = (count >> level) & 1
-        merge = ~done & (bit == 1)
-        place = ~done & (bit == 0)
-        old = stack[level]
-        new_val = jnp.where(merge, _combine(acc, old, val), val)
-        stack = stack.at[level].set(jnp.where(place, val, jnp.where(merge, jnp.zeros_like(old), old)))
-        val, done = new_val, done | place
-    return stack
+    def merge(level, v):
+        return _combine(acc, jax.lax.dynamic_index_in_dim(stack, level, keepdims=False), v)
+
+    t = _trailing_ones(count)
+    val = jax.lax.fori_loop(0, t, merge, val)
+    return jax.lax.dynamic_update_index_in_dim(stack, val, t, 0)
 
 
 def _finish(acc: tuple, stack: jax.Array, count) -> jax.Array:
@@ -162,12 +207,13 @@ def _finish(acc: tuple, stack: jax.Array, count) -> jax.Array:
     return val
 
 
-def _chunk_generic(dist, point_keys, accs, tiles, d, dtype, width):
-    """Per accumulator: the tree sum over this chunk's tiles of the (n, n) tile contributions."""
-    adt = acc_dtype()
-    x = sample_tiles(point_keys, dist, tiles, d, dtype, width)  # (k, n, width)
-    return tuple(_tree_reduce(acc, jax.vmap(functools.partial(_tile_contribution, acc))(x).astype(adt))
-                 for acc in accs)
+def _elementwise_contributions(acc: tuple, x: jax.Array) -> jax.Array:
+    """(k, n, n) contributions of the k tiles x (k, n, w) for an elementwise accumulator (pow, max).
+
+    Every entry is a reduction over one tile's coordinates of one pair: its order is fixed by the
+    tile width, not by k, so these may be computed for a whole chunk at once.
+    """
+    return jax.vmap(functools.partial(_tile_contribution, acc))(x).astype(acc_dtype())
 
 
 def _chunk_packed(point_keys, tiles, d, width, impl):
@@ -221,10 +267,15 @@ def _count_dtype():
 def _runner(mesh, impl, dist, n, accs, chunk_tiles, levels, dtype, width, packed):
     """Jitted ``(key_data, d, n_chunks, block) -> sums`` for one static configuration over ``mesh``.
 
-    Device k streams the aligned block of chunks [k*block, (k+1)*block) (``sim.devices.block_size``)
-    into its own binary-counter tree; the device roots are then combined in a fixed tree
-    (``ordered_reduce``). Chunk c always covers tiles [c*chunk_tiles, (c+1)*chunk_tiles), so the
-    whole is the same zero-padded pairwise tree over chunks whatever the number of devices.
+    Device k streams the aligned block of chunks [k*block, (k+1)*block) (``sim.devices.block_size``).
+    Chunk c covers tiles [c*chunk_tiles, (c+1)*chunk_tiles): its samples are drawn at once, then its
+    tiles are added one by one, in tile order, into the device's binary-counter tree (``_push``);
+    the device roots are combined in a fixed tree (``ordered_reduce``). The Gram product of a tile is
+    one fixed-shape dot in a loop with a run-time trip count (the same compiled instruction for every
+    chunk, which XLA cannot unroll, batch or merge); the elementwise accumulators reduce each pair over
+    one tile's coordinates in XLA's own loops, batched over the chunk's tiles (a reduction along the
+    tile axis whose order does not depend on the batch). The tree depends only on tile indices: the
+    whole is the zero-padded pairwise tree over tiles for every chunk size and number of devices.
     """
     axis = mesh.axis_names[0]
 
@@ -246,12 +297,33 @@ def _runner(mesh, impl, dist, n, accs, chunk_tiles, levels, dtype, width, packed
             h = ordered_reduce(h, axis)
             return tuple(_from_counts(acc, h, d) for acc in accs)
 
-        def body(j, stacks):
-            vals = _chunk_generic(dist, point_keys, accs, tiles_of(j), d, dtype, width)
-            return tuple(_push(acc, s, j, v) for acc, s, v in zip(accs, stacks, vals))
+        n_tiles = (d + TILE - 1) // TILE
+        elementwise = [acc for acc in accs if acc[0] != "gram"]
+
+        def chunk_body(j, stacks):
+            tiles = tiles_of(j)
+            x = sample_tiles(point_keys, dist, tiles, d, dtype, width)  # (k, n, width)
+            contrib = {acc: _elementwise_contributions(acc, x) for acc in elementwise}
+            first = j * chunk_tiles  # this device's number of tiles before this chunk
+            real = jnp.clip(n_tiles - tiles[0], 0, chunk_tiles).astype(jnp.int32)  # tiles < n_tiles
+
+            def tile_body(i, stacks):  # one tile at a time, `real` (a run-time count) times
+                out = []
+                for acc, stack in zip(accs, stacks):
+                    if acc[0] == "gram":
+                        xi = jax.lax.dynamic_index_in_dim(x, i, keepdims=False)
+                        val = _gram_tile(xi).astype(acc_dtype())
+                    else:
+                        val = jax.lax.dynamic_index_in_dim(contrib[acc], i, keepdims=False)
+                    out.append(_push(acc, stack, first + i, val))
+                return tuple(out)
+
+            return jax.lax.fori_loop(0, real, tile_body, stacks)
 
         stacks = tuple(jnp.zeros((levels, n, n), acc_dtype()) for _ in accs)
-        stacks = jax.lax.fori_loop(0, count, body, stacks)
+        stacks = jax.lax.fori_loop(0, count, chunk_body, stacks)
+        # tiles past the last one (n_tiles) are zero: leaving them out of the tree changes no value
+        count = jnp.clip(n_tiles - c0 * chunk_tiles, 0, count * chunk_tiles).astype(jnp.int32)
         roots = tuple(_finish(acc, s, count) for acc, s in zip(accs, stacks))
         return tuple(ordered_reduce(r, axis, functools.partial(_combine, acc)) for acc, r in zip(accs, roots))
 
@@ -282,11 +354,13 @@ def default_chunk(n: int, *, itemsize: int = 4, budget: int = 32 << 20, packed: 
     return TILE * min(1024, 1 << (k.bit_length() - 1))
 
 
-def _levels(d: int, chunk_tiles: int) -> int:
-    n_chunks = -(-(-(-d // TILE)) // chunk_tiles)
-    if n_chunks == 1:
-        return 1  # one chunk: the stack holds it alone (a deeper stack only costs (levels, n, n) work)
-    return 8 * (-(-max(1, n_chunks.bit_length()) // 8))  # bucketed: one compile serves many d
+def _levels(d: int) -> int:
+    """Levels of the binary-counter stack over the tiles of dimension d (bucketed: one compile serves
+    many d)."""
+    n_tiles = -(-d // TILE)
+    if n_tiles == 1:
+        return 1  # one tile: the stack holds it alone (a deeper stack only costs (levels, n, n) work)
+    return 8 * (-(-max(1, n_tiles.bit_length()) // 8))
 
 
 def memory_estimate(n: int, d: int, metrics, *, chunk: int | None = None, dtype=np.float32,
@@ -300,9 +374,9 @@ def memory_estimate(n: int, d: int, metrics, *, chunk: int | None = None, dtype=
     if packed:  # words, their xor with one row, counts, and the (n, n) results
         return int(3 * n * chunk // 8 + (4 + len(accs)) * n * n * 8)
     samples = 2 * k * n * TILE * itemsize
-    per_acc = (k + _levels(d, k) + 4) * n * n * 8
+    per_acc = [((k if acc[0] != "gram" else 1) + _levels(d) + 4) * n * n * 8 for acc in accs]
     row_work = 2 * n * TILE * itemsize * k
-    return int(samples + len(accs) * per_acc + row_work)
+    return int(samples + sum(per_acc) + row_work)
 
 
 def _check(fn, dist, n, d, chunk, dtype, packed=False):
@@ -320,8 +394,8 @@ def _check(fn, dist, n, d, chunk, dtype, packed=False):
         raise ValueError(f"{fn}: chunk must be TILE={TILE} times a power of two, got {chunk}")
     if d >= 2**31 and not jax.config.jax_enable_x64:
         raise ValueError(f"{fn}: d={d} >= 2**31 needs jax.config.update('jax_enable_x64', True)")
-    if d >= 2**53:
-        raise ValueError(f"{fn}: d={d} >= 2**53 is beyond exact float64 counting")
+    if d > MAX_DIM:
+        raise ValueError(f"{fn}: d={d} is above {MAX_DIM} = 2**31 tiles of {TILE} (tile indices are int32)")
     return int(n), int(d), k, dtype
 
 
@@ -330,34 +404,8 @@ def uses_packed(dist: Distribution, packed: bool | None = None) -> bool:
     return isinstance(dist, Rademacher) if packed is None else bool(packed)
 
 
-def pairwise_matrices(key, dist: Distribution, n: int, d: int, metrics, *, chunk=None, dtype=jnp.float32,
-                      devices=None, packed: bool | None = None):
-    """Distance matrices of ``n`` random vectors in dimension ``d`` for several metrics in one pass.
-
-    Args:
-        key: PRNG key (typed or raw).
-        dist: coordinate law, e.g. ``sim.vectors.Gaussian()``.
-        n: number of points, >= 2.
-        d: dimension, >= 1 (up to 2**31 - 1 without x64, below 2**53 with it).
-        metrics: sequence of ``Metric`` (or metric names).
-        chunk: coordinates generated at once: TILE times a power of two (default from n, ~32 MB).
-            The result is bit-identical for every chunk.
-        dtype: float32 (default) or float64 for the samples; accumulation is float64 under x64.
-        devices: where the tiles are generated (see ``sim.devices.make_mesh``): None (every device
-            JAX sees, across processes after ``jax.distributed.initialize``), a count N (the first N),
-            a device list or a 1-D Mesh. Each device streams an aligned block of chunks; the result
-            is bit-identical for every number of devices.
-        packed: Rademacher only: count differing signs with popcount(xor) on the packed words
-            (32 coordinates per uint32, integer-exact) instead of float tiles. None: automatic
-            (on for Rademacher); both paths see the same vectors and agree exactly (d < 2**53, x64).
-
-    Returns:
-        Tuple of ``(n, n)`` float arrays (float64 under x64), one per metric; zero diagonal;
-        replicated over the mesh.
-
-    References:
-        Threefry: Salmon, Moraes, Dror, Shaw 2011, "Parallel random numbers: as easy as 1, 2, 3".
-    """
+def _program(key, dist, n, d, metrics, chunk, dtype, devices, packed):
+    """The jitted runner and its arguments for one call of ``pairwise_matrices`` (validated)."""
     packed = uses_packed(dist, packed)
     if packed and not isinstance(dist, Rademacher):
         raise ValueError(f"pairwise_matrices: packed=True needs Rademacher vectors, got {dist.label()}")
@@ -376,7 +424,40 @@ def pairwise_matrices(key, dist: Distribution, n: int, d: int, metrics, *, chunk
     args = [key_data, np.asarray(d, idt), np.asarray(n_chunks, idt), np.asarray(block, idt)]
     if not isinstance(key_data, jax.core.Tracer):
         args[0] = np.asarray(key_data)  # host value: valid input for a mesh spanning several processes
-    run = _runner(mesh, impl, dist, n, accs, k, _levels(d, k), dtype, tile_width(d), packed)
+    run = _runner(mesh, impl, dist, n, accs, k, _levels(d), dtype, tile_width(d), packed)
+    return run, args, metrics, accs
+
+
+def pairwise_matrices(key, dist: Distribution, n: int, d: int, metrics, *, chunk=None, dtype=jnp.float32,
+                      devices=None, packed: bool | None = None):
+    """Distance matrices of ``n`` random vectors in dimension ``d`` for several metrics in one pass.
+
+    Args:
+        key: PRNG key (typed or raw).
+        dist: coordinate law, e.g. ``sim.vectors.Gaussian()``.
+        n: number of points, >= 2.
+        d: dimension, >= 1 (up to 2**31 - 1 without x64, up to MAX_DIM = 2**43 with it).
+        metrics: sequence of ``Metric`` (or metric names).
+        chunk: coordinates generated at once: TILE times a power of two (default from n, ~32 MB).
+            The result is bit-identical for every chunk (on one machine and jax version: see the
+            module docstring for the scope across machines).
+        dtype: float32 (default) or float64 for the samples; accumulation is float64 under x64.
+        devices: where the tiles are generated (see ``sim.devices.make_mesh``): None (every device
+            JAX sees, across processes after ``jax.distributed.initialize``), a count N (the first N),
+            a device list or a 1-D Mesh. Each device streams an aligned block of chunks; the result
+            is bit-identical for every number of devices (same scope as ``chunk``).
+        packed: Rademacher only: count differing signs with popcount(xor) on the packed words
+            (32 coordinates per uint32, integer-exact) instead of float tiles. None: automatic
+            (on for Rademacher); both paths see the same vectors and agree exactly (d < 2**53, x64).
+
+    Returns:
+        Tuple of ``(n, n)`` float arrays (float64 under x64), one per metric; zero diagonal;
+        replicated over the mesh.
+
+    References:
+        Threefry: Salmon, Moraes, Dror, Shaw 2011, "Parallel random numbers: as easy as 1, 2, 3".
+    """
+    run, args, metrics, accs = _program(key, dist, n, d, metrics, chunk, dtype, devices, packed)
     by_acc = dict(zip(accs, run(*args)))
     return tuple(_finalise(m, by_acc[m.accumulator]) for m in metrics)
 

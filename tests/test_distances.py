@@ -3,6 +3,7 @@ against closed-form theory with tolerances from the sample size."""
 
 import functools
 import math
+import re
 
 import jax
 import jax.numpy as jnp
@@ -13,7 +14,7 @@ from scipy.spatial.distance import pdist, squareform
 from sim.distances import pair_stats, pairwise_distances, pairwise_matrices
 from sim.theory.distances import chi_mean, chi_rel_std, cosine_theory, sqdist_moments
 from sim.vectors import (TILE, Cauchy, Gaussian, Init, LogNormal, PowerLaw, Rademacher, StudentT, Uniform,
-                         init_params, sample)
+                         init_params, sample, sample_tiles)
 from stats_helpers import assert_mean, assert_variance
 
 KEY = jax.random.key(20261123)
@@ -52,13 +53,67 @@ def test_float64_samples_are_exact():
     np.testing.assert_allclose(np.asarray(got), squareform(pdist(x, "cityblock")), rtol=1e-12)
 
 
+CHUNK_TILES = (1, 2, 4, 16)
+
+
 @pytest.mark.parametrize("metrics", [("euclidean", "cosine"), ("cityblock",), ("chebyshev",)])
 def test_bit_identical_for_every_chunk_size(metrics):
     d = 9 * TILE + 123  # a partial last tile, several chunks for the small chunk sizes
-    results = [pairwise_matrices(KEY, StudentT(df=5.0), 10, d, metrics, chunk=TILE * k) for k in (1, 2, 4, 16)]
+    results = [pairwise_matrices(KEY, StudentT(df=5.0), 10, d, metrics, chunk=TILE * k) for k in CHUNK_TILES]
     for other in results[1:]:
         for a, b in zip(results[0], other):
             assert np.array_equal(np.asarray(a), np.asarray(b))
+
+
+def _dot_instructions(n, d, chunk):
+    """The dot instructions of the compiled program, each with the parameters (shapes and layouts) of
+    the computation that holds it, names and metadata stripped: what the backend's GEMM is asked to do."""
+    from sim.distances import _program
+
+    run, args, _, _ = _program(KEY, StudentT(df=5.0), n, d, ["euclidean"], chunk, jnp.float32, None, None)
+    lines = run.lower(*args).compile().as_text().splitlines()
+    found = []
+    for i, line in enumerate(lines):
+        if " dot(" in line:
+            start = max(j for j in range(i) if re.match(r"^(ENTRY )?%\S+ \(", lines[j]))
+            params = [p for p in lines[start:i] if " parameter(" in p]
+            text = " ".join(re.sub(r"%[\w.\-]+|, metadata=\{.*", "", x) for x in params + [line])
+            found.append(" ".join(text.split()))
+    return sorted(found)
+
+
+def test_gram_is_one_fixed_shape_dot_for_every_chunk():
+    """The cause of chunk-dependent Gram sums on some CPUs was a dot whose shape changed with the chunk
+    (a batched dot over the chunk's tiles, summed in an ISA- and cache-dependent order). The compiled
+    program must hold exactly one dot, (n, TILE) x (n, TILE) contracted over the tile, the same
+    instruction with the same operand layout for every chunk size: XLA neither batches nor merges it."""
+    n, d = 10, 9 * TILE + 123
+    dots = {k: _dot_instructions(n, d, k * TILE) for k in CHUNK_TILES}
+    assert len(dots[1]) == 1, dots[1]
+    assert f"= f32[{n},{TILE}]{{1,0}} parameter(0) ROOT = f32[{n},{n}]{{1,0}} dot(, )" in dots[1][0], dots[1][0]
+    assert "contracting_dims={1}" in dots[1][0] and "batch_dims" not in dots[1][0], dots[1][0]
+    for k in CHUNK_TILES[1:]:
+        assert dots[k] == dots[1], (k, dots[k], dots[1])
+
+
+def test_symmetric_blocks_for_many_points():
+    """From SYMMETRIC_MIN_POINTS on, a tile's Gram product is three dots of one shape (h, TILE) x (h, TILE),
+    h = ceil(n/2) (the upper blocks; the lower is their transpose): the same three for every chunk,
+    bit-identical results for every chunk, an exactly symmetric matrix, and the distances of scipy on
+    the same vectors (n odd: the padding row is cut off)."""
+    from sim.distances import SYMMETRIC_MIN_POINTS
+
+    n, d = SYMMETRIC_MIN_POINTS + 1, 2 * TILE + 5
+    h = -(-n // 2)
+    dots = {k: _dot_instructions(n, d, k * TILE) for k in (1, 4)}
+    assert len(dots[1]) == 3 and all(f"f32[{h},{h}]{{1,0}} dot(" in s and f"f32[{h},{TILE}]{{1,0}}" in s
+                                      for s in dots[1]), dots[1]
+    assert dots[4] == dots[1]
+    law = StudentT(df=5.0)
+    a, b = (np.asarray(pairwise_distances(KEY, law, n, d, chunk=k * TILE)) for k in (1, 4))
+    assert np.array_equal(a, b) and np.array_equal(a, a.T)
+    ref = squareform(pdist(np.asarray(sample(KEY, law, n, d), dtype=np.float64)))
+    np.testing.assert_allclose(a, ref, rtol=1e-5, atol=0)
 
 
 def test_vectors_are_nested_in_d_and_n():
@@ -67,12 +122,30 @@ def test_vectors_are_nested_in_d_and_n():
     assert np.array_equal(big[:3, : TILE + 1], small)
 
 
-def test_dimension_beyond_int32_tiles_keys():
-    """Coordinates past 2**31 only need the tile index: a distance at d = 2**31 + 5 starts as at small d."""
-    # (not run at that size: checks the masking arithmetic with a traced int64 d on a small case)
-    a = pairwise_distances(KEY, Gaussian(), 3, TILE + 5, chunk=TILE)
-    b = pairwise_distances(KEY, Gaussian(), 3, TILE + 5, chunk=4 * TILE)
-    assert np.array_equal(np.asarray(a), np.asarray(b))
+def test_coordinates_beyond_int32_come_from_their_tile_key():
+    """Coordinates past 2**31 (here past 2**32) need only their tile's key: tiles t - 1, t, t + 1 with
+    t = 2**20 + 3, sampled alone for d = t * TILE + 100, are the law's draws from
+    fold_in(fold_in(key, i), tile) (tile t cut after 100 coordinates, tile t + 1 beyond d: zero), and the
+    power law scales coordinate j by (j + 1)^(-a/2) with j's true 64-bit index (an int32 index would
+    have wrapped negative)."""
+    t = 2**20 + 3
+    d = t * TILE + 100
+    assert d > 2**32
+    point_keys = jax.vmap(lambda i: jax.random.fold_in(KEY, i))(jnp.arange(2, dtype=jnp.uint32))
+    tiles = jnp.asarray([t - 1, t, t + 1], jnp.int32)
+    for law in (Gaussian(), PowerLaw(a=1.0)):
+        x = np.asarray(sample_tiles(point_keys, law, tiles, jnp.asarray(d, jnp.int64), jnp.float32))
+        for i in range(2):
+            for j, tile in enumerate((t - 1, t)):
+                z = np.asarray(Gaussian().draw(jax.random.fold_in(point_keys[i], tile), (TILE,), jnp.float32))
+                want = z.astype(np.float64)
+                if isinstance(law, PowerLaw):
+                    want = want * (tile * TILE + np.arange(TILE, dtype=np.float64) + 1) ** (-law.a / 2)
+                valid = TILE if tile < t else 100
+                np.testing.assert_allclose(x[j, i, :valid], want[:valid], rtol=2e-6, atol=0,
+                                           err_msg=f"{law.label()} point {i} tile {tile}")
+                assert not x[j, i, valid:].any()
+            assert not x[2, i].any()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -191,6 +264,7 @@ def test_pair_stats_against_numpy():
     [
         ({"n": 1}, "n \\(number of points\\)"),
         ({"d": 0}, "d \\(dimension\\)"),
+        ({"d": 2**43 + 1}, "above 8796093022208 = 2\\*\\*31 tiles"),
         ({"chunk": 3 * TILE}, "power of two"),
         ({"metric": "manhattan"}, "unknown metric 'manhattan'"),
         ({"metric": "minkowski", "p": 0.0}, "p must be"),
