@@ -102,6 +102,7 @@ class Moments(NamedTuple):
         spectrum_lower, spectrum_upper: () bounds of the spectrum of H from the first Lanczos run.
         interval_ok: () bool, every probe's moments satisfy ``|mu_j| <= mu_0 (1 + 1e-6)``.
         dim: () int32, n.
+        norm: () largest |Ritz value| of the deflation run, an estimate (and lower bound) of ||H||.
     """
 
     mu: jax.Array
@@ -114,6 +115,7 @@ class Moments(NamedTuple):
     spectrum_upper: jax.Array
     interval_ok: jax.Array
     dim: jax.Array
+    norm: jax.Array
 
 
 class Counts(NamedTuple):
@@ -318,7 +320,7 @@ def moments(
     ok_int = jnp.all(jnp.abs(mu) <= mu[:, :1] * (1.0 + 1e-6))
     lo_h = jnp.minimum(theta[0] - res.residual, lo_b)
     hi_h = jnp.maximum(theta[-1] + res.residual, hi_b)
-    return Moments(mu, centre, hw, dvals, num_def, rho, lo_h, hi_h, ok_int, jnp.asarray(n, jnp.int32))
+    return Moments(mu, centre, hw, dvals, num_def, rho, lo_h, hi_h, ok_int, jnp.asarray(n, jnp.int32), scale)
 
 
 def _mean_se(x: np.ndarray):

@@ -4,8 +4,9 @@ Two levels:
 
 * pytree level: ``hvp(loss, params, tangents)`` and ``gnvp(predict, output_loss, params, tangents)``
   take and return pytrees shaped like ``params``;
-* operator level: ``hessian_matvec(loss, params)`` and ``gauss_newton_matvec(predict, output_loss,
-  params)`` return a *matvec callable* on flat vectors of length ``num_params(params)`` (the layout
+* operator level: ``hessian_matvec(loss, params)``, ``gauss_newton_matvec(predict, output_loss,
+  params)`` and ``landscape_hessian_matvec`` (a ``sim.landscapes`` Hessian on its tangent space) return a
+  *matvec callable* on flat vectors of length ``num_params(params)`` (the layout
   of ``jax.flatten_util.ravel_pytree``). This is what ``sim.lanczos`` consumes.
 
 The Hessian product is forward-over-reverse, ``d/dt grad L(p + t v)`` at ``t = 0``: one JVP of the
@@ -42,7 +43,7 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-__all__ = ["hvp", "gnvp", "hessian_matvec", "gauss_newton_matvec", "num_params"]
+__all__ = ["hvp", "gnvp", "hessian_matvec", "gauss_newton_matvec", "landscape_hessian_matvec", "num_params"]
 
 PyTree = Any
 Matvec = Callable[[jax.Array], jax.Array]
@@ -171,3 +172,44 @@ def gauss_newton_matvec(
         return vjp_lin(h_out(jvp_lin(v.astype(flat.dtype))))[0]
 
     return matvec
+
+
+def _reflector(x: jax.Array):
+    """(B, B^T) of ``sim.landscapes.sphere_tangent_basis(x)`` as functions (Householder, never formed)."""
+    n = x.shape[0]
+    u = x / jnp.linalg.norm(x)
+    e = jnp.zeros((n,), x.dtype).at[n - 1].set(1.0)
+    sign = jnp.where(u[n - 1] >= 0, 1.0, -1.0).astype(x.dtype)
+    w = u + sign * e
+    ww = jnp.dot(w, w)
+
+    def refl(y):
+        return y - (2.0 * jnp.dot(w, y) / ww) * w
+
+    def b(v):  # (n - 1,) -> (n,)
+        return refl(jnp.concatenate([v, jnp.zeros((1,), v.dtype)]))
+
+    def bt(z):  # (n,) -> (n - 1,)
+        return refl(z)[: n - 1]
+
+    return b, bt
+
+
+def landscape_hessian_matvec(landscape, params, x, dtype) -> Matvec:
+    """Hessian-vector product of a landscape at ``x`` on its tangent space, for vectors of ``dtype``.
+
+    Euclidean (grf): ``v -> D^2 phi(x) v`` (a JVP of the gradient). Sphere (pspin): the tangent Hessian
+    ``B^T (P D^2H P - (x . DH / n) P) B = B^T D^2H B - (x . DH / n) I`` in the Householder basis ``B``
+    (``sim.landscapes.sphere_tangent_basis``), so its matrix is ``landscape.tangent_hessian``.
+    """
+    wdt = x.dtype
+
+    def hv(y):
+        return jax.jvp(lambda z: landscape.euclidean_grad(params, z), (x,), (y,))[1]
+
+    if landscape.manifold != "sphere":
+        return lambda v: hv(v.astype(wdt)).astype(dtype)
+    n = x.shape[0]
+    radial = jnp.dot(x, landscape.euclidean_grad(params, x)) / n
+    b, bt = _reflector(x)
+    return lambda v: (bt(hv(b(v.astype(wdt)))) - radial * v.astype(wdt)).astype(dtype)

@@ -215,7 +215,7 @@ def test_validation():
 
 
 def _mlp(widths, train_steps, samples=128):
-    from sim.experiments.spectrum import _gd_chunk
+    from sim.experiments.spectrum.operators import _gd_chunk
 
     with jax.numpy_rank_promotion("allow"):
         key = jax.random.key(21)
