@@ -110,7 +110,8 @@ def _thresholds(ev):
     return np.concatenate([-eps[::-1], [0.0], eps])
 
 
-@pytest.fixture(scope="module", params=[pytest.param(N, id="N600"), pytest.param(3000, marks=pytest.mark.slow, id="N3000")])
+@pytest.fixture(scope="module",
+                params=[pytest.param(N, id="N600"), pytest.param(3000, marks=pytest.mark.slow, id="N3000")])
 def dense_runs(request):
     n = request.param
     deg, probes = (DEG, PROBES) if n == N else (3000, 64)

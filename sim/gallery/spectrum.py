@@ -103,7 +103,8 @@ def _spectrum_training(out: Output, quick: bool):
         for step, when in ((steps[0], "at init"), (steps[-1], "trained")):
             eps_ok, small = _resolved(counts, n, step)
             lo, hi = small["negative_fraction_lower"], small["negative_fraction_upper"]
-            res_txt = f"resolved to +-0.005 down to eps = {eps_ok:g} ||H||" if eps_ok else "not resolved to +-0.005 at any eps"
+            res_txt = (f"resolved to +-0.005 down to eps = {eps_ok:g} ||H||" if eps_ok
+                       else "not resolved to +-0.005 at any eps")
             ex = small.get("exact_negative_fraction")
             said.append(f"{when} {res_txt}, at {small['eps']:g} ||H|| in [{lo:.3f}, {hi:.3f}]"
                         + (f" (exact {ex:.3f})" if ex is not None else ""))

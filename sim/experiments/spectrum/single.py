@@ -90,7 +90,8 @@ def run(config: SpectrumConfig, *, progress: Progress | None = None) -> Result:
     Tables: ``ritz`` (probe, node, weight, residual); with the exact comparison also
     ``exact_density`` (exact eigenvalues smoothed with the same kernel), ``exact_histogram``
     (left, right, density) and ``exact_eigenvalues`` (ascending); with ``eps``, ``counts``
-    (``COUNT_COLUMNS``: N-(eps), N0(eps), N+(eps) with brackets, ``sim.counts``). Info: negative fraction (+ stderr, CMS bracket), fraction below the
+    (``COUNT_COLUMNS``: N-(eps), N0(eps), N+(eps) with brackets, ``sim.counts``). Info: negative
+    fraction (+ stderr, CMS bracket), fraction below the
     threshold, extremes with residual bounds, exact counterparts and ``density_l1``, timings,
     ``peak_rss_mb`` (process peak resident memory).
     """
@@ -157,7 +158,8 @@ def run(config: SpectrumConfig, *, progress: Progress | None = None) -> Result:
     mom = None
     if config.eps:
         g = _make_counts(config, n, dt, mesh)
-        mom, timings["counts_compile"], timings["counts_run"] = _timed(g, params, task, jax.random.fold_in(jax.random.fold_in(key, 2), 1))
+        ckey = jax.random.fold_in(jax.random.fold_in(key, 2), 1)  # as spectrum_of_matvec: fold_in(probe key, 1)
+        mom, timings["counts_compile"], timings["counts_run"] = _timed(g, params, task, ckey)
     evals = None
     if do_exact:
         t = time.perf_counter()
