@@ -808,10 +808,35 @@ def spectrum(
     plots: Annotated[bool, typer.Option(help="Write the density figure (PNG and SVG).")] = True,
     devices: Annotated[Optional[int], typer.Option(help="Devices to split the probe batches over (default: all; use --batch-size <= probes/devices); same numbers for any count.")] = None,
     platform: PlatformOption = None,
+    eps: Annotated[Optional[str], typer.Option(help="Counts N-(eps), N0(eps), N+(eps) at these thresholds >= 0 (comma list, e.g. 0.1,0.01,0.001): counts.csv, with brackets.")] = None,
+    eps_rel: Annotated[bool, typer.Option("--eps-rel", help="--eps in units of the spectral norm ||H||.")] = False,
+    degree: Annotated[int, typer.Option(help="Counts: Chebyshev degree, even >= 2 (degree/2 products per probe; resolution ~ bulk half-width * pi / degree).")] = 1000,
+    count_probes: Annotated[Optional[int], typer.Option(help="Counts: probes of the stochastic trace, >= 2 (default: --probes).")] = None,
 ):
-    """Hessian spectrum from Hessian-vector products (SLQ): density.csv, spectrum.json and a figure."""
+    """Hessian spectrum from Hessian-vector products (SLQ): density.csv, spectrum.json and a figure;
+    with --eps, eigenvalue counts with error brackets (counts.csv)."""
     from sim.experiments import spectrum as exp
     from sim.lanczos import PROBES, REORTHO
+
+    eps_list: list[float] = []
+    if eps is not None:
+        items = [x.strip() for x in eps.split(",")]
+        if not eps.strip() or any(not x for x in items):
+            _fail(f"--eps {eps!r}: give a comma list of numbers >= 0, e.g. 0.1,0.01,0.001")
+        for x in items:
+            try:
+                v = float(x)
+            except ValueError:
+                _fail(f"--eps: {x!r} is not a number (give a comma list of numbers >= 0, e.g. 0.1,0.01)")
+            if not (math.isfinite(v) and v >= 0):
+                _fail(f"--eps: {x!r} must be a finite number >= 0")
+            eps_list.append(v + 0.0)
+    if eps_rel and eps is None:
+        _fail("--eps-rel needs --eps")
+    if degree < 2 or degree % 2:
+        _fail(f"--degree {degree}: must be an even integer >= 2")
+    if count_probes is not None and count_probes < 2:
+        _fail(f"--count-probes {count_probes}: need >= 2 probes (the error bar is their spread)")
 
     for name, value, valid in (("--model", model, exp.MODELS), ("--point", point, exp.POINTS), ("--reortho", reortho, REORTHO), ("--probe", probe, PROBES),
                                ("--exact", exact, ("auto", "yes", "no")), ("--dtype", dtype, ("float32", "float64"))):
@@ -838,7 +863,8 @@ def spectrum(
             model=model, width=width, depth=depth, input_dim=input_dim, num_samples=samples, train_steps=train_steps,
             learning_rate=lr, dim=dim, shift=shift, p=p, point=point, starts=starts, probes=probes, steps=steps,
             probe=probe, reortho=reortho, batch_size=batch_size, threshold=threshold, sigma=sigma, exact=exact,
-            exact_max=exact_max, dtype=dtype, seed=seed, devices=devices, platform=platform)
+            exact_max=exact_max, dtype=dtype, seed=seed, devices=devices, platform=platform, eps=tuple(eps_list),
+            eps_rel=eps_rel, degree=degree, count_probes=count_probes)
     except ValueError as e:
         msg = str(e).removeprefix("spectrum: ")
         _fail(f"--dim {dim} --p {p}: {msg}" if msg.startswith(f"{model}:") else msg)
@@ -875,6 +901,10 @@ def spectrum(
         if "exact_histogram" in result.tables:
             o.csv("exact_histogram.csv", result.tables["exact_histogram"])
             o.csv("exact_eigenvalues.csv", result.tables["exact_eigenvalues"])
+        if "counts" in result.tables:
+            o.csv("counts.csv", result.tables["counts"])
+            top["counts"] = result.tables["counts"]
+            top["counts_info"] = info["counts_info"]
         if plots:
             from sim.plots import save, style
             from sim.plots import spectrum as ps
@@ -888,6 +918,10 @@ def spectrum(
     typer.echo(f"{model} N={n:,}: negative fraction {info['negative_fraction']:.4f} +- "
                f"{info['negative_fraction_stderr']:.4f}{exact_txt}; eigenvalues in [{info['min_eigenvalue']:.5g}, "
                f"{info['max_eigenvalue']:.5g}]")
+    for r in result.tables.get("counts", []):
+        typer.echo(f"eps {r['eps']:.3g}{' ||H||' if eps_rel else ''}: N- {r['negative_fraction']:.4f} "
+                   f"[{r['negative_fraction_lower']:.4f}, {r['negative_fraction_upper']:.4f}], N0 {r['zero_fraction']:.4f} "
+                   f"[{r['zero_fraction_lower']:.4f}, {r['zero_fraction_upper']:.4f}], N+ {r['positive_fraction']:.4f}")
     typer.echo(f"{info['seconds'].get('slq_run', 0.0):.2f} s SLQ ({probes} probes x {steps} steps on {len(used)} "
                f"{used[0].platform} device(s)); wrote {len(written)} files to {out}")
 

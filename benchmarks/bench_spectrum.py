@@ -9,6 +9,8 @@ fraction against the exact spectrum (dense Hessian in float64 + eigvalsh).
     python benchmarks/bench_spectrum.py --quick    # N ~ 1,000, 8 probes x 40 steps
     python benchmarks/bench_spectrum.py --big      # hdsim alone: MLP with >= 10^6 parameters,
                                                    # negative fraction with error bar, time, peak RSS
+    python benchmarks/bench_spectrum.py --counts   # N ~ 8,000: counts N-(eps) (sim.counts) against
+                                                   # scipy eigvalsh and PyHessian's density below -eps
 
 PyHessian 0.1 (PyPI) calls ``torch.eig``, removed in torch 2.x: this script installs a shim that
 maps it onto ``torch.linalg.eig`` (PyHessian's own choice of a *general* eigensolver on the symmetric
@@ -308,8 +310,96 @@ def big(args):
     )
 
 
+# ------------------------------------------------------------------------------------ counts (issue 13)
+
+
+def blas_report() -> str:
+    """BLAS/LAPACK libraries in this process and the thread variables in force."""
+    env = {k: v for k, v in os.environ.items() if k.endswith("_NUM_THREADS") or k.startswith("OPENBLAS")}
+    try:
+        from threadpoolctl import threadpool_info
+
+        libs = "; ".join(f"{i.get('internal_api')} {i.get('version')} ({i.get('num_threads')} threads, "
+                         f"{i.get('threading_layer', '')})" for i in threadpool_info())
+    except ImportError:
+        libs = "threadpoolctl not installed"
+    return f"BLAS: {libs or 'none loaded yet'}; env {env or '{}'}"
+
+
+def counts_bench(args):
+    """N ~ 8,000: hdsim counts (deflation + KPM) against scipy eigvalsh of the dense Hessian and against
+    PyHessian's SLQ density integrated below -eps, same network, same process, all cores for each."""
+    import scipy.linalg
+
+    from sim.counts import counts, moments
+
+    widths = mlp_widths(args.input_dim, args.counts_width, args.depth)
+    params, task = build(widths, args.samples, args.seed, jnp.float32)
+    n = num_params(params)
+    rel = np.array([1e-1, 1e-2, 1e-3])
+    print(f"MLP widths {widths}: N = {n:,}; {args.samples} samples; cpus {os.cpu_count()}, load average "
+          f"{os.getloadavg()[0]:.1f}; jax {jax.__version__}")
+
+    # exact: dense float64 Hessian (HVPs of the identity), then scipy.linalg.eigvalsh
+    t = time.perf_counter()
+    p64 = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), params)
+    t64 = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), task)
+    flat, unravel = ravel_pytree(p64)
+    h = np.asarray(jax.jit(jax.hessian(lambda x: mse_loss(unravel(x), t64)))(flat))
+    t_dense = time.perf_counter() - t
+    t = time.perf_counter()
+    evals = scipy.linalg.eigvalsh(h)
+    t_eig = time.perf_counter() - t
+    del h
+    norm = float(np.max(np.abs(evals)))
+    exact = {e: float(np.mean(evals < -e * norm)) for e in rel}
+    print(blas_report())
+    print(f"exact: dense float64 Hessian {t_dense:.1f} s + scipy.linalg.eigvalsh {t_eig:.1f} s = {t_dense + t_eig:.1f} s; "
+          f"||H|| = {norm:.4g}")
+
+    def f(params, task, key):
+        mv = hessian_matvec(lambda p: mse_loss(p, task), params)
+        return moments(key, mv, n, degree=args.degree, num_probes=args.count_probes, lanczos_steps=80,
+                       bounds_steps=40, dtype=jnp.float32)
+
+    key = jax.random.key(args.seed + 2)
+    t = time.perf_counter()
+    comp = jax.jit(f).lower(params, task, key).compile()
+    t_compile = time.perf_counter() - t
+    t = time.perf_counter()
+    mom = jax.block_until_ready(comp(params, task, key))
+    t_run = time.perf_counter() - t
+    c = counts(mom, -rel * float(mom.norm))
+    print(f"hdsim counts: degree {args.degree}, {args.count_probes} probes, {int(mom.num_deflated)} outliers deflated; "
+          f"compile {t_compile:.1f} s, run {t_run:.1f} s ({120 + args.count_probes * args.degree // 2} HVPs)")
+    for e, fr, se, lo, hi in zip(rel, c.fraction, c.stderr, c.lower, c.upper):
+        print(f"  N-({e:g} ||H||): {fr:.4f} +- {se:.4f} bracket [{lo:.4f}, {hi:.4f}]  exact {exact[e]:.4f}  "
+              f"err {fr - exact[e]:+.4f}  {'inside' if lo <= exact[e] <= hi else 'OUTSIDE'}")
+    print(f"  time ratio exact (dense + eigvalsh) / hdsim run = {(t_dense + t_eig) / t_run:.2f}; "
+          f"with compile {(t_dense + t_eig) / (t_run + t_compile):.2f}; eigvalsh alone / hdsim run = {t_eig / t_run:.2f}")
+    try:
+        import torch  # noqa: F401
+        import pyhessian  # noqa: F401
+    except ImportError:
+        print("PyHessian: not installed (pip install torch==2.13.0; pip install --no-deps pyhessian)")
+        return
+    eigs, weights, _, t_density, t_setup, _ = pyhessian_run(params, task, args.probes, args.steps, 5,
+                                                           args.torch_threads)
+    print(f"PyHessian density: {args.probes} probes x {args.steps} Lanczos steps in {t_density:.1f} s (setup "
+          f"{t_setup:.2f} s), torch threads {args.torch_threads}; {blas_report()}")
+    for e in rel:
+        below = np.sum(np.where(eigs < -e * norm, weights, 0.0), axis=1)  # per probe: quadrature mass below -eps
+        m, s = below.mean(), below.std(ddof=1) / math.sqrt(below.size)
+        print(f"  N-({e:g} ||H||): {m:.4f} +- {s:.4f} (probe s.e. only)  exact {exact[e]:.4f}  err {m - exact[e]:+.4f}")
+    print(f"  time ratio PyHessian / hdsim run = {t_density / t_run:.2f}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--counts", action="store_true", help="eigenvalue counts at N ~ 8,000 against eigvalsh and PyHessian")
+    ap.add_argument("--counts-width", type=int, default=80, help="hidden width of --counts (80: N = 7,921)")
+    ap.add_argument("--degree", type=int, default=2000, help="--counts: Chebyshev degree")
+    ap.add_argument("--count-probes", type=int, default=16, help="--counts: probes")
     ap.add_argument("--quick", action="store_true", help="small run (N ~ 1,000, 8 probes x 40 steps)")
     ap.add_argument("--big", action="store_true", help="hdsim alone on a >= 10^6-parameter MLP")
     ap.add_argument("--width", type=int, default=64)
@@ -331,6 +421,9 @@ def main():
     ap.add_argument("--big-width", type=int, default=0, help="0: the width closest to --big-params")
     ap.add_argument("--batch-size", type=int, default=2, help="probes per vmap batch in --big")
     args = ap.parse_args()
+    if args.counts:
+        counts_bench(args)
+        return
     if args.big:
         if args.big_width == 0:
             w = width_for_params(args.big_params, depth=args.big_depth, input_dim=args.input_dim)

@@ -4,8 +4,9 @@ Two levels:
 
 * pytree level: ``hvp(loss, params, tangents)`` and ``gnvp(predict, output_loss, params, tangents)``
   take and return pytrees shaped like ``params``;
-* operator level: ``hessian_matvec(loss, params)`` and ``gauss_newton_matvec(predict, output_loss,
-  params)`` return a *matvec callable* on flat vectors of length ``num_params(params)`` (the layout
+* operator level: ``hessian_matvec(loss, params)``, ``gauss_newton_matvec(predict, output_loss,
+  params)`` and ``landscape_hessian_matvec`` (a ``sim.landscapes`` Hessian on its tangent space) return a
+  *matvec callable* on flat vectors of length ``num_params(params)`` (the layout
   of ``jax.flatten_util.ravel_pytree``). This is what ``sim.lanczos`` consumes.
 
 The Hessian product is forward-over-reverse, ``d/dt grad L(p + t v)`` at ``t = 0``: one JVP of the
@@ -17,10 +18,6 @@ The Gauss–Newton (generalised Gauss–Newton) matrix of ``L(p) = l(f(p))`` is 
 ``J = df/dp`` and ``H_l`` the Hessian of the output loss ``l`` in the outputs; it is positive
 semi-definite whenever ``l`` is convex, and equals the Hessian when ``f`` is linear in ``p``. The
 product is a JVP of ``f``, an HVP of ``l`` in output space, and a VJP of ``f``.
-
-For a random loss of ``sim.landscapes`` at a point ``x``, ``landscape_matvec(landscape, params, x,
-dtype)`` is the Hessian on the tangent space as a matvec (on the sphere, in the Householder basis of
-``sim.landscapes.sphere_tangent_basis``, never formed): its matrix is ``landscape.tangent_hessian``.
 
 Nothing here is jitted: the callables close over ``params`` and data, so build them *inside* the
 function you jit (closing over traced values is fine), e.g.::
@@ -46,7 +43,7 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-__all__ = ["hvp", "gnvp", "hessian_matvec", "gauss_newton_matvec", "num_params", "landscape_matvec"]
+__all__ = ["hvp", "gnvp", "hessian_matvec", "gauss_newton_matvec", "landscape_hessian_matvec", "num_params"]
 
 PyTree = Any
 Matvec = Callable[[jax.Array], jax.Array]
@@ -177,9 +174,6 @@ def gauss_newton_matvec(
     return matvec
 
 
-# ---- landscapes (sim.landscapes): the Hessian on the tangent space, as a matvec ----
-
-
 def _reflector(x: jax.Array):
     """(B, B^T) of ``sim.landscapes.sphere_tangent_basis(x)`` as functions (Householder, never formed)."""
     n = x.shape[0]
@@ -201,7 +195,7 @@ def _reflector(x: jax.Array):
     return b, bt
 
 
-def landscape_matvec(landscape, params, x, dtype) -> Callable:
+def landscape_hessian_matvec(landscape, params, x, dtype) -> Matvec:
     """Hessian-vector product of a landscape at ``x`` on its tangent space, for vectors of ``dtype``.
 
     Euclidean (grf): ``v -> D^2 phi(x) v`` (a JVP of the gradient). Sphere (pspin): the tangent Hessian

@@ -40,9 +40,9 @@ def test_the_semicircle_cdf_has_one_definition():
     with a centre and radius); tests/test_rmt.py checks it against quadrature of the density."""
     from sim.theory import landscapes, rmt
 
-    from sim.experiments import spectrum
+    from sim.experiments.spectrum import operators
 
-    assert landscapes.semicircle_cdf is rmt.semicircle_cdf and spectrum.semicircle_cdf is rmt.semicircle_cdf
+    assert landscapes.semicircle_cdf is rmt.semicircle_cdf and operators.semicircle_cdf is rmt.semicircle_cdf
     defs = [str(p.relative_to(ROOT)) for p in (ROOT / "sim").rglob("*.py")
             if re.search(r"^def \w*semicircle_cdf\(", p.read_text(), re.M)]
     assert defs == ["sim/theory/rmt.py"], defs

@@ -77,6 +77,36 @@ def test_goe_rerun_is_byte_identical(goe_run, tmp_path):
         assert (tmp_path / name).read_bytes() == (out / name).read_bytes(), name
 
 
+def test_counts_columns_json_and_exact(tmp_path):
+    # --eps: counts.csv with the columns, the same rows in spectrum.json, and the exact eigvalsh
+    # counts inside every bracket (GOE + 0.4 I, N = 300, degree 400, 16 probes).
+    from sim.experiments.spectrum import COUNT_COLUMNS
+
+    out = tmp_path / "counts"
+    res = runner.invoke(app, ["spectrum", "--model", "goe", "--dim", "300", "--shift", "0.4", "--probes", "16",
+                              "--steps", "30", "--eps", "0,0.01,0.1,0.3", "--eps-rel", "--degree", "400",
+                              "--dtype", "float64", "--no-plots", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    rows = _read(out / "counts.csv")
+    assert tuple(rows[0])[:7] == ("eps", "negative_fraction", "negative_fraction_stderr", "negative_fraction_lower",
+                                  "negative_fraction_upper", "zero_fraction", "positive_fraction")
+    assert tuple(rows[0])[: len(COUNT_COLUMNS)] == COUNT_COLUMNS
+    meta = json.loads((out / "spectrum.json").read_text())
+    assert [r["eps"] for r in meta["counts"]] == [0.0, 0.01, 0.1, 0.3]
+    ev = np.array([float(r["eigenvalue"]) for r in _read(out / "exact_eigenvalues.csv")])
+    norm = meta["counts_info"]["spectral_norm"]
+    assert norm == pytest.approx(np.max(np.abs(ev)), rel=1e-6)
+    for r in meta["counts"]:
+        e = r["eps"] * norm
+        assert r["eps_abs"] == pytest.approx(e)
+        for key, exact in (("negative", np.mean(ev < -e)), ("zero", np.mean(np.abs(ev) <= e)),
+                           ("positive", np.mean(ev > e))):
+            assert r[f"{key}_fraction_lower"] <= exact <= r[f"{key}_fraction_upper"], (key, r)
+            assert r[f"exact_{key}_fraction"] == exact
+        assert abs(r["negative_fraction"] - r["exact_negative_fraction"]) <= Z * r["negative_fraction_stderr"]
+    assert "N- " in res.output
+
+
 def test_mlp_run_without_plots(tmp_path):
     out = tmp_path / "mlp"
     res = runner.invoke(app, ["spectrum", "--model", "mlp", "--width", "8", "--depth", "2", "--input-dim", "16",
@@ -144,6 +174,12 @@ BAD = [
     (["--model", "goe", "--dim", "300000"], "GiB"),
     (["--model", "mlp", "--width", "4096", "--depth", "4", "--steps", "4000"], "GiB"),
     (["--width", "abc"], "'abc'"),
+    (["--eps", "abc"], "'abc'"),
+    (["--eps", "0.1,-1"], "'-1'"),
+    (["--eps", "0.1,,0.2"], "--eps"),
+    (["--eps-rel"], "--eps-rel needs --eps"),
+    (["--degree", "7", "--eps", "0.1"], "--degree 7"),
+    (["--count-probes", "1", "--eps", "0.1"], "--count-probes 1"),
 ]
 
 

@@ -110,7 +110,8 @@ def _thresholds(ev):
     return np.concatenate([-eps[::-1], [0.0], eps])
 
 
-@pytest.fixture(scope="module", params=[pytest.param(N, id="N600"), pytest.param(3000, marks=pytest.mark.slow, id="N3000")])
+@pytest.fixture(scope="module",
+                params=[pytest.param(N, id="N600"), pytest.param(3000, marks=pytest.mark.slow, id="N3000")])
 def dense_runs(request):
     n = request.param
     deg, probes = (DEG, PROBES) if n == N else (3000, 64)
@@ -215,7 +216,7 @@ def test_validation():
 
 
 def _mlp(widths, train_steps, samples=128):
-    from sim.experiments.spectrum import _gd_chunk
+    from sim.experiments.spectrum.operators import _gd_chunk
 
     with jax.numpy_rank_promotion("allow"):
         key = jax.random.key(21)

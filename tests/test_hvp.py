@@ -166,17 +166,17 @@ def test_validation():
 
 
 @pytest.mark.parametrize("name", ["grf", "pspin"])
-def test_landscape_matvec_is_the_tangent_hessian(name):
-    # sim.experiments.spectrum.landscape_matvec (HVP; Householder tangent basis applied, never formed)
+def test_landscape_hessian_matvec_is_the_tangent_hessian(name):
+    # sim.hvp.landscape_hessian_matvec (HVP; Householder tangent basis applied, never formed)
     # against the dense landscape.tangent_hessian at a random point.
-    from sim.experiments.spectrum import landscape_matvec
+    from sim.hvp import landscape_hessian_matvec
     from sim.landscapes import make_landscape
 
     land = make_landscape(name, p=3)
     params = land.sample(jax.random.key(3), 9, dtype=jnp.float64)
     x = land.start(jax.random.key(4), params)
     dense = np.asarray(land.tangent_hessian(params, x))
-    mv = jax.jit(jax.vmap(landscape_matvec(land, params, x, jnp.float64)))
+    mv = jax.jit(jax.vmap(landscape_hessian_matvec(land, params, x, jnp.float64)))
     cols = np.asarray(mv(jnp.eye(dense.shape[0], dtype=jnp.float64))).T
     assert dense.shape == ((8, 8) if name == "pspin" else (9, 9))
     np.testing.assert_allclose(cols, dense, rtol=1e-10, atol=1e-10 * np.abs(dense).max())

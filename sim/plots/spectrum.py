@@ -3,8 +3,9 @@
 ``fig_density``: per spectrum, the SLQ density (Gaussian-smoothed Gauss quadrature) over the exact
 eigenvalue histogram where it was computed, and below it the cumulative fraction of eigenvalues (SLQ
 mean over probes with a +-2 standard-error band, exact staircase) around the bulk, where the negative
-fraction is read at 0. ``fig_training``: negative fraction with error bars and loss along gradient
-descent for MLPs of several sizes.
+fraction is read at 0. ``fig_training``: the eigenvalue counts N-(eps), N0(eps), N+(eps) with their
+brackets at initialisation and after training, and the loss along gradient descent, for MLPs of
+several sizes (without counts: the negative fraction along training).
 """
 
 from __future__ import annotations
@@ -167,11 +168,59 @@ def fig_density(spectra, *, log=None):
     return fig
 
 
-def fig_training(rows):
-    """Negative-eigenvalue fraction (error bars: 2 standard errors over probes; the mean CMS
-    bracket (dotted), i.e. what the Gauss quadrature cannot resolve) and loss along gradient descent, one series
-    per model size."""
+def fig_training(rows, counts=None):
+    """MLP Hessians of several sizes. With ``counts`` (the ``counts`` table of ``run_training``): a 2 x 4
+    grid, rows at initialisation and after training, columns N-(eps), N0(eps), N+(eps) against eps / ||H||
+    (line: estimate; band: its bracket, probe noise and polynomial error; crosses: exact eigvalsh where N
+    is small), and the loss along gradient descent. Without: the negative fraction along training (SLQ
+    +- 2 s.e.; dotted: its bracket) and the loss."""
     sizes = sorted({r["num_params"] for r in rows})
+    if not counts:
+        return _fig_training_fraction(rows, sizes)
+    steps = sorted({r["step"] for r in counts})
+    first, last = steps[0], steps[-1]
+    fig, axes = new_figure(ncols=4, nrows=2, width=13.0, height=6.4)
+    quantities = (("negative", "N-(eps): fraction < -eps"), ("zero", "N0(eps): fraction in [-eps, eps]"),
+                  ("positive", "N+(eps): fraction > eps"))
+    for i, (step, when) in enumerate(((first, "at initialisation"), (last, f"after {last} GD steps"))):
+        for j, (q, title) in enumerate(quantities):
+            ax = axes[i, j]
+            for k, n in enumerate(sizes):
+                rs = sorted((r for r in counts if r["num_params"] == n and r["step"] == step), key=lambda r: r["eps"])
+                if not rs:
+                    continue
+                c, mk = COLORS[k % len(COLORS)], MARKERS[k % len(MARKERS)]
+                e = np.array([r["eps"] for r in rs])
+                ax.fill_between(e, [r[f"{q}_fraction_lower"] for r in rs], [r[f"{q}_fraction_upper"] for r in rs],
+                                color=c, alpha=0.18, lw=0)
+                ax.plot(e, [r[f"{q}_fraction"] for r in rs], color=c, marker=mk, ms=3.5, lw=1.0,
+                        label=f"N = {n:,}")
+                if f"exact_{q}_fraction" in rs[0]:
+                    ax.plot(e, [r[f"exact_{q}_fraction"] for r in rs], color="black", marker="x", ms=5, ls="none",
+                            label="exact (eigvalsh)" if k == 0 else None)
+            ax.set_xscale("log")
+            ax.set_xlabel("eps / ||H|| (threshold / spectral norm)")
+            ax.set_ylabel("fraction of Hessian eigenvalues")
+            ax.set_title(f"{title}, {when}", fontsize=8)
+        bx = axes[i, 3]
+        if i == 0:
+            for k, n in enumerate(sizes):
+                rs = [r for r in rows if r["num_params"] == n]
+                bx.plot([r["step"] for r in rs], [r["loss"] for r in rs], color=COLORS[k % len(COLORS)],
+                        marker=MARKERS[k % len(MARKERS)], ms=4, lw=1.0)
+            bx.set_yscale("log")
+            bx.set_xlabel("gradient-descent step")
+            bx.set_ylabel("training loss (MSE / 2)")
+            bx.set_title("Loss", fontsize=9)
+        else:
+            bx.axis("off")
+            handles, labels = axes[0, 0].get_legend_handles_labels()
+            bx.legend(handles, labels, fontsize=8, loc="center",
+                      title="band: bracket (probe noise +\npolynomial resolution)", title_fontsize=7)
+    return fig
+
+
+def _fig_training_fraction(rows, sizes):
     fig, axes = new_figure(ncols=2, width=8.0, height=3.4)
     ax, bx = axes[0]
     for i, n in enumerate(sizes):
@@ -187,7 +236,7 @@ def fig_training(rows):
     ax.set_ylabel("fraction of negative Hessian eigenvalues")
     ax.set_ylim(0, 1)
     ax.set_title("Negative fraction along training: SLQ +- 2 s.e. (probes);\n"
-                 "dotted: Chebyshev-Markov-Stieltjes bracket (quadrature error)", fontsize=8)
+                 "dotted: Chebyshev-Markov-Stieltjes bracket + 2 s.e.", fontsize=8)
     bx.set_yscale("log")
     bx.set_xlabel("gradient-descent step")
     bx.set_ylabel("training loss (MSE / 2)")

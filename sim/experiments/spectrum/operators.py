@@ -1,0 +1,161 @@
+"""The operators whose spectra are measured: MLP loss Hessians (with gradient descent), GOE matrices,
+landscape Hessians at critical or random points; and the dense Hessian for the exact comparison."""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+from sim.devices import get_devices, make_mesh
+from sim.experiments.spectrum.config import SpectrumConfig
+from sim.hvp import hessian_matvec, num_params
+from sim.counts import moments
+from sim.lanczos import extreme_eigenvalues, fraction_below, slq
+from sim.models import mse_loss
+from sim.rmt import goe
+from sim.theory.rmt import semicircle_cdf
+
+
+def _mesh(config):
+    """The 1-D mesh the probes of ``config`` run on."""
+    return make_mesh(get_devices(config.devices, platform=config.platform))
+
+
+def _mesh_info(mesh) -> dict:
+    return {"devices": mesh.size, "platform": mesh.devices.flat[0].platform}
+
+
+def _goe_matrix(key, n: int, dtype) -> jax.Array:
+    """GOE normalised to [-2, 2] (``sim.rmt.goe``)."""
+    return goe(key, n, dtype=dtype)
+
+
+def _loss(params, task):
+    with jax.numpy_rank_promotion("allow"):  # sim.models adds biases with implicit broadcasting
+        return mse_loss(params, task)
+
+
+@jax.jit
+def _gd_chunk(params, task, lr, num):
+    """``num`` (traced) full-batch GD steps; returns new params and the loss before each step."""
+
+    def body(_, carry):
+        p, _loss_prev = carry
+        value, g = jax.value_and_grad(_loss)(p, task)
+        return jax.tree_util.tree_map(lambda a, b: a - lr.astype(a.dtype) * b, p, g), value
+
+    return jax.lax.fori_loop(0, num, body, (params, jnp.zeros((), lr.dtype)))
+
+
+def _make_slq(num_steps, num_probes, probe, reortho, batch_size, dtype, threshold, mesh=None):
+    """A jitted ``(params, task, key) -> summary`` for the MLP Hessian (compiled once per shape);
+    the probe batches are split over ``mesh`` (None: every device)."""
+
+    def f(params, task, key):
+        n = num_params(params)
+        mv = hessian_matvec(lambda p: _loss(p, task), params)
+        quad = slq(
+            key,
+            mv,
+            n,
+            num_steps=num_steps,
+            num_probes=num_probes,
+            probe=probe,
+            reortho=reortho,
+            batch_size=batch_size,
+            dtype=dtype,
+            devices=mesh,
+        )
+        return quad, fraction_below(quad, 0.0), fraction_below(quad, threshold), extreme_eigenvalues(quad)
+
+    return jax.jit(f)
+
+
+def _lambda_max(params, task, dtype, mesh=None) -> float:
+    """Largest Hessian eigenvalue at ``params`` (Lanczos, 30 steps, one probe): for the GD step size."""
+    n = num_params(params)
+    steps = min(30, n)
+    f = jax.jit(
+        lambda p, t: (
+            extreme_eigenvalues(
+                slq(
+                    jax.random.key(0),
+                    hessian_matvec(lambda q: _loss(q, t), p),
+                    n,
+                    num_steps=steps,
+                    num_probes=1,
+                    dtype=dtype,
+                    devices=mesh,
+                )
+            ).max_value
+        )
+    )
+    return float(f(params, task))
+
+
+def _landscape_point(config: SpectrumConfig, key):
+    """(landscape, params, x, extra info) for a grf/pspin config (float64)."""
+    from sim.critical import find_critical_points
+
+    land = config.landscape()
+    params = land.sample(jax.random.fold_in(key, 4), config.dim, dtype=jnp.float64)
+    extra = {"landscape": land.label(), "dim": config.dim, "point": config.point}
+    if config.point == "random":
+        x = land.start(jax.random.fold_in(key, 5), params)
+    else:
+        cp = find_critical_points(jax.random.fold_in(key, 5), land, params, config.starts)
+        conv = np.asarray(cp.converged)
+        extra.update(starts=config.starts, converged_starts=int(conv.sum()), stalled_starts=int(np.asarray(cp.stalled).sum()))
+        if not conv.any():
+            raise RuntimeError(
+                f"spectrum: none of the {config.starts} Newton starts converged to a critical point of "
+                f"{land.label()} at n = {config.dim}; use more starts or point=random"
+            )
+        i = int(np.argmax(conv))
+        x = cp.x[i]
+        extra.update(start=i, grad_norm=float(cp.grad_norm[i]), gtol=float(cp.gtol),
+                     critical_index=int(cp.index[i]), critical_zero_modes=int(cp.n_zero[i]))
+    u = float(land.energy_density(params, x))
+    extra["energy_density"] = u
+    # Semicircle theory at this energy (valid at any point: docs/theory.md#grf-bray-dean and #pspin)
+    if config.model == "pspin":
+        extra["theory_negative_fraction"] = float(semicircle_cdf(u * math.sqrt(config.p / (config.p - 1))))
+    elif land.confine == 0:
+        extra["theory_negative_fraction"] = float(semicircle_cdf(u))
+    return land, params, x, extra
+
+
+def _dense_hessian(params, task) -> np.ndarray:
+    flat, _ = ravel_pytree(params)
+    mv = jax.jit(lambda p, vs: jax.lax.map(hessian_matvec(lambda q: _loss(q, task), p), vs, batch_size=256))
+    h = np.asarray(mv(params, jnp.eye(flat.size, dtype=flat.dtype)), np.float64)
+    return 0.5 * (h + h.T)
+
+
+def _count_kwargs(config, n: int) -> dict:
+    """``sim.counts.moments`` options of a config at dimension n."""
+    return dict(degree=config.degree, num_probes=config.count_probes or config.probes,
+                lanczos_steps=min(COUNT_LANCZOS_STEPS, n), bounds_steps=min(COUNT_BOUNDS_STEPS, n),
+                max_deflate=min(COUNT_MAX_DEFLATE, min(COUNT_LANCZOS_STEPS, n) // 2),
+                batch_size=config.batch_size)
+
+
+#: Krylov depth of the deflation run, of the bulk-bounds run, and Ritz pairs deflated per end (counts)
+COUNT_LANCZOS_STEPS = 80
+COUNT_BOUNDS_STEPS = 40
+COUNT_MAX_DEFLATE = 16
+
+
+def _make_counts(config, n: int, dtype, mesh=None):
+    """A jitted ``(params, task, key) -> sim.counts.Moments`` for the MLP Hessian."""
+    kw = _count_kwargs(config, n)
+
+    def f(params, task, key):
+        mv = hessian_matvec(lambda p: _loss(p, task), params)
+        return moments(key, mv, n, dtype=dtype, devices=mesh, **kw)
+
+    return jax.jit(f)
