@@ -10,7 +10,7 @@ of N inputs and the target's power v_k^2 = |u_k^T Y|^2 / N in each eigenvector (
 the spectrum of the kernel's integral operator over the pool's empirical distribution, to feed
 ``sim.learning.theory.learning_curve`` (Bordelon, Canatar, Pehlevan 2020, section 4).
 
-References: Bordelon, Canatar, Pehlevan 2020, ICML; Simon et al. 2023, TMLR; docs/theory.md.
+References: Bordelon, Canatar, Pehlevan 2020, ICML; Simon et al. 2023, TMLR; docs/theory.md#eigenlearning.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Linear regression on the raw features: ridge or ridgeless (minimum-norm) least squares, whole learning
 curves per seed (``linear_curve``), batched over seeds by the caller's ``vmap``.
 
-References: Hastie, Montanari, Rosset, Tibshirani 2019, arXiv 1903.08560; docs/theory.md, "Learning curves".
+References: Hastie, Montanari, Rosset, Tibshirani 2019, arXiv 1903.08560; docs/theory.md#double-descent.
 """
 
 from __future__ import annotations
