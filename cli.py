@@ -951,7 +951,7 @@ def scaling(
     ridge: Annotated[float, typer.Option(help="Ridge delta >= 0 added to the Gram matrix (0: minimum norm).")] = 0.0,
     n: Annotated[str, typer.Option("--n", help="Training-set sizes >= 2: comma list, A:B, A:B:K (K log-spaced).")] = "16:1024:7",
     params: Annotated[str, typer.Option(help="Features P (linear on synthetic data: the data dimension; features: "
-                                        "random features; ignored by kernel and by linear on real data).")] = "2048",
+                                        "random features; ignored by kernel and by linear on real data).")] = "4096",
     seeds: Annotated[int, typer.Option(help="Independent draws per point, >= 1 (>= 2 for error bars).")] = 10,
     seed: Annotated[int, typer.Option(help="Seed (integer >= 0).")] = 0,
     modes: Annotated[int, typer.Option(help="powerlaw/isotropic with features or kernel: data dimension, >= 1.")] = 2048,

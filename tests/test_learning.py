@@ -104,3 +104,20 @@ def test_random_features_nested_and_scaled():
     assert np.all(np.abs(v - 1) < 5 * np.sqrt(2 / 500))
     with pytest.raises(ValueError, match="activation must be one of"):
         random_features(KEY, x, 4, activation="gelu")
+
+
+def test_linear_random_features_span_the_inputs():
+    """Linear random features with P > d span the inputs' column space: for n >= P the minimum-norm fit on
+    them (SVD: their Gram matrix has rank d < P) predicts as plain least squares does, to 1e-8; the Cholesky
+    path reports the singular Gram matrix as NaN instead of a wrong number."""
+    from sim.learning.features import features_curve
+    from sim.learning.linear import linear_curve
+
+    d = data.isotropic(KEY, 120, 50, dim=10, noise=0.3)
+    ns = (40, 80, 120)
+    lin = linear_curve(d, ns)
+    feat = features_curve(jax.random.key(5), d, ns, 25, activation="linear", input_scale=10.0, method="svd")
+    chol = features_curve(jax.random.key(5), d, ns, 25, activation="linear", input_scale=10.0)
+    assert np.all(np.isnan(np.asarray(chol.test_loss)))
+    for a, b in zip(lin, feat):
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-8)

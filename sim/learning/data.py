@@ -32,7 +32,7 @@ References:
     Hastie, Montanari, Rosset, Tibshirani 2019, arXiv 1903.08560 (isotropic features, double descent).
     Bordelon, Canatar, Pehlevan 2020, ICML (spectral learning curves; power-law spectra).
     Greydanus 2020, arXiv 2011.14439 (MNIST-1D).
-    docs/theory.md#eigenlearning and #learning-curve-exponents.
+    docs/theory.md#eigenlearning (spectra and target power), docs/theory.md#double-descent (isotropic case).
 """
 
 from __future__ import annotations

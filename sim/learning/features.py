@@ -9,7 +9,7 @@ and Sully 2022, whose loss falls as P^-(beta - 1) when n >> P). Feature j's weig
 References:
     Rahimi & Recht 2007, "Random features for large-scale kernel machines", NeurIPS.
     Mei & Montanari 2022, Comm. Pure Appl. Math. 75, 667 (double descent of random features).
-    Maloney, Roberts, Sully 2022, arXiv 2210.16859.
+    Maloney, Roberts, Sully 2022, arXiv 2210.16859; docs/theory.md#random-features.
 """
 
 from __future__ import annotations

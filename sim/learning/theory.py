@@ -28,7 +28,7 @@ References:
     Spigler, Geiger, Wyart 2020, J. Stat. Mech. 124001; Cui, Loureiro, Krzakala, Zdeborova 2021, NeurIPS.
     Hastie, Montanari, Rosset, Tibshirani 2019, arXiv 1903.08560, Theorems 1 and 2.
     Dobriban & Wager 2018, Ann. Statist. 46, 247 (optimal ridge).
-    docs/theory.md#eigenlearning, #learning-curve-exponents and #double-descent.
+    docs/theory.md#eigenlearning, docs/theory.md#learning-curve-exponents, docs/theory.md#double-descent.
 """
 
 from __future__ import annotations
