@@ -45,6 +45,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -142,7 +143,7 @@ def run_worker(argv: list[str], threads: int, *, echo: bool = True) -> dict:
     """Run ``argv`` in a fresh process on ``threads`` CPUs and return the dict the worker passed to ``emit``.
 
     The child gets ``worker_env(threads)``, ``--worker-threads threads`` and a CPU affinity of the
-    first ``threads`` available CPUs (set between fork and exec, so before the child loads any library).
+    first ``threads`` available CPUs (set by ``taskset`` before the child's interpreter starts, so before it loads any library).
     Its other stdout lines are echoed, indented, as they arrive; stderr passes through.
 
     Raises:
@@ -151,9 +152,13 @@ def run_worker(argv: list[str], threads: int, *, echo: bool = True) -> dict:
     cpus = available_cpus()[:threads]
     cmd = [*argv, "--worker-threads", str(threads)]
     result = None
-    # preexec_fn is unsafe in a threaded parent; the benchmark parents import no threaded library
-    with subprocess.Popen(cmd, env=worker_env(threads), stdout=subprocess.PIPE, text=True,
-                          preexec_fn=lambda: os.sched_setaffinity(0, cpus)) as proc:  # noqa: PLW1509
+    # The affinity is set by taskset before the child's Python starts (no preexec_fn: a fork hook in a
+    # threaded parent, e.g. a test process that has loaded JAX, warns or deadlocks).
+    taskset = shutil.which("taskset")
+    if taskset is None:
+        raise RuntimeError("run_worker needs util-linux's taskset to pin a worker to its CPUs")
+    pinned = [taskset, "--cpu-list", ",".join(str(c) for c in cpus), *cmd]
+    with subprocess.Popen(pinned, env=worker_env(threads), stdout=subprocess.PIPE, text=True) as proc:
         assert proc.stdout is not None
         for line in proc.stdout:
             if line.startswith(MARKER):
