@@ -90,6 +90,17 @@ def test_pspin_p2_normalisation():
     np.testing.assert_allclose(params.coupling, (j + j.T) / (2 * math.sqrt(n)), rtol=1e-14)
 
 
+def test_pspin_p2_ground_state_is_the_top_of_the_coupling_spectrum():
+    """p = 2: min H / n on |x|^2 = n is -lambda_max(M) -> -sqrt(2). At n = 1000 the top eigenvalue sits
+    within its Tracy-Widom scale (~ sqrt(2) n^-2/3 = 0.014; mean shift -1.2 of it) of the edge; 0.06 is
+    four such scales, while the old value 2 is 0.59 away."""
+    assert T.pspin_ground_state(2) == pytest.approx(math.sqrt(2), rel=1e-15)
+    assert T.pspin_ground_state(2) == pytest.approx(T.pspin_threshold(2), rel=1e-15)
+    top = [float(np.linalg.eigvalsh(np.asarray(L.PSpin(p=2).sample(jax.random.key(s), 1000).coupling))[-1])
+           for s in range(3)]
+    assert all(abs(t - T.pspin_ground_state(2)) < 0.06 for t in top), top
+
+
 def _covariance_samples(land, n, x, y, instances):
     keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.key(5), i))(jnp.arange(instances))
 

@@ -81,10 +81,15 @@ def pspin_complexity(u, p: int):
 
 
 def pspin_ground_state(p: int) -> float:
-    """E_0: the ground-state energy per spin is -E_0, the zero of Theta_p below -E_inf (p >= 3)."""
+    """E_0: the ground-state energy per spin is -E_0, the zero of Theta_p below -E_inf (p >= 3).
+
+    p = 2: ``H = x^T M x`` on ``|x|^2 = n`` with ``M = (J + J^T) / (2 sqrt(n))`` (off-diagonal variance
+    1/(2n)), whose spectrum fills [-sqrt(2), sqrt(2)]: E_0 = sqrt(2) = E_inf(2), no gap between the ground
+    state and the threshold (docs/theory.md#pspin).
+    """
     p = _check_p("pspin_ground_state", p)
     if p == 2:
-        return 2.0  # the largest eigenvalue of a GOE with spectrum [-2, 2]
+        return math.sqrt(2.0)  # the top of the spectrum of M, not of a GOE on [-2, 2]
     e = pspin_threshold(p)
     lo, hi = -10.0, -e  # Theta(lo) < 0 < Theta(hi)
     for _ in range(200):  # bisection to machine precision
