@@ -22,6 +22,13 @@ pivots: Sylvester's law of inertia, O(n^3/3) and no eigenvalues), ``index_histog
 number of samples in fixed-size chunks and returns exact int64 counts of every index 0..n,
 ``index_summary`` turns counts into the index fraction, P(index = 0) and their standard errors.
 
+Compilation: the streamed ``ldl`` counts of goe and wigner matrices run one compiled program per size
+bucket (``ldl_bucket``: multiples of 8 up to 64), not one per n: matrix n is built inside the bucket's
+(m, m) program as [[H, 0], [0, I]] with n a runtime value (the identity block adds no negative pivot),
+its entries taken by flat position from the same random draw as ``sample_ensemble`` (same numbers up
+to the rounding of the last operations: one ulp on some entries, so a count could differ only for an
+eigenvalue within an ulp of zero). ``hdsim rmt --dims 2:50`` compiles 7 counters instead of 49.
+
 Devices: the streaming counters (``index_histogram``, ``eigenvalue_histogram``) take ``devices=``
 (``sim.devices.make_mesh``: None for every device JAX sees, a count, a device list or a 1-D mesh). The
 sample axis is cut into chunks of ``chunk`` matrices whatever the number of devices; each compiled
@@ -63,6 +70,7 @@ __all__ = [
     "sample_ensemble",
     "index",
     "ldl_pivots",
+    "ldl_bucket",
     "index_histogram",
     "eigenvalue_histogram",
     "index_summary",
@@ -311,32 +319,42 @@ def _ldl_pivots(h, block=LDL_BLOCK):
     """Pivots of the unpivoted LDL^T of symmetric h (..., n, n): shape (..., n).
 
     Right-looking blocked elimination: each panel of ``block`` columns is factored column by column
-    (left-looking inside the panel), then the trailing matrix gets one batched matrix product
-    A22 -= L21 D L21^T. About n^3/3 flops, most of them in matrix products.
+    (left-looking inside the panel, a ``fori_loop`` over its columns, so the program does not grow
+    with n column by column: it compiles in about a second at n = 64, where the unrolled panels took
+    ten times longer), then the trailing matrix gets one batched matrix product A22 -= L21 D L21^T.
+    About n^3/3 flops, most of them in matrix products.
     """
     hp = jax.lax.Precision.HIGHEST
     a = h
     piv = []
     while a.shape[-1] > 0:
-        m = a.shape[-1]
-        nb = min(block, m)
-        rows = jnp.arange(m)
-        ls, ds = [], []
-        for j in range(nb):
-            c = a[..., :, j]
-            if j:
-                lp = jnp.stack(ls, axis=-1)  # (..., m, j)
-                dp = jnp.stack(ds, axis=-1)  # (..., j)
-                c = c - jnp.einsum("...mi,...i->...m", lp, dp * lp[..., j, :], precision=hp)
-            d = c[..., j]
-            unit = jnp.where(rows == j, 1.0, 0.0).astype(c.dtype)
-            ls.append(jnp.where(rows > j, c / d[..., None], unit))
-            ds.append(d)
-        l21 = jnp.stack(ls, axis=-1)[..., nb:, :]
-        dd = jnp.stack(ds, axis=-1)
-        piv.append(dd)
-        a = a[..., nb:, nb:] - jnp.matmul(l21 * dd[..., None, :], jnp.swapaxes(l21, -1, -2), precision=hp)
+        nb = min(block, a.shape[-1])
+        l, d = _ldl_panel(a[..., :, :nb])
+        piv.append(d)
+        l21 = l[..., nb:, :]
+        a = a[..., nb:, nb:] - jnp.matmul(l21 * d[..., None, :], jnp.swapaxes(l21, -1, -2), precision=hp)
     return jnp.concatenate(piv, axis=-1)
+
+
+def _ldl_panel(p):
+    """Unit lower L (..., m, nb) and pivots D (..., nb) of the first nb columns p (..., m, nb) of a
+    symmetric matrix: column j is p[:, j] - L[:, :j] D[:j] L[j, :j], divided by its diagonal entry."""
+    hp = jax.lax.Precision.HIGHEST
+    m, nb = p.shape[-2], p.shape[-1]
+    rows = jnp.arange(m)
+
+    def column(j, carry):
+        l, d = carry  # columns >= j of l and entries >= j of d are still zero
+        lj = jax.lax.dynamic_index_in_dim(l, j, axis=-2, keepdims=False)
+        c = jax.lax.dynamic_index_in_dim(p, j, axis=-1, keepdims=False)
+        c = c - jnp.einsum("...mi,...i->...m", l, d * lj, precision=hp)
+        dj = jax.lax.dynamic_index_in_dim(c, j, axis=-1, keepdims=True)
+        col = jnp.where(rows > j, c / dj, jnp.where(rows == j, 1.0, 0.0).astype(c.dtype))
+        return (jax.lax.dynamic_update_index_in_dim(l, col, j, axis=-1),
+                jax.lax.dynamic_update_index_in_dim(d, dj[..., 0], j, axis=-1))
+
+    zero = (jnp.zeros(p.shape, p.dtype), jnp.zeros(p.shape[:-2] + (nb,), p.dtype))
+    return jax.lax.fori_loop(0, nb, column, zero)
 
 
 _ldl_pivots_jit = jax.jit(_ldl_pivots)
@@ -448,25 +466,73 @@ def _eig_counts(ens, key, idx, valid, n, dtype, shift, edges):
         jnp.where(inside, w.ravel(), 0))
 
 
-@functools.lru_cache(maxsize=64)
-def _counter(mesh, impl, ens, chunk, n, method, dtype, pivot_dtype):
-    """Jitted ``(key_data, first, shift, total[, edges]) -> counts`` over ``mesh`` (replicated int32).
+def ldl_bucket(n: int) -> int:
+    """Padded size m >= n of the streamed ``ldl`` counters: a multiple of 8 up to n = 64, then of
+    2^(ceil(log2 n) - 3) (16 up to 128, 32 up to 256, ...), so every size of ``--dims 2:50`` shares one
+    of 7 compiled programs, at most (1 + 1/8)^3 more flops beyond n = 64."""
+    n = int(n)
+    step = 8 if n <= 64 else 2 ** (math.ceil(math.log2(n)) - 3)
+    return step * -(-n // step)
 
-    Device k counts the matrices of chunk ``first + k`` (fixed shape ``(chunk, n, n)`` on every device);
-    the per-device counts are integers and add exactly. ``method=None``: eigenvalue histogram.
+
+def _padded_from_indices(ens, key, idx, n, m, inv_scale, shift, dtype):
+    """The matrices of ``_from_indices`` (normalised, plus shift I) of a traced size n <= m, embedded as
+    [[H, 0], [0, I]] in (m, m): the identity block adds m - n positive pivots and no negative one.
+
+    Entry (r, c) of H is element ``r n + c`` of a flat draw from ``fold_in(key, i)``; with JAX's
+    partitionable threefry (``jax_threefry_partitionable``, the default) every random element depends on
+    its flat position only, so these are the entries of the (n, n) draw of ``Ensemble.one``, combined by
+    the same operations. goe and wigner only (a Wishart matrix's row count depends on n).
+    """
+    r = jnp.arange(m)
+    inside = (r[:, None] < n) & (r[None, :] < n)
+    flat = jnp.where(inside, r[:, None] * n + r[None, :], 0)
+
+    def one(i):
+        k = jax.random.fold_in(key, i)
+        if ens.name == "goe":
+            a = jax.random.normal(k, (m * m,), dtype)[flat]
+            return (a + a.T) * jnp.asarray(1 / math.sqrt(2), dtype)
+        x = _draw_law(ens.law, k, (m * m,), dtype)[flat]
+        upper = jnp.triu(x, 1)
+        return upper + upper.T + jnp.diag(jnp.diagonal(x) * jnp.asarray(math.sqrt(2), dtype))
+
+    h = jax.vmap(one)(idx) * inv_scale
+    h = _mirror_upper(h + (shift * jnp.eye(m, dtype=dtype))[None])
+    return jnp.where(inside[None], h, jnp.eye(m, dtype=dtype)[None])
+
+
+def _padded(ens, method) -> bool:
+    """Whether the streamed counts use one program per ``ldl_bucket`` (else one per n)."""
+    return method == "ldl" and ens.name in ("goe", "wigner") and bool(jax.config.jax_threefry_partitionable)
+
+
+@functools.lru_cache(maxsize=64)
+def _counter(mesh, impl, ens, chunk, size, method, dtype, pivot_dtype, padded):
+    """Jitted ``(key_data, first, shift, total[, edges | n, inv_scale]) -> counts`` over ``mesh``
+    (replicated int32).
+
+    Device k counts the matrices of chunk ``first + k`` (fixed shape ``(chunk, size, size)`` on every
+    device); the per-device counts are integers and add exactly. ``method=None``: eigenvalue histogram.
+    ``padded``: ``size`` is the bucket m and the matrix size n (<= m) is an argument, so one program
+    serves every n of the bucket (``_padded_from_indices``); the counts have m + 1 entries.
     """
     axis = mesh.axis_names[0]
 
-    def local(key_data, first, shift, total, *edges):
+    def local(key_data, first, shift, total, *extra):
         key = jax.random.wrap_key_data(key_data, impl=impl)
         idx, valid = _chunk_indices(axis, first, chunk, total)
         if method is None:
-            c = _eig_counts(ens, key, idx, valid, n, dtype, shift, edges[0])
+            c = _eig_counts(ens, key, idx, valid, size, dtype, shift, extra[0])
+        elif padded:
+            h = _padded_from_indices(ens, key, idx, extra[0], size, extra[1], shift, dtype)
+            k = _index_of(h, method, pivot_dtype)
+            c = jnp.zeros((size + 1,), jnp.int32).at[k].add(valid.astype(jnp.int32))
         else:
-            c = _index_counts(ens, key, idx, valid, n, method, dtype, shift, pivot_dtype)
+            c = _index_counts(ens, key, idx, valid, size, method, dtype, shift, pivot_dtype)
         return jax.lax.psum(c, axis)
 
-    nargs = 5 if method is None else 4
+    nargs = 5 if method is None else 6 if padded else 4
     rep = replicated(mesh)
     f = jax.shard_map(local, mesh=mesh, in_specs=(PartitionSpec(),) * nargs, out_specs=PartitionSpec(),
                       check_vma=False)
@@ -482,7 +548,9 @@ def _stream_counts(fn, key, ens, n, samples, chunk, method, dtype, shift, edges,
     if not math.isfinite(float(shift)):
         raise ValueError(f"{fn}: shift must be finite, got {shift!r}")
     samples = int(samples)
-    chunk = default_chunk(n) if chunk is None else int(chunk)
+    padded = _padded(ens, method)
+    size = ldl_bucket(n) if padded else n
+    chunk = default_chunk(size) if chunk is None else int(chunk)
     if chunk < 1:
         raise ValueError(f"{fn}: chunk must be >= 1, got {chunk}")
     chunk = min(chunk, samples)
@@ -493,14 +561,17 @@ def _stream_counts(fn, key, ens, n, samples, chunk, method, dtype, shift, edges,
     args = [np.asarray(float(shift), dtype), np.asarray(samples, np.uint32)]
     if edges is not None:
         args.append(np.asarray(edges, dtype))
-    size = mesh.size
+    if padded:
+        args += [np.asarray(n, np.int32), np.asarray(1 / ens.scale(n), dtype)]
     counts = None
-    run = _counter(mesh, impl, ens, chunk, n, method, dtype, pivot_dtype)
-    for first in range(0, -(-samples // chunk), size):
+    run = _counter(mesh, impl, ens, chunk, size, method, dtype, pivot_dtype, padded)
+    for first in range(0, -(-samples // chunk), mesh.size):
         c = np.asarray(run(key_data, np.asarray(first, np.uint32), *args), np.int64)
         counts = c if counts is None else counts + c
         if progress is not None:
-            progress(min(size * chunk, samples - first * chunk))
+            progress(min(mesh.size * chunk, samples - first * chunk))
+    if padded:
+        counts = counts[: n + 1]  # the identity padding has no negative pivot: entries > n are 0
     return counts
 
 
@@ -510,7 +581,9 @@ def index_histogram(key, ens: Ensemble, n: int, samples: int, *, shift: float = 
     """Counts of each index 0..n over ``samples`` normalised matrices (plus ``shift`` I), streamed.
 
     Matrix i is drawn from ``fold_in(key, i)`` (the same matrices as ``sample_ensemble`` with
-    ``batch_shape=(samples,)``), so the counts do not depend on ``chunk`` or on the devices.
+    ``batch_shape=(samples,)``, up to an ulp for goe/wigner with ``ldl``, see the module docstring), so
+    the counts do not depend on ``chunk`` or on the devices. goe/wigner with ``ldl``: one compiled
+    program serves every n of ``ldl_bucket(n)`` (the default chunk is then ``default_chunk`` of the bucket).
 
     Args:
         key: PRNG key.

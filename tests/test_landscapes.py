@@ -205,8 +205,8 @@ def test_semicircle_cdf_integrates_the_density():
     x = np.linspace(-2, 2, 200001)
     rho = np.sqrt(np.maximum(4 - x * x, 0)) / (2 * np.pi)
     cdf = np.concatenate([[0.0], np.cumsum((rho[1:] + rho[:-1]) / 2 * np.diff(x))])
-    np.testing.assert_allclose(T._semicircle_cdf(x), cdf, atol=1e-8)
-    assert T._semicircle_cdf(-3.0) == 0.0 and T._semicircle_cdf(5.0) == 1.0
+    np.testing.assert_allclose(T.semicircle_cdf(x), cdf, atol=1e-8)
+    assert T.semicircle_cdf(-3.0) == 0.0 and T.semicircle_cdf(5.0) == 1.0
 
 
 def test_pspin_constants():
