@@ -396,14 +396,14 @@ def test_bad_solver_input(call, match):
 @pytest.mark.parametrize(
     "kw,match",
     [
-        ({"landscape": "bowl"}, "unknown landscape 'bowl'"),
+        ({"landscape": "bowl"}, "landscape: unknown value 'bowl'; valid: grf, pspin, mlp"),
         ({"landscape": "pspin", "p": 1}, "p must be an integer >= 2"),
         ({"dims": (4, 0)}, "dims must be"),
         ({"dims": ()}, "dims must be"),
         ({"starts": 0}, "starts must be an integer >= 1"),
         ({"landscape": "pspin", "dims": (1,)}, "dimension must be an integer >= 2"),
         ({"landscape": "pspin", "p": 4, "dims": (100,)}, "PSPIN_MAX_COUPLINGS"),
-        ({"method": "bfgs"}, "method must be one of lm, newton"),
+        ({"method": "bfgs"}, "method: unknown value 'bfgs'; valid: lm, newton"),
     ],
 )
 def test_bad_config(kw, match):
