@@ -3,6 +3,7 @@ and the quick gallery entries of issue 5 (files written, byte-identical on re-ru
 
 import csv
 import json
+import math
 import os
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli import app
+from sim.theory.rmt import semicircle_cdf
 from tests.stats_helpers import Z
 
 runner = CliRunner()
@@ -132,7 +134,9 @@ def test_pspin_at_a_random_point_full_depth(tmp_path):
     assert meta["num_params"] == 23 and meta["info"]["point"] == "random"
     assert meta["min_eigenvalue"] == pytest.approx(meta["exact_min_eigenvalue"], abs=1e-8)
     assert meta["max_eigenvalue"] == pytest.approx(meta["exact_max_eigenvalue"], abs=1e-8)
-    assert 0 <= meta["theory_negative_fraction"] <= 1
+    # Bray-Dean at the point's energy per spin u (p = 3): F(u sqrt(p/(p-1))), F the semicircle CDF on [-2, 2]
+    u = meta["info"]["energy_density"]
+    assert meta["theory_negative_fraction"] == pytest.approx(float(semicircle_cdf(u * math.sqrt(1.5))), rel=1e-12)
 
 
 @pytest.mark.slow  # the Newton search compiles for ~15 s here
@@ -148,7 +152,9 @@ def test_pspin_at_a_critical_point_full_depth(tmp_path):
     assert info["critical_index"] == round(meta["exact_negative_fraction"] * 23)
     assert meta["min_eigenvalue"] == pytest.approx(meta["exact_min_eigenvalue"], abs=1e-8)
     assert meta["max_eigenvalue"] == pytest.approx(meta["exact_max_eigenvalue"], abs=1e-8)
-    assert 0 <= meta["theory_negative_fraction"] <= 1
+    # Bray-Dean at the point's energy per spin u (p = 3): F(u sqrt(p/(p-1))), F the semicircle CDF on [-2, 2]
+    u = meta["info"]["energy_density"]
+    assert meta["theory_negative_fraction"] == pytest.approx(float(semicircle_cdf(u * math.sqrt(1.5))), rel=1e-12)
 
 
 BAD = [

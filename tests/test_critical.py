@@ -1,10 +1,6 @@
 """Critical-point finder, index and minimiser against exact answers (p = 2), topology (Euler
 characteristic), Kac-Rice counts, the p-spin threshold and the energy-index correlation."""
 
-import os
-
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # batched small eigh: 10-30x faster single-threaded
-
 import dataclasses
 import math
 

@@ -410,7 +410,8 @@ def test_spectrum_experiment_goe_full_depth_is_exact():
     grid = np.array([r["eigenvalue"] for r in res.rows])
     rho = np.array([r["density"] for r in res.rows])
     assert np.trapezoid(rho, grid) == pytest.approx(1.0, abs=1e-3)
-    assert "density_l1" in info  # 4 probes of a 120-dim matrix are too few for a meaningful bound
+    # (density_l1 is not checked here: 4 probes of a 120-dim matrix are too few for a meaningful bound; the
+    # GOE N500/N2000 tests check the L1 distance against the smoothed exact density)
     assert {"ritz", "exact_density", "exact_histogram"} <= set(res.tables)
 
 

@@ -1,9 +1,5 @@
 """Random landscapes: derivatives against autodiff, covariances against their definitions, theory constants."""
 
-import os
-
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # batched small eigh: 10-30x faster single-threaded
-
 import math
 
 import jax
