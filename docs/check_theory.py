@@ -41,8 +41,10 @@ def effective_rank():
         for d in dims:
             lam = np.arange(1, d + 1, dtype=np.float64) ** -a
             rel.append(math.sqrt(2 * np.sum(lam**2) / np.sum(lam) ** 2) / 2)  # rel. std of D
-        show(f"lambda_i = i^-{a}: fitted slope of rel. std of D, d = 10..1e6",
-             f"{np.polyfit(np.log(dims), np.log(rel), 1)[0]:.3f}")
+        show(
+            f"lambda_i = i^-{a}: fitted slope of rel. std of D, d = 10..1e6",
+            f"{np.polyfit(np.log(dims), np.log(rel), 1)[0]:.3f}",
+        )
     # He-initialised 784-h-h-10 MLP, the widest that fits in d (as the gallery does)
     rows = []
     for d_max in (1000, 3162, 10000, 31623, 100000, 316228, 1000000):
@@ -62,13 +64,23 @@ def iid_2x2():
         # c = r sin t, P = (1/2pi) int_0^{pi/2} dt int_0^inf r e^{-r^2/2} (2 Phi(r sqrt(sin t cos t / var_b)) - 1) dr
         def inner(t):
             k = math.sqrt(math.sin(t) * math.cos(t) / var_b)
-            return integrate.quad(lambda r: r * math.exp(-r * r / 2) * (2 * stats.norm.cdf(k * r) - 1), 0, np.inf,
-                                  epsabs=1e-14, epsrel=1e-13)[0]
+            return integrate.quad(
+                lambda r: r * math.exp(-r * r / 2) * (2 * stats.norm.cdf(k * r) - 1),
+                0,
+                np.inf,
+                epsabs=1e-14,
+                epsrel=1e-13,
+            )[0]
+
         return integrate.quad(inner, 0, math.pi / 2, epsabs=1e-14, epsrel=1e-13)[0] / (2 * math.pi)
 
     show("i.i.d. symmetric 2x2 (all variances 1): P(pos. def.)", f"{p_pd(1.0):.8f}", "0.11585; tests said 0.1157")
-    show("GOE 2x2 (off-diagonal variance 1/2 of the diagonal's)", f"{p_pd(0.5):.12f}",
-         f"(2 - sqrt 2)/4 = {(2 - math.sqrt(2)) / 4:.12f}")
+    show(
+        "GOE 2x2 (off-diagonal variance 1/2 of the diagonal's)",
+        f"{p_pd(0.5):.12f}",
+        f"(2 - sqrt 2)/4 = {(2 - math.sqrt(2)) / 4:.12f}",
+    )
+
     # the inner integral in closed form: int_0^inf r e^{-r^2/2} (2 Phi(k r) - 1) dr = k / sqrt(1 + k^2)
     def integrand(t):
         k = math.sqrt(math.sin(t) * math.cos(t))
@@ -87,7 +99,11 @@ def goe_exact():
     show("theta = ln(3)/4", f"{theta:.6f}", "0.27465")
     for n in range(1, 9):
         lp = rare.log_p_positive_definite_exact(n)
-        show(f"N = {n}: P, -ln P / N^2", f"{math.exp(lp):.15g}  {-lp / n**2:.4f}", f"{th.EXACT_P_POSITIVE_DEFINITE[n]:.15g}")
+        show(
+            f"N = {n}: P, -ln P / N^2",
+            f"{math.exp(lp):.15g}  {-lp / n**2:.4f}",
+            f"{th.EXACT_P_POSITIVE_DEFINITE[n]:.15g}",
+        )
     show("N = 3: (pi - 2 sqrt 2)/(4 pi)", f"{(math.pi - 2 * math.sqrt(2)) / (4 * math.pi):.15g}")
     ns = np.arange(10, 51)
     r = np.array([-rare.log_p_positive_definite_exact(int(n)) - theta * n * n for n in ns])
@@ -149,8 +165,11 @@ def pspin():
     s = math.sqrt(p * (p - 1) / n)
     det = (s * m11 - p * u) * (s * m22 - p * u) - (s * m12) ** 2
     est = 4 * math.pi * n / (2 * math.pi * p) * np.abs(det)
-    show("p = 3, n = 3: E #crit by Kac-Rice Monte Carlo", f"{est.mean():.3f} +- {est.std() / math.sqrt(reps):.3f}",
-         f"{T.pspin_expected_critical_count(3, 3):.3f}")
+    show(
+        "p = 3, n = 3: E #crit by Kac-Rice Monte Carlo",
+        f"{est.mean():.3f} +- {est.std() / math.sqrt(reps):.3f}",
+        f"{T.pspin_expected_critical_count(3, 3):.3f}",
+    )
     # n = 2: circle of radius sqrt 2, one tangent direction (gradient density 1/sqrt(2 pi p) at 0), 1 x 1 GOE
     # (variance 2): E|sqrt(p(p-1)/2) M - p u| = E|N(0, p(p-1) + p^2/2)|, in closed form
     e2 = 2 * math.pi * math.sqrt(2) / math.sqrt(2 * math.pi * p) * math.sqrt(2 * (p * (p - 1) + p * p / 2) / math.pi)
@@ -192,8 +211,11 @@ def learning():
         ns = np.array([100, 200, 400, 800, 1600])
         errs = [excess(lam, v2, int(n), 1e-14 * n, tail=(a, b))[0] for n in ns]
         slope = np.polyfit(np.log(ns), np.log(errs), 1)[0]
-        show(f"alpha = {a}, beta = {b}: slope of excess risk (ridgeless)", f"{slope:.3f}",
-             f"-min(beta-1, 2 alpha) = {-min(b - 1, 2 * a):.3f}")
+        show(
+            f"alpha = {a}, beta = {b}: slope of excess risk (ridgeless)",
+            f"{slope:.3f}",
+            f"-min(beta-1, 2 alpha) = {-min(b - 1, 2 * a):.3f}",
+        )
     # isotropic check against Hastie et al.: P modes of lambda = 1, ridgeless
     n, r2, s2 = 200, 1.0, 1.0
     for Pm in (100, 400):
@@ -251,8 +273,11 @@ def kpm():
     g = ((M + 2 - k) * np.cos(k * a) + np.sin(k * a) / math.tan(a)) / (M + 2)
     T = np.polynomial.chebyshev.chebvander(lam, M)
     est = np.mean(T @ (g * c))
-    show(f"uniform spectrum, M = {M}: Jackson-KPM fraction below 0.1 (exact moments)", f"{est:.4f}",
-         f"{np.mean(lam < t):.4f}")
+    show(
+        f"uniform spectrum, M = {M}: Jackson-KPM fraction below 0.1 (exact moments)",
+        f"{est:.4f}",
+        f"{np.mean(lam < t):.4f}",
+    )
 
 
 def lazy():

@@ -54,8 +54,25 @@ from sim.vectors import (  # noqa: E402
 
 #: every submodule of the public API, in the layer order of the docstring (loaded on first access)
 SUBMODULES = (
-    "vectors", "distances", "rmt", "rare", "landscapes", "critical", "hvp", "lanczos", "counts", "models",
-    "learning", "fit", "theory", "devices", "dims", "experiments", "io", "plots", "gallery",
+    "vectors",
+    "distances",
+    "rmt",
+    "rare",
+    "landscapes",
+    "critical",
+    "hvp",
+    "lanczos",
+    "counts",
+    "models",
+    "learning",
+    "fit",
+    "theory",
+    "devices",
+    "dims",
+    "experiments",
+    "io",
+    "plots",
+    "gallery",
 )
 
 

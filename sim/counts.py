@@ -224,8 +224,14 @@ def moments(
     Returns:
         ``Moments``; pass it to ``counts``.
     """
-    for name, v, lo in (("degree", degree, 2), ("num_probes", num_probes, 2), ("lanczos_steps", lanczos_steps, 1),
-                        ("bounds_steps", bounds_steps, 1), ("max_deflate", max_deflate, 0), ("dim", dim, 1)):
+    for name, v, lo in (
+        ("degree", degree, 2),
+        ("num_probes", num_probes, 2),
+        ("lanczos_steps", lanczos_steps, 1),
+        ("bounds_steps", bounds_steps, 1),
+        ("max_deflate", max_deflate, 0),
+        ("dim", dim, 1),
+    ):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
             raise ValueError(f"moments: {name} must be an integer >= {lo}, got {v!r}")
     if degree % 2:

@@ -15,7 +15,7 @@ Nothing here does I/O.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -178,8 +178,7 @@ def parse_coordinator(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def init_distributed(coordinator: str, num_processes: int, process_id: int, *,
-                     timeout_seconds: int = 300) -> None:
+def init_distributed(coordinator: str, num_processes: int, process_id: int, *, timeout_seconds: int = 300) -> None:
     """Join JAX's multi-process runtime (``jax.distributed.initialize``); CPU collectives use gloo.
 
     Call once per process, before anything touches a device. Afterwards ``jax.devices()`` lists the
@@ -197,8 +196,12 @@ def init_distributed(coordinator: str, num_processes: int, process_id: int, *,
         raise ValueError("init_distributed: JAX's backend is already initialised; call it first")
     if "jax_cpu_collectives_implementation" in jax.config.values:
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(coordinator_address=coordinator, num_processes=int(num_processes),
-                               process_id=int(process_id), initialization_timeout=int(timeout_seconds))
+    jax.distributed.initialize(
+        coordinator_address=coordinator,
+        num_processes=int(num_processes),
+        process_id=int(process_id),
+        initialization_timeout=int(timeout_seconds),
+    )
 
 
 def is_primary() -> bool:

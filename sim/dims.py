@@ -27,7 +27,9 @@ class DimsError(ValueError):
 def _int(token: str, item: str) -> int:
     t = token.strip()
     if not _NUM.match(t):
-        raise DimsError(f"--dims: {item!r} is not a positive integer, A:B or A:B:K (e.g. 10,100,1e3 or 2:50 or 10:1e5:9)")
+        raise DimsError(
+            f"--dims: {item!r} is not a positive integer, A:B or A:B:K (e.g. 10,100,1e3 or 2:50 or 10:1e5:9)"
+        )
     if re.fullmatch(r"\+?\d+", t):
         v = int(t)
     else:

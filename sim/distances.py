@@ -56,12 +56,14 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-
 from jax.sharding import PartitionSpec
 
 from sim._util import acc_dtype, as_key, float_dtype
 from sim.devices import block_size, make_mesh, ordered_reduce, replicated
 from sim.vectors import TILE, Distribution, Rademacher, sample_tiles, sign_blocks, sign_words, tile_width
+
+#: bin edges of ``pair_stats``'s histogram of value/mean (100 bins on [0, 2.5])
+HIST_EDGES = tuple(np.linspace(0.0, 2.5, 101).tolist())
 
 __all__ = [
     "METRICS",
@@ -191,6 +193,7 @@ def _push(acc: tuple, stack: jax.Array, count, val: jax.Array) -> jax.Array:
     it, t = trailing ones of count: ``stack[t] = stack[t-1] + (... + (stack[0] + val))``, the pairwise
     tree ((c0 + c1) + (c2 + c3)) + ... built one leaf at a time (amortised one combine per tile).
     """
+
     def merge(level, v):
         return _combine(acc, jax.lax.dynamic_index_in_dim(stack, level, keepdims=False), v)
 
@@ -243,12 +246,15 @@ def _chunk_packed(point_keys, tiles, d, width, impl):
     d_full, d_rem = d // TILE, d % TILE
     valid = jnp.where(tiles < d_full, TILE, jnp.where(tiles == d_full, d_rem, 0)).astype(jnp.int32)  # (k,)
     vb = jnp.clip(valid[:, None, None] - starts[None], 0, 32)  # (k, 2, m) valid bits per word
-    mask = jnp.where(vb >= 32, jnp.uint32(0xFFFFFFFF),
-                     (jnp.uint32(1) << jnp.minimum(vb, 31).astype(jnp.uint32)) - jnp.uint32(1))
+    mask = jnp.where(
+        vb >= 32, jnp.uint32(0xFFFFFFFF), (jnp.uint32(1) << jnp.minimum(vb, 31).astype(jnp.uint32)) - jnp.uint32(1)
+    )
     words = words & mask[:, None]  # (k, n, 2, m)
     if n * (n - 1) // 2 * words[:, 0].size * 4 <= 64 << 20:  # few points: the pairs i < j at once
         iu, ju = np.triu_indices(n, 1)
-        h = jnp.sum(jax.lax.population_count(words[:, iu] ^ words[:, ju]).astype(jnp.int32), axis=(0, 2, 3), dtype=jnp.int32)
+        h = jnp.sum(
+            jax.lax.population_count(words[:, iu] ^ words[:, ju]).astype(jnp.int32), axis=(0, 2, 3), dtype=jnp.int32
+        )
         out = jnp.zeros((n, n), jnp.int32).at[iu, ju].set(h)
         return out + out.T
 
@@ -290,6 +296,7 @@ def _runner(mesh, impl, dist, n, accs, chunk_tiles, levels, dtype, width, packed
             return (c0 + j) * chunk_tiles + jnp.arange(chunk_tiles, dtype=jnp.int32)
 
         if packed:
+
             def body(j, total):
                 return total + _chunk_packed(point_keys, tiles_of(j), d, width, impl).astype(total.dtype)
 
@@ -328,8 +335,7 @@ def _runner(mesh, impl, dist, n, accs, chunk_tiles, levels, dtype, width, packed
         return tuple(ordered_reduce(r, axis, functools.partial(_combine, acc)) for acc, r in zip(accs, roots))
 
     rep = replicated(mesh)
-    f = jax.shard_map(local, mesh=mesh, in_specs=(PartitionSpec(),) * 4, out_specs=PartitionSpec(),
-                      check_vma=False)
+    f = jax.shard_map(local, mesh=mesh, in_specs=(PartitionSpec(),) * 4, out_specs=PartitionSpec(), check_vma=False)
     return jax.jit(f, in_shardings=(rep,) * 4, out_shardings=rep)
 
 
@@ -363,8 +369,9 @@ def _levels(d: int) -> int:
     return 8 * (-(-max(1, n_tiles.bit_length()) // 8))
 
 
-def memory_estimate(n: int, d: int, metrics, *, chunk: int | None = None, dtype=np.float32,
-                    packed: bool = False) -> int:
+def memory_estimate(
+    n: int, d: int, metrics, *, chunk: int | None = None, dtype=np.float32, packed: bool = False
+) -> int:
     """Bytes that ``pairwise_matrices`` will hold at its peak (samples, contributions, accumulators),
     per device. ``packed``: the Rademacher bit-packed path (1 bit per coordinate)."""
     itemsize = np.dtype(dtype).itemsize
@@ -415,7 +422,8 @@ def _program(key, dist, n, d, metrics, chunk, dtype, devices, packed):
     mesh = make_mesh(devices)
     if d < TILE:
         k = 1  # one short tile: chunking cannot matter
-    n_chunks = -(-(-(-d // TILE)) // k)
+    n_tiles = -(-d // TILE)  # ceil(d / TILE)
+    n_chunks = -(-n_tiles // k)
     block = block_size(n_chunks, mesh.size)
     key = as_key(key)
     impl = str(jax.random.key_impl(key))
@@ -428,8 +436,18 @@ def _program(key, dist, n, d, metrics, chunk, dtype, devices, packed):
     return run, args, metrics, accs
 
 
-def pairwise_matrices(key, dist: Distribution, n: int, d: int, metrics, *, chunk=None, dtype=jnp.float32,
-                      devices=None, packed: bool | None = None):
+def pairwise_matrices(
+    key,
+    dist: Distribution,
+    n: int,
+    d: int,
+    metrics,
+    *,
+    chunk=None,
+    dtype=jnp.float32,
+    devices=None,
+    packed: bool | None = None,
+):
     """Distance matrices of ``n`` random vectors in dimension ``d`` for several metrics in one pass.
 
     Args:
@@ -462,14 +480,26 @@ def pairwise_matrices(key, dist: Distribution, n: int, d: int, metrics, *, chunk
     return tuple(_finalise(m, by_acc[m.accumulator]) for m in metrics)
 
 
-def pairwise_distances(key, dist: Distribution, n: int, d: int, *, metric="euclidean", p=None,
-                       chunk=None, dtype=jnp.float32, devices=None, packed: bool | None = None) -> jax.Array:
+def pairwise_distances(
+    key,
+    dist: Distribution,
+    n: int,
+    d: int,
+    *,
+    metric="euclidean",
+    p=None,
+    chunk=None,
+    dtype=jnp.float32,
+    devices=None,
+    packed: bool | None = None,
+) -> jax.Array:
     """``(n, n)`` matrix of ``metric`` distances between n random vectors of dimension d.
 
     See ``pairwise_matrices`` for the arguments. ``cosine`` gives the cosine distance 1 - cos(angle).
     """
-    return pairwise_matrices(key, dist, n, d, [make_metric(metric, p)], chunk=chunk, dtype=dtype,
-                             devices=devices, packed=packed)[0]
+    return pairwise_matrices(
+        key, dist, n, d, [make_metric(metric, p)], chunk=chunk, dtype=dtype, devices=devices, packed=packed
+    )[0]
 
 
 def _finalise(metric: Metric, s: jax.Array) -> jax.Array:
@@ -521,7 +551,7 @@ def _pair_stats(m, edges):
     return PairStats(mean, std, std / mean, lo, hi, (hi - lo) / lo, hist.astype(jnp.int32))
 
 
-def pair_stats(m: jax.Array, *, edges=tuple(np.linspace(0.0, 2.5, 101).tolist())) -> PairStats:
+def pair_stats(m: jax.Array, *, edges=HIST_EDGES) -> PairStats:
     """Mean, std, rel_std, min, max, rel_contrast and histogram of value/mean over pairs i < j.
 
     Args:

@@ -154,8 +154,9 @@ def _wls(x, y, w):
     return coef
 
 
-def fit_theta(dims, log_p, stderr, *, min_dim: int = 10, n_boot: int = 2000, level: float = 0.95,
-              seed: int = 0) -> ThetaFit | None:
+def fit_theta(
+    dims, log_p, stderr, *, min_dim: int = 10, n_boot: int = 2000, level: float = 0.95, seed: int = 0
+) -> ThetaFit | None:
     """Fit -ln P = theta N^2 + b N + c to measured log P(min) at N >= ``min_dim``.
 
     Points are weighted by 1/stderr (points with a non-finite value or a non-positive stderr are left
@@ -186,8 +187,17 @@ def fit_theta(dims, log_p, stderr, *, min_dim: int = 10, n_boot: int = 2000, lev
     rng = np.random.default_rng(seed)
     boots = np.array([_wls(x, fitted + infl * se * rng.standard_normal(n.size), w)[0] for _ in range(n_boot)])
     lo, hi = np.quantile(boots, [(1 - level) / 2, (1 + level) / 2])
-    return ThetaFit(float(coef[0]), float(coef[1]), float(coef[2]), float(lo), float(hi), math.sqrt(cov[0, 0]),
-                    chi2, tuple(int(v) for v in n), level)
+    return ThetaFit(
+        float(coef[0]),
+        float(coef[1]),
+        float(coef[2]),
+        float(lo),
+        float(hi),
+        math.sqrt(cov[0, 0]),
+        chi2,
+        tuple(int(v) for v in n),
+        level,
+    )
 
 
 class LinearFit(NamedTuple):
@@ -220,8 +230,14 @@ def fit_linear(x, y, stderr, *, level: float = 0.95, through_origin: bool = Fals
     cov = np.linalg.inv((a * w[:, None]).T @ (a * w[:, None])) * max(1.0, chi2)
     s = math.sqrt(cov[0, 0])
     z = float(_normal_quantile((1 + level) / 2))
-    return LinearFit(float(coef[0]), 0.0 if through_origin else float(coef[1]), float(coef[0] - z * s),
-                     float(coef[0] + z * s), s, chi2)
+    return LinearFit(
+        float(coef[0]),
+        0.0 if through_origin else float(coef[1]),
+        float(coef[0] - z * s),
+        float(coef[0] + z * s),
+        s,
+        chi2,
+    )
 
 
 def _normal_quantile(p: float) -> float:
@@ -324,12 +340,26 @@ def _log_beta_front(a, b, x):
         return math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
     s = a + b
     if small < 15:  # lgamma(big) - lgamma(s) by Stirling on both, lgamma(small) directly
-        log_b = (math.lgamma(small) - (big - 0.5) * math.log1p(small / big) - small * math.log(s) + small
-                 + _stirling_corr(big) - _stirling_corr(s))
+        log_b = (
+            math.lgamma(small)
+            - (big - 0.5) * math.log1p(small / big)
+            - small * math.log(s)
+            + small
+            + _stirling_corr(big)
+            - _stirling_corr(s)
+        )
         return a * math.log(x) + b * math.log1p(-x) - log_b
     # both large: ln B = ln(2 pi)/2 + (a - 1/2) ln(a/s) + (b - 1/2) ln(b/s) - ln(s)/2 + corrections
-    return (a * math.log(x * s / a) + b * math.log1p(-x) + b * math.log(s / b) + 0.5 * math.log(a * b / s)
-            - 0.5 * math.log(2 * math.pi) - _stirling_corr(a) - _stirling_corr(b) + _stirling_corr(s))
+    return (
+        a * math.log(x * s / a)
+        + b * math.log1p(-x)
+        + b * math.log(s / b)
+        + 0.5 * math.log(a * b / s)
+        - 0.5 * math.log(2 * math.pi)
+        - _stirling_corr(a)
+        - _stirling_corr(b)
+        + _stirling_corr(s)
+    )
 
 
 def _betacf(a, b, x):

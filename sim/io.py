@@ -22,11 +22,19 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 __all__ = [
-    "Output", "recover", "check_writable", "run_metadata", "versions", "device_info", "to_csv_text", "format_value",
+    "Output",
+    "recover",
+    "check_writable",
+    "run_metadata",
+    "versions",
+    "device_info",
+    "to_csv_text",
+    "format_value",
     "FLOAT32_DIGITS",
 ]
 
@@ -66,7 +74,9 @@ def device_info() -> dict[str, Any]:
     }
 
 
-def run_metadata(command: str, params: dict, *, seed: int | None, wall_seconds: float, info: dict | None = None) -> dict:
+def run_metadata(
+    command: str, params: dict, *, seed: int | None, wall_seconds: float, info: dict | None = None
+) -> dict:
     """The JSON that sits next to every output: parameters, seed, versions, device and wall time."""
     return {
         "command": command,

@@ -52,7 +52,6 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
-
 from jax.sharding import PartitionSpec
 
 from sim._util import as_key, float_dtype
@@ -158,7 +157,7 @@ class Ensemble:
         if label == "goe":
             return cls("goe")
         if label.startswith("wigner-"):
-            return cls("wigner", law=label[len("wigner-"):])
+            return cls("wigner", law=label[len("wigner-") :])
         if label == "wishart":
             return cls("wishart", aspect=aspect)
         raise ValueError(f"unknown ensemble {label!r}; valid: {', '.join(ENSEMBLES)}")
@@ -219,8 +218,9 @@ def _sample(ens, key, n, batch_shape, normalized, dtype, shift):
     return h.reshape(batch_shape + (n, n))
 
 
-def sample_ensemble(key, ens: Ensemble, n: int, *, batch_shape=(), normalized=True, shift=None,
-                    dtype=jnp.float32) -> jax.Array:
+def sample_ensemble(
+    key, ens: Ensemble, n: int, *, batch_shape=(), normalized=True, shift=None, dtype=jnp.float32
+) -> jax.Array:
     """Matrices of any ``Ensemble``: shape ``batch_shape + (n, n)``; ``shift`` adds s I after normalising."""
     return _sample_checked(key, ens, n, batch_shape, normalized, shift, dtype, "sample_ensemble")
 
@@ -329,9 +329,9 @@ def _ldl_pivots(h, block=LDL_BLOCK):
     piv = []
     while a.shape[-1] > 0:
         nb = min(block, a.shape[-1])
-        l, d = _ldl_panel(a[..., :, :nb])
+        lower, d = _ldl_panel(a[..., :, :nb])
         piv.append(d)
-        l21 = l[..., nb:, :]
+        l21 = lower[..., nb:, :]
         a = a[..., nb:, nb:] - jnp.matmul(l21 * d[..., None, :], jnp.swapaxes(l21, -1, -2), precision=hp)
     return jnp.concatenate(piv, axis=-1)
 
@@ -344,14 +344,16 @@ def _ldl_panel(p):
     rows = jnp.arange(m)
 
     def column(j, carry):
-        l, d = carry  # columns >= j of l and entries >= j of d are still zero
+        l, d = carry  # noqa: E741  (L of the LDL^T factorisation) columns >= j of l and entries >= j of d are zero
         lj = jax.lax.dynamic_index_in_dim(l, j, axis=-2, keepdims=False)
         c = jax.lax.dynamic_index_in_dim(p, j, axis=-1, keepdims=False)
         c = c - jnp.einsum("...mi,...i->...m", l, d * lj, precision=hp)
         dj = jax.lax.dynamic_index_in_dim(c, j, axis=-1, keepdims=True)
         col = jnp.where(rows > j, c / dj, jnp.where(rows == j, 1.0, 0.0).astype(c.dtype))
-        return (jax.lax.dynamic_update_index_in_dim(l, col, j, axis=-1),
-                jax.lax.dynamic_update_index_in_dim(d, dj[..., 0], j, axis=-1))
+        return (
+            jax.lax.dynamic_update_index_in_dim(l, col, j, axis=-1),
+            jax.lax.dynamic_update_index_in_dim(d, dj[..., 0], j, axis=-1),
+        )
 
     zero = (jnp.zeros(p.shape, p.dtype), jnp.zeros(p.shape[:-2] + (nb,), p.dtype))
     return jax.lax.fori_loop(0, nb, column, zero)
@@ -365,8 +367,10 @@ def _pivot_dtype(pivot_dtype, fn):
     try:
         return float_dtype(pivot_dtype, fn=fn)
     except ValueError as e:
-        raise ValueError(f"{e} (pivot_dtype of method='ldl'); or pass pivot_dtype=jnp.float32 (loses a pivot sign "
-                         "about once in 3e4 GOE matrices at n = 32), or method='eigh'") from None
+        raise ValueError(
+            f"{e} (pivot_dtype of method='ldl'); or pass pivot_dtype=jnp.float32 (loses a pivot sign "
+            "about once in 3e4 GOE matrices at n = 32), or method='eigh'"
+        ) from None
 
 
 def ldl_pivots(h: jax.Array, *, dtype=None) -> jax.Array:
@@ -462,8 +466,7 @@ def _eig_counts(ens, key, idx, valid, n, dtype, shift, edges):
     w = jnp.broadcast_to(valid[:, None], ev.shape).astype(jnp.int32)
     b = jnp.searchsorted(edges, ev.ravel(), side="right") - 1  # bin i: edges[i] <= x < edges[i+1]
     inside = (b >= 0) & (b < edges.shape[0] - 1)
-    return jnp.zeros((edges.shape[0] - 1,), jnp.int32).at[jnp.where(inside, b, 0)].add(
-        jnp.where(inside, w.ravel(), 0))
+    return jnp.zeros((edges.shape[0] - 1,), jnp.int32).at[jnp.where(inside, b, 0)].add(jnp.where(inside, w.ravel(), 0))
 
 
 def ldl_bucket(n: int) -> int:
@@ -534,8 +537,7 @@ def _counter(mesh, impl, ens, chunk, size, method, dtype, pivot_dtype, padded):
 
     nargs = 5 if method is None else 6 if padded else 4
     rep = replicated(mesh)
-    f = jax.shard_map(local, mesh=mesh, in_specs=(PartitionSpec(),) * nargs, out_specs=PartitionSpec(),
-                      check_vma=False)
+    f = jax.shard_map(local, mesh=mesh, in_specs=(PartitionSpec(),) * nargs, out_specs=PartitionSpec(), check_vma=False)
     return jax.jit(f, in_shardings=(rep,) * nargs, out_shardings=rep)
 
 
@@ -575,9 +577,20 @@ def _stream_counts(fn, key, ens, n, samples, chunk, method, dtype, shift, edges,
     return counts
 
 
-def index_histogram(key, ens: Ensemble, n: int, samples: int, *, shift: float = 0.0, method: str | None = None,
-                    chunk: int | None = None, dtype=jnp.float32, pivot_dtype=jnp.float64, devices=None,
-                    progress: Callable[[int], None] | None = None) -> np.ndarray:
+def index_histogram(
+    key,
+    ens: Ensemble,
+    n: int,
+    samples: int,
+    *,
+    shift: float = 0.0,
+    method: str | None = None,
+    chunk: int | None = None,
+    dtype=jnp.float32,
+    pivot_dtype=jnp.float64,
+    devices=None,
+    progress: Callable[[int], None] | None = None,
+) -> np.ndarray:
     """Counts of each index 0..n over ``samples`` normalised matrices (plus ``shift`` I), streamed.
 
     Matrix i is drawn from ``fold_in(key, i)`` (the same matrices as ``sample_ensemble`` with
@@ -616,8 +629,18 @@ def index_histogram(key, ens: Ensemble, n: int, samples: int, *, shift: float = 
     return _stream_counts(fn, key, ens, n, samples, chunk, method, dtype, shift, None, devices, progress, pdt)
 
 
-def eigenvalue_histogram(key, ens: Ensemble, n: int, samples: int, edges, *, shift: float = 0.0,
-                         chunk: int | None = None, dtype=jnp.float32, devices=None) -> np.ndarray:
+def eigenvalue_histogram(
+    key,
+    ens: Ensemble,
+    n: int,
+    samples: int,
+    edges,
+    *,
+    shift: float = 0.0,
+    chunk: int | None = None,
+    dtype=jnp.float32,
+    devices=None,
+) -> np.ndarray:
     """Empirical spectrum: counts of the eigenvalues of ``samples`` normalised matrices in bins ``edges``.
 
     Uses the same matrices as ``index_histogram`` with the same key. Eigenvalues outside the edges are

@@ -432,8 +432,7 @@ def tile_width(d: int) -> int:
     return TILE if d >= TILE else 1 << max(0, int(d) - 1).bit_length()
 
 
-def sample_tiles(point_keys: jax.Array, dist: Distribution, tiles: jax.Array, d, dtype,
-                 width: int = TILE) -> jax.Array:
+def sample_tiles(point_keys: jax.Array, dist: Distribution, tiles: jax.Array, d, dtype, width: int = TILE) -> jax.Array:
     """Coordinates of ``tiles`` for every point; positions >= d are 0.
 
     Args:
@@ -501,4 +500,3 @@ def init_params(key, widths, *, scheme: str = "he", dtype=jnp.float32) -> jax.Ar
     """
     dist = Init(widths=tuple(widths), scheme=scheme)
     return sample(key, dist, 1, dist.dim, dtype=dtype)[0]
-

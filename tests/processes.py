@@ -40,9 +40,26 @@ def run_two_processes(args: list[str], out_dirs: list[Path]) -> list[str]:
     ``out_dirs[i]``; asserts both exit 0 and returns their stdouts."""
     port = free_port()
     procs = [
-        subprocess.Popen([sys.executable, "cli.py", *args, "--out", str(out_dirs[i]),
-                          "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(i)],
-                         cwd=ROOT, env=fresh_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [
+                sys.executable,
+                "cli.py",
+                *args,
+                "--out",
+                str(out_dirs[i]),
+                "--coordinator",
+                f"127.0.0.1:{port}",
+                "--num-processes",
+                "2",
+                "--process-id",
+                str(i),
+            ],
+            cwd=ROOT,
+            env=fresh_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for i in range(2)
     ]
     try:
@@ -59,8 +76,14 @@ def run_two_processes(args: list[str], out_dirs: list[Path]) -> list[str]:
 def assert_missing_backend_fails(args: list[str], out: Path, platform: str = "tpu") -> None:
     """``cli.py *args --platform <platform>`` in a fresh process (the platform is applied before JAX
     initialises its backends) fails with one line naming the missing backend, exit 2, nothing written."""
-    r = subprocess.run([sys.executable, "cli.py", *args, "--platform", platform, "--out", str(out)], cwd=ROOT,
-                       capture_output=True, text=True, timeout=TIMEOUT, env=fresh_env())
+    r = subprocess.run(
+        [sys.executable, "cli.py", *args, "--platform", platform, "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        env=fresh_env(),
+    )
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2 and len(lines) == 1, r.stderr
     assert lines[0].startswith(f"Error: --platform {platform}: no {platform} backend available (have: cpu"), r.stderr

@@ -38,13 +38,15 @@ def test_every_public_name_resolves_and_every_submodule_is_documented():
 def test_the_semicircle_cdf_has_one_definition():
     """theory.landscapes, the spectrum experiment and every other user take the one in theory.rmt (also
     with a centre and radius); tests/test_rmt.py checks it against quadrature of the density."""
+    from sim.experiments.spectrum import operators
     from sim.theory import landscapes, rmt
 
-    from sim.experiments.spectrum import operators
-
     assert landscapes.semicircle_cdf is rmt.semicircle_cdf and operators.semicircle_cdf is rmt.semicircle_cdf
-    defs = [str(p.relative_to(ROOT)) for p in (ROOT / "sim").rglob("*.py")
-            if re.search(r"^def \w*semicircle_cdf\(", p.read_text(), re.M)]
+    defs = [
+        str(p.relative_to(ROOT))
+        for p in (ROOT / "sim").rglob("*.py")
+        if re.search(r"^def \w*semicircle_cdf\(", p.read_text(), re.M)
+    ]
     assert defs == ["sim/theory/rmt.py"], defs
     x = np.array([-3.0, -2.0, -1.0, 0.0, 0.5, 2.0, 9.0])
     f = rmt.semicircle_cdf(x)
@@ -119,8 +121,9 @@ def test_grad_through_a_landscape_matches_its_gradient_and_finite_differences(na
     assert float(g @ v) == pytest.approx(float(_fd(lambda z: land.energy(params, z), x, v)), rel=1e-6, abs=1e-9)
     np.testing.assert_allclose(g, land.euclidean_grad(params, x), rtol=1e-10, atol=1e-12)
     # second order: jax.hessian of the energy is the family's Hessian (Euclidean part)
-    np.testing.assert_allclose(jax.hessian(lambda z: land.energy(params, z))(x), land.euclidean_hessian(params, x),
-                               rtol=1e-9, atol=1e-10)
+    np.testing.assert_allclose(
+        jax.hessian(lambda z: land.energy(params, z))(x), land.euclidean_hessian(params, x), rtol=1e-9, atol=1e-10
+    )
 
 
 @jax.numpy_rank_promotion("allow")  # sim.models adds biases as (batch, k) + (k,)

@@ -97,6 +97,8 @@ def test_save_runs_writes_command_and_results(tmp_path):
     _report.save_runs(str(out), "benchmarks/bench_x.py", ["--quick"], {1: {"times": {"hdsim": {"warm": 1.0}}}})
     import json
 
-    assert json.loads(out.read_text()) == {"command": ["python", "benchmarks/bench_x.py", "--quick"],
-                                           "runs": {"1": {"times": {"hdsim": {"warm": 1.0}}}}}
+    assert json.loads(out.read_text()) == {
+        "command": ["python", "benchmarks/bench_x.py", "--quick"],
+        "runs": {"1": {"times": {"hdsim": {"warm": 1.0}}}},
+    }
     _report.save_runs(None, "x", [], {})  # no --json: nothing written, no error

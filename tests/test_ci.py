@@ -46,8 +46,11 @@ def _slow_tests():
         for m in re.finditer(r"@pytest\.mark\.slow[^\n]*\n(?:@[^\n]*\n)*def (test_\w+)", src):
             found.add(f"{rel}::{m.group(1)}")
         # a slow-marked parameter: pytest.param(..., marks=pytest.mark.slow[, id="X"]) before the next def
-        for m in re.finditer(r"pytest\.param\(([^()]*(?:\([^()]*\)[^()]*)*?),?\s*marks=pytest\.mark\.slow"
-                             r"(?:,\s*id=\"([\w-]+)\")?\)", src):
+        for m in re.finditer(
+            r"pytest\.param\(([^()]*(?:\([^()]*\)[^()]*)*?),?\s*marks=pytest\.mark\.slow"
+            r"(?:,\s*id=\"([\w-]+)\")?\)",
+            src,
+        ):
             d = re.compile(r"^def (\w+)\(", re.M).search(src, m.end())
             if d and d.group(1).startswith("test_"):  # (a fixture's slow parameter is not seen here)
                 found.add(f"{rel}::{d.group(1)}[{m.group(2) or m.group(1).strip().rstrip(',').strip()}]")

@@ -49,8 +49,21 @@ def test_every_command_has_help_with_one_line_per_option():
 @pytest.fixture(scope="module")
 def distances_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("dist")
-    r = invoke("distances", "--dist", "gaussian,cauchy", "--metric", "euclidean,cityblock", "--dims", "10,1e2,1000",
-               "--points", 32, "--seed", 3, "--out", out)
+    r = invoke(
+        "distances",
+        "--dist",
+        "gaussian,cauchy",
+        "--metric",
+        "euclidean,cityblock",
+        "--dims",
+        "10,1e2,1000",
+        "--points",
+        32,
+        "--seed",
+        3,
+        "--out",
+        out,
+    )
     return r, out
 
 
@@ -59,15 +72,33 @@ def test_distances_writes_csv_json_and_plots(distances_run):
     assert r.exit_code == 0, r.stdout + r.stderr
     rows = read_csv(out / "distances.csv")
     assert len(rows) == 2 * 2 * 3
-    for col in ("dist", "metric", "p", "dim", "points", "pairs", "mean", "std", "rel_std", "min", "max",
-                "rel_contrast", "theory_mean", "theory_rel_std"):
+    for col in (
+        "dist",
+        "metric",
+        "p",
+        "dim",
+        "points",
+        "pairs",
+        "mean",
+        "std",
+        "rel_std",
+        "min",
+        "max",
+        "rel_contrast",
+        "theory_mean",
+        "theory_rel_std",
+    ):
         assert col in rows[0], col
     meta = json.loads((out / "distances.json").read_text())
     assert meta["seed"] == 3 and meta["parameters"]["dims"] == [10, 100, 1000]
     assert {"hdsim", "jax", "numpy"} <= set(meta["versions"]) and meta["device"]["platform"] == "cpu"
     assert meta["wall_seconds"] > 0
-    for stem in ("distances_rel_std_euclidean", "distances_rel_contrast_euclidean", "distances_hist_euclidean",
-                 "distances_angles"):
+    for stem in (
+        "distances_rel_std_euclidean",
+        "distances_rel_contrast_euclidean",
+        "distances_hist_euclidean",
+        "distances_angles",
+    ):
         assert (out / f"{stem}.png").stat().st_size > 1000 and (out / f"{stem}.svg").exists()
     assert not list(out.glob(".*part")) and not list(out.glob(".hdsim-stage-*"))  # nothing staged is left
     assert set(meta["files"]) == {p.name for p in out.iterdir()} and meta["figures"] == "written"
@@ -88,8 +119,24 @@ def test_distances_numbers_agree_with_theory(distances_run):
 
 def test_distances_same_seed_same_numbers(distances_run, tmp_path):
     _, out = distances_run
-    r = invoke("distances", "--dist", "gaussian,cauchy", "--metric", "euclidean,cityblock", "--dims", "10,1e2,1000",
-               "--points", 32, "--seed", 3, "--out", tmp_path, "--no-plots", "--chunk", 4096)
+    r = invoke(
+        "distances",
+        "--dist",
+        "gaussian,cauchy",
+        "--metric",
+        "euclidean,cityblock",
+        "--dims",
+        "10,1e2,1000",
+        "--points",
+        32,
+        "--seed",
+        3,
+        "--out",
+        tmp_path,
+        "--no-plots",
+        "--chunk",
+        4096,
+    )
     assert r.exit_code == 0, r.stderr
     assert (tmp_path / "distances.csv").read_bytes() == (out / "distances.csv").read_bytes()
 
@@ -265,7 +312,8 @@ def test_compile_cache_is_written_by_the_cli_and_can_be_turned_off(tmp_path):
     r = _run_cli(["--no-compile-cache", *args, "--out", str(tmp_path / "b")], {"HDSIM_CACHE_DIR": str(off)}, tmp_path)
     assert r.returncode == 0, r.stderr
     assert not off.exists()
-    r = _run_cli([*args, "--out", str(tmp_path / "c")], {"HDSIM_CACHE_DIR": str(off), "HDSIM_NO_COMPILE_CACHE": "1"},
-                 tmp_path)
+    r = _run_cli(
+        [*args, "--out", str(tmp_path / "c")], {"HDSIM_CACHE_DIR": str(off), "HDSIM_NO_COMPILE_CACHE": "1"}, tmp_path
+    )
     assert r.returncode == 0, r.stderr
     assert not off.exists()

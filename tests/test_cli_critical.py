@@ -22,8 +22,25 @@ def _read(path):
 @pytest.fixture(scope="module")
 def grf_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("critical") / "out"
-    res = runner.invoke(app, ["critical", "--landscape", "grf", "--dims", "2,4", "--starts", "24", "--seed", "1",
-                              "--no-descent", "--spectra", "2", "--out", str(out)])
+    res = runner.invoke(
+        app,
+        [
+            "critical",
+            "--landscape",
+            "grf",
+            "--dims",
+            "2,4",
+            "--starts",
+            "24",
+            "--seed",
+            "1",
+            "--no-descent",
+            "--spectra",
+            "2",
+            "--out",
+            str(out),
+        ],
+    )
     return res, out
 
 
@@ -31,8 +48,13 @@ def test_critical_run_writes_files_and_reports_nonconverged(grf_run):
     res, out = grf_run
     assert res.exit_code == 0, res.output
     names = set(os.listdir(out))
-    assert {"critical_points.csv", "critical_summary.csv", "critical.json", "critical_theory.csv",
-            "critical_spectrum.csv"} <= names
+    assert {
+        "critical_points.csv",
+        "critical_summary.csv",
+        "critical.json",
+        "critical_theory.csv",
+        "critical_spectrum.csv",
+    } <= names
     for stem in ("critical_index_energy", "critical_minima_fraction", "critical_spectra"):
         assert {stem + ".png", stem + ".svg"} <= names
     assert "critical_descent.csv" not in names  # --no-descent

@@ -15,8 +15,21 @@ from sim.theory import rmt as th
 from tests.processes import stderr_of
 from tests.stats_helpers import Z
 
-REQUIRED = ("ensemble", "dim", "samples", "shift", "mean_index_fraction", "std_index_fraction", "p_min",
-            "p_min_stderr", "log_p_min", "log_p_min_stderr", "method", "theory_index_fraction", "theory_log_p_min")
+REQUIRED = (
+    "ensemble",
+    "dim",
+    "samples",
+    "shift",
+    "mean_index_fraction",
+    "std_index_fraction",
+    "p_min",
+    "p_min_stderr",
+    "log_p_min",
+    "log_p_min_stderr",
+    "method",
+    "theory_index_fraction",
+    "theory_log_p_min",
+)
 SAMPLES = 16384  # = the chunk size for N <= 8: one compilation per N, shared with the gallery quick run
 RMT_NAMES = ("rmt_minima", "rmt_shift", "rmt_index_distribution", "rmt_spectra")
 
@@ -24,9 +37,27 @@ RMT_NAMES = ("rmt_minima", "rmt_shift", "rmt_index_distribution", "rmt_spectra")
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("rmt")
-    args = ["rmt", "--dims", "2,3,5", "--samples", str(SAMPLES), "--shift", "0,0.5", "--rare", "exact",
-            "--index-method", "eigh", "--spectrum-dims", "2", "--spectrum-samples", "256", "--seed", "1",
-            "--out", str(out)]
+    args = [
+        "rmt",
+        "--dims",
+        "2,3,5",
+        "--samples",
+        str(SAMPLES),
+        "--shift",
+        "0,0.5",
+        "--rare",
+        "exact",
+        "--index-method",
+        "eigh",
+        "--spectrum-dims",
+        "2",
+        "--spectrum-samples",
+        "256",
+        "--seed",
+        "1",
+        "--out",
+        str(out),
+    ]
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
     with open(out / "rmt.csv", newline="") as f:
@@ -142,8 +173,9 @@ def test_gallery_quick_is_byte_identical_on_rerun(tmp_path):
         assert [d["name"] for d in done] == list(RMT_NAMES)
         for d in done:
             assert d["caption"].endswith(".") and len(d["caption"]) > 80
-        files[run] = {p.name: p.read_bytes() for p in (tmp_path / run).iterdir()
-                      if p.suffix in (".png", ".svg", ".csv")}
+        files[run] = {
+            p.name: p.read_bytes() for p in (tmp_path / run).iterdir() if p.suffix in (".png", ".svg", ".csv")
+        }
     assert set(files["a"]) == {f"{n}.{e}" for n in RMT_NAMES for e in ("png", "svg", "csv")}
     for name, data in files["a"].items():
         assert files["b"][name] == data, name

@@ -16,9 +16,23 @@ from tests.stats_helpers import Z
 
 runner = CliRunner()
 
-TOP_KEYS = {"negative_fraction", "negative_fraction_stderr", "negative_fraction_lower", "negative_fraction_upper",
-            "min_eigenvalue", "min_eigenvalue_residual", "max_eigenvalue", "max_eigenvalue_residual", "num_params",
-            "timings", "parameters", "seed", "versions", "wall_seconds", "info"}
+TOP_KEYS = {
+    "negative_fraction",
+    "negative_fraction_stderr",
+    "negative_fraction_lower",
+    "negative_fraction_upper",
+    "min_eigenvalue",
+    "min_eigenvalue_residual",
+    "max_eigenvalue",
+    "max_eigenvalue_residual",
+    "num_params",
+    "timings",
+    "parameters",
+    "seed",
+    "versions",
+    "wall_seconds",
+    "info",
+}
 
 
 def _read(path):
@@ -42,8 +56,25 @@ def _check_estimate(meta):
 @pytest.fixture(scope="module")
 def goe_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("spectrum") / "goe"
-    args = ["spectrum", "--model", "goe", "--dim", "300", "--shift", "0.4", "--probes", "8", "--steps", "40",
-            "--seed", "1", "--dtype", "float64", "--out", str(out)]
+    args = [
+        "spectrum",
+        "--model",
+        "goe",
+        "--dim",
+        "300",
+        "--shift",
+        "0.4",
+        "--probes",
+        "8",
+        "--steps",
+        "40",
+        "--seed",
+        "1",
+        "--dtype",
+        "float64",
+        "--out",
+        str(out),
+    ]
     return runner.invoke(app, args), out, args
 
 
@@ -51,8 +82,15 @@ def test_goe_run_files_columns_and_estimate(goe_run):
     res, out, _ = goe_run
     assert res.exit_code == 0, res.output
     names = set(os.listdir(out))
-    assert {"density.csv", "ritz.csv", "exact_histogram.csv", "exact_eigenvalues.csv", "spectrum.json",
-            "spectrum.png", "spectrum.svg"} <= names
+    assert {
+        "density.csv",
+        "ritz.csv",
+        "exact_histogram.csv",
+        "exact_eigenvalues.csv",
+        "spectrum.json",
+        "spectrum.png",
+        "spectrum.svg",
+    } <= names
     assert not [n for n in names if n.endswith(".part")]
     dens = _read(out / "density.csv")
     assert list(dens[0]) == ["eigenvalue", "density"]
@@ -85,13 +123,43 @@ def test_counts_columns_json_and_exact(tmp_path):
     from sim.experiments.spectrum import COUNT_COLUMNS
 
     out = tmp_path / "counts"
-    res = runner.invoke(app, ["spectrum", "--model", "goe", "--dim", "300", "--shift", "0.4", "--probes", "16",
-                              "--steps", "30", "--eps", "0,0.01,0.1,0.3", "--eps-rel", "--degree", "400",
-                              "--dtype", "float64", "--no-plots", "--out", str(out)])
+    res = runner.invoke(
+        app,
+        [
+            "spectrum",
+            "--model",
+            "goe",
+            "--dim",
+            "300",
+            "--shift",
+            "0.4",
+            "--probes",
+            "16",
+            "--steps",
+            "30",
+            "--eps",
+            "0,0.01,0.1,0.3",
+            "--eps-rel",
+            "--degree",
+            "400",
+            "--dtype",
+            "float64",
+            "--no-plots",
+            "--out",
+            str(out),
+        ],
+    )
     assert res.exit_code == 0, res.output
     rows = _read(out / "counts.csv")
-    assert tuple(rows[0])[:7] == ("eps", "negative_fraction", "negative_fraction_stderr", "negative_fraction_lower",
-                                  "negative_fraction_upper", "zero_fraction", "positive_fraction")
+    assert tuple(rows[0])[:7] == (
+        "eps",
+        "negative_fraction",
+        "negative_fraction_stderr",
+        "negative_fraction_lower",
+        "negative_fraction_upper",
+        "zero_fraction",
+        "positive_fraction",
+    )
     assert tuple(rows[0])[: len(COUNT_COLUMNS)] == COUNT_COLUMNS
     meta = json.loads((out / "spectrum.json").read_text())
     assert [r["eps"] for r in meta["counts"]] == [0.0, 0.01, 0.1, 0.3]
@@ -101,8 +169,11 @@ def test_counts_columns_json_and_exact(tmp_path):
     for r in meta["counts"]:
         e = r["eps"] * norm
         assert r["eps_abs"] == pytest.approx(e)
-        for key, exact in (("negative", np.mean(ev < -e)), ("zero", np.mean(np.abs(ev) <= e)),
-                           ("positive", np.mean(ev > e))):
+        for key, exact in (
+            ("negative", np.mean(ev < -e)),
+            ("zero", np.mean(np.abs(ev) <= e)),
+            ("positive", np.mean(ev > e)),
+        ):
             assert r[f"{key}_fraction_lower"] <= exact <= r[f"{key}_fraction_upper"], (key, r)
             assert r[f"exact_{key}_fraction"] == exact
         assert abs(r["negative_fraction"] - r["exact_negative_fraction"]) <= Z * r["negative_fraction_stderr"]
@@ -111,9 +182,31 @@ def test_counts_columns_json_and_exact(tmp_path):
 
 def test_mlp_run_without_plots(tmp_path):
     out = tmp_path / "mlp"
-    res = runner.invoke(app, ["spectrum", "--model", "mlp", "--width", "8", "--depth", "2", "--input-dim", "16",
-                              "--num-samples", "64", "--probes", "8", "--steps", "30", "--dtype", "float64",
-                              "--no-plots", "--out", str(out)])
+    res = runner.invoke(
+        app,
+        [
+            "spectrum",
+            "--model",
+            "mlp",
+            "--width",
+            "8",
+            "--depth",
+            "2",
+            "--input-dim",
+            "16",
+            "--num-samples",
+            "64",
+            "--probes",
+            "8",
+            "--steps",
+            "30",
+            "--dtype",
+            "float64",
+            "--no-plots",
+            "--out",
+            str(out),
+        ],
+    )
     assert res.exit_code == 0, res.output
     names = set(os.listdir(out))
     assert "spectrum.png" not in names and {"density.csv", "spectrum.json"} <= names
@@ -127,8 +220,27 @@ def test_pspin_at_a_random_point_full_depth(tmp_path):
     # n = 24 on the sphere: the tangent Hessian is 23 x 23; 23 Lanczos steps are full depth, so the Ritz
     # values are its eigenvalues (the HVP on the tangent space reproduces landscape.tangent_hessian).
     out = tmp_path / "pspin"
-    res = runner.invoke(app, ["spectrum", "--model", "pspin", "--dim", "24", "--point", "random", "--probes", "4",
-                              "--steps", "23", "--dtype", "float64", "--no-plots", "--out", str(out)])
+    res = runner.invoke(
+        app,
+        [
+            "spectrum",
+            "--model",
+            "pspin",
+            "--dim",
+            "24",
+            "--point",
+            "random",
+            "--probes",
+            "4",
+            "--steps",
+            "23",
+            "--dtype",
+            "float64",
+            "--no-plots",
+            "--out",
+            str(out),
+        ],
+    )
     assert res.exit_code == 0, res.output
     meta = json.loads((out / "spectrum.json").read_text())
     assert meta["num_params"] == 23 and meta["info"]["point"] == "random"
@@ -143,8 +255,27 @@ def test_pspin_at_a_random_point_full_depth(tmp_path):
 def test_pspin_at_a_critical_point_full_depth(tmp_path):
     # As above at a critical point: the exact index from sim.critical is the eigvalsh count.
     out = tmp_path / "pspin"
-    res = runner.invoke(app, ["spectrum", "--model", "pspin", "--dim", "24", "--starts", "4", "--probes", "4",
-                              "--steps", "23", "--dtype", "float64", "--no-plots", "--out", str(out)])
+    res = runner.invoke(
+        app,
+        [
+            "spectrum",
+            "--model",
+            "pspin",
+            "--dim",
+            "24",
+            "--starts",
+            "4",
+            "--probes",
+            "4",
+            "--steps",
+            "23",
+            "--dtype",
+            "float64",
+            "--no-plots",
+            "--out",
+            str(out),
+        ],
+    )
     assert res.exit_code == 0, res.output
     meta = json.loads((out / "spectrum.json").read_text())
     info = meta["info"]

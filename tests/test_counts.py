@@ -98,8 +98,16 @@ def _cases(n):
 
 
 _dense = jax.jit(
-    lambda a, key, degree, probes, batch: moments(key, lambda v: a @ v, a.shape[0], degree=degree, num_probes=probes,
-                                                  lanczos_steps=60, bounds_steps=30, batch_size=batch),
+    lambda a, key, degree, probes, batch: moments(
+        key,
+        lambda v: a @ v,
+        a.shape[0],
+        degree=degree,
+        num_probes=probes,
+        lanczos_steps=60,
+        bounds_steps=30,
+        batch_size=batch,
+    ),
     static_argnums=(2, 3, 4),
 )
 
@@ -110,8 +118,9 @@ def _thresholds(ev):
     return np.concatenate([-eps[::-1], [0.0], eps])
 
 
-@pytest.fixture(scope="module",
-                params=[pytest.param(N, id="N600"), pytest.param(3000, marks=pytest.mark.slow, id="N3000")])
+@pytest.fixture(
+    scope="module", params=[pytest.param(N, id="N600"), pytest.param(3000, marks=pytest.mark.slow, id="N3000")]
+)
 def dense_runs(request):
     n = request.param
     deg, probes = (DEG, PROBES) if n == N else (3000, 64)

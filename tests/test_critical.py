@@ -15,7 +15,6 @@ from sim.experiments import critical as E
 from sim.theory import landscapes as T
 from tests.stats_helpers import Z
 
-
 #: one-sided level of "the minima fraction falls": a finder whose fraction did not fall passes with
 #: probability below this (Fisher's exact test: the counts are small, normal error bars would not hold).
 #: Measured p-values: 7e-5 (GRF, N = 2 against 8), 2e-3 (MLP, P = 9 against 17).
@@ -59,8 +58,9 @@ def test_pspin_p2_critical_points_are_the_eigenvectors():
     # every +-v_k found exactly once among the unique points, and nothing else
     u = cp.unique
     assert u.sum() == 2 * n
-    signs = {(int(np.argmax(np.abs(vec.T @ x))), float(np.sign((vec.T @ x)[np.argmax(np.abs(vec.T @ x))])))
-             for x in cp.x[u]}
+    signs = {
+        (int(np.argmax(np.abs(vec.T @ x))), float(np.sign((vec.T @ x)[np.argmax(np.abs(vec.T @ x))]))) for x in cp.x[u]
+    }
     assert len(signs) == 2 * n
     assert np.sum((-1.0) ** cp.index[u]) == T.sphere_euler_characteristic(n)
     # duplicates point to a unique start that found the same point
@@ -157,14 +157,31 @@ def test_experiment_grf_minima_fraction_falls_with_n():
     res = E.run(cfg)
     assert len(res.rows) == 2 * 3 * 64
     keys = list(res.rows[0])
-    assert keys[:10] == ["landscape", "dim", "start", "converged", "grad_norm", "energy", "index", "index_fraction",
-                         "min_eig", "max_eig"]
+    assert keys[:10] == [
+        "landscape",
+        "dim",
+        "start",
+        "converged",
+        "grad_norm",
+        "energy",
+        "index",
+        "index_fraction",
+        "min_eig",
+        "max_eig",
+    ]
     assert all(list(r) == keys for r in res.rows)
     for r in res.rows:
         assert (r["index"] is None) == (not r["converged"])
     s2, s8 = res.tables["summary"]
-    assert list(s2)[:7] == ["landscape", "dim", "found", "converged", "unique", "minima_fraction",
-                            "mean_index_fraction"]
+    assert list(s2)[:7] == [
+        "landscape",
+        "dim",
+        "found",
+        "converged",
+        "unique",
+        "minima_fraction",
+        "mean_index_fraction",
+    ]
     assert s2["found"] == s8["found"] == 192
     # a significant drop, not just any drop (6/26 minima at N = 2 against 1/134 at N = 8: p = 7e-5)
     assert _drop_p_value(s2, s8) < DROP_LEVEL, (s2["minima"], s2["unique"], s8["minima"], s8["unique"])
@@ -187,8 +204,7 @@ def test_mlp_index_rises_with_loss_and_minima_become_rare():
     assert set(s) == {9, 17}
     assert s[17]["unique"] >= 15
     assert s[17]["spearman"] > 0.5, s[17]
-    assert _drop_p_value(s[9], s[17]) < DROP_LEVEL, (s[9]["minima"], s[9]["unique"], s[17]["minima"],
-                                                      s[17]["unique"])
+    assert _drop_p_value(s[9], s[17]) < DROP_LEVEL, (s[9]["minima"], s[9]["unique"], s[17]["minima"], s[17]["unique"])
 
 
 @pytest.mark.slow
@@ -197,8 +213,14 @@ def test_mlp_index_energy_larger_networks():
     for dim in (17, 33):
         assert s[dim]["unique"] >= 20 and s[dim]["spearman"] > 0.5, s[dim]
     for hi, lo in ((9, 17), (17, 33)):
-        assert _drop_p_value(s[hi], s[lo]) < DROP_LEVEL, (hi, lo, s[hi]["minima"], s[hi]["unique"],
-                                                          s[lo]["minima"], s[lo]["unique"])
+        assert _drop_p_value(s[hi], s[lo]) < DROP_LEVEL, (
+            hi,
+            lo,
+            s[hi]["minima"],
+            s[hi]["unique"],
+            s[lo]["minima"],
+            s[lo]["unique"],
+        )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -263,7 +285,7 @@ def _trajectory(land, params, x0, method, steps=25):
 
 
 def test_lm_is_monotone_and_newton_converges_quadratically():
-    """"lm" never raises |grad|; "newton" from near a critical point converges quadratically
+    """ "lm" never raises |grad|; "newton" from near a critical point converges quadratically
     (|g_{k+1}| <= C |g_k|^2 until rounding)."""
     land = L.GRF()
     params = land.sample(jax.random.key(3), 6)
@@ -287,8 +309,9 @@ def test_starts_do_not_depend_on_the_number_of_starts():
     params = land.sample(jax.random.key(0), 4)
     a = jax.tree.map(np.asarray, C.find_critical_points(jax.random.key(2), land, params, 8))
     b = jax.tree.map(np.asarray, C.find_critical_points(jax.random.key(2), land, params, 16))
-    np.testing.assert_array_equal(C.starts(jax.random.key(2), land, params, 8),
-                                  C.starts(jax.random.key(2), land, params, 16)[:8])
+    np.testing.assert_array_equal(
+        C.starts(jax.random.key(2), land, params, 8), C.starts(jax.random.key(2), land, params, 16)[:8]
+    )
     np.testing.assert_allclose(a.x, b.x[:8], rtol=1e-12, atol=1e-12)
     np.testing.assert_array_equal(a.converged, b.converged[:8])
 
@@ -343,7 +366,9 @@ def test_escapes_raise_the_converged_fraction_on_an_untuned_problem():
     plain = jax.tree.map(np.asarray, C.find_critical_points(jax.random.key(2), land, params, starts, escapes=0))
     cp = jax.tree.map(np.asarray, C.find_critical_points(jax.random.key(2), land, params, starts))
     assert plain.converged.sum() < 0.7 * starts <= 0.75 * starts <= cp.converged.sum(), (
-        plain.converged.sum(), cp.converged.sum())
+        plain.converged.sum(),
+        cp.converged.sum(),
+    )
     for r in (plain, cp):
         assert r.x.shape == (starts, n) and np.all(r.steps <= 100)
         g = np.linalg.norm(np.asarray(jax.vmap(lambda x: land.grad(params, x))(jnp.asarray(r.x))), axis=1)
@@ -421,8 +446,7 @@ def test_spearman():
 def _decay(summary):
     from sim.fit import fit_minima_decay
 
-    return fit_minima_decay([s["dim"] for s in summary], [s["minima"] for s in summary],
-                            [s["unique"] for s in summary])
+    return fit_minima_decay([s["dim"] for s in summary], [s["minima"] for s in summary], [s["unique"] for s in summary])
 
 
 def test_minima_decay_fit_recovers_a_known_rate():
@@ -444,12 +468,14 @@ def test_minima_decay_fit_recovers_a_known_rate():
 def test_grf_minima_fraction_decays_and_index_tracks_energy_larger_n():
     """GRF, N = 2..8 (4 instances): the fitted decay rate of the minima fraction is > 0 by 4.5 SE;
     N = 16, 32: Spearman(index fraction, energy) > 0.5."""
-    small = E.run(E.CriticalConfig(landscape="grf", dims=(2, 3, 4, 5, 6, 8), starts=256, instances=4,
-                                   descent=False, spectra=0)).tables["summary"]
+    small = E.run(
+        E.CriticalConfig(landscape="grf", dims=(2, 3, 4, 5, 6, 8), starts=256, instances=4, descent=False, spectra=0)
+    ).tables["summary"]
     f = _decay(small)
     assert f.rate > Z * f.se, f
-    large = E.run(E.CriticalConfig(landscape="grf", dims=(16, 32), starts=256, descent=False,
-                                   spectra=0)).tables["summary"]
+    large = E.run(E.CriticalConfig(landscape="grf", dims=(16, 32), starts=256, descent=False, spectra=0)).tables[
+        "summary"
+    ]
     for s in large:
         assert s["unique"] >= 80 and s["spearman"] > 0.5, s
 
@@ -458,8 +484,9 @@ def test_grf_minima_fraction_decays_and_index_tracks_energy_larger_n():
 def test_mlp_minima_fraction_decays_with_p():
     """MLP, hidden widths 1..8 (P = 5..33): the fitted decay rate of the minima fraction is > 0 by
     4.5 SE, and Spearman > 0.5 at every P >= 16."""
-    s = E.run(E.CriticalConfig(landscape="mlp", dims=(1, 2, 3, 4, 6, 8), starts=256, descent=False,
-                               spectra=0)).tables["summary"]
+    s = E.run(E.CriticalConfig(landscape="mlp", dims=(1, 2, 3, 4, 6, 8), starts=256, descent=False, spectra=0)).tables[
+        "summary"
+    ]
     f = _decay(s)
     assert f.rate > Z * f.se, f
     for r in s:

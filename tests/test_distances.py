@@ -10,12 +10,24 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from scipy.spatial.distance import pdist, squareform
+from stats_helpers import assert_mean, assert_variance
 
 from sim.distances import pair_stats, pairwise_distances, pairwise_matrices
 from sim.theory.distances import chi_mean, chi_rel_std, cosine_theory, sqdist_moments
-from sim.vectors import (TILE, Cauchy, Gaussian, Init, LogNormal, PowerLaw, Rademacher, StudentT, Uniform,
-                         init_params, sample, sample_tiles)
-from stats_helpers import assert_mean, assert_variance
+from sim.vectors import (
+    TILE,
+    Cauchy,
+    Gaussian,
+    Init,
+    LogNormal,
+    PowerLaw,
+    Rademacher,
+    StudentT,
+    Uniform,
+    init_params,
+    sample,
+    sample_tiles,
+)
 
 KEY = jax.random.key(20261123)
 
@@ -106,8 +118,9 @@ def test_symmetric_blocks_for_many_points():
     n, d = SYMMETRIC_MIN_POINTS + 1, 2 * TILE + 5
     h = -(-n // 2)
     dots = {k: _dot_instructions(n, d, k * TILE) for k in (1, 4)}
-    assert len(dots[1]) == 3 and all(f"f32[{h},{h}]{{1,0}} dot(" in s and f"f32[{h},{TILE}]{{1,0}}" in s
-                                      for s in dots[1]), dots[1]
+    assert len(dots[1]) == 3 and all(
+        f"f32[{h},{h}]{{1,0}} dot(" in s and f"f32[{h},{TILE}]{{1,0}}" in s for s in dots[1]
+    ), dots[1]
     assert dots[4] == dots[1]
     law = StudentT(df=5.0)
     a, b = (np.asarray(pairwise_distances(KEY, law, n, d, chunk=k * TILE)) for k in (1, 4))
@@ -142,8 +155,9 @@ def test_coordinates_beyond_int32_come_from_their_tile_key():
                 if isinstance(law, PowerLaw):
                     want = want * (tile * TILE + np.arange(TILE, dtype=np.float64) + 1) ** (-law.a / 2)
                 valid = TILE if tile < t else 100
-                np.testing.assert_allclose(x[j, i, :valid], want[:valid], rtol=2e-6, atol=0,
-                                           err_msg=f"{law.label()} point {i} tile {tile}")
+                np.testing.assert_allclose(
+                    x[j, i, :valid], want[:valid], rtol=2e-6, atol=0, err_msg=f"{law.label()} point {i} tile {tile}"
+                )
                 assert not x[j, i, valid:].any()
             assert not x[2, i].any()
 
@@ -152,7 +166,7 @@ def test_coordinates_beyond_int32_come_from_their_tile_key():
 # statistics: R independent pairs of vectors (n = 2, keys fold_in(key, r))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _pair_sampler(law, d, metric):
     def one(k):
         return pairwise_distances(k, law, 2, d, metric=metric, chunk=TILE)[0, 1]
@@ -182,7 +196,8 @@ def test_theory_table_values():
     assert sqdist_moments(Rademacher(), 1) == pytest.approx((2, 4))
     nu = 7.0
     assert sqdist_moments(StudentT(df=nu), 1) == pytest.approx(
-        (2 * nu / (nu - 2), 6 * nu**2 / ((nu - 2) * (nu - 4)) + 2 * nu**2 / (nu - 2) ** 2))
+        (2 * nu / (nu - 2), 6 * nu**2 / ((nu - 2) * (nu - 4)) + 2 * nu**2 / (nu - 2) ** 2)
+    )
     assert all(math.isnan(v) for v in sqdist_moments(Cauchy(), 10))
     mean3, var3 = sqdist_moments(StudentT(df=3.0), 10)  # finite variance, infinite fourth moment
     assert mean3 == pytest.approx(10 * 2 * 3.0) and math.isnan(var3)

@@ -6,8 +6,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 THEORY = ROOT / "docs" / "theory.md"
-SOURCES = [ROOT / "README.md", ROOT / "cli.py", *sorted((ROOT / "sim").rglob("*.py")),
-           *sorted((ROOT / "tests").glob("*.py")), *sorted((ROOT / "benchmarks").glob("*.py"))]
+SOURCES = [
+    ROOT / "README.md",
+    ROOT / "cli.py",
+    *sorted((ROOT / "sim").rglob("*.py")),
+    *sorted((ROOT / "tests").glob("*.py")),
+    *sorted((ROOT / "benchmarks").glob("*.py")),
+]
 
 
 def _anchors() -> set[str]:
@@ -16,8 +21,17 @@ def _anchors() -> set[str]:
 
 def test_theory_sections_have_stable_anchors():
     anchors = _anchors()
-    assert {"distances-chi-law", "goe-semicircle", "goe-large-deviation", "grf-bray-dean", "pspin",
-            "slq-error", "eigenlearning", "double-descent", "references"} <= anchors
+    assert {
+        "distances-chi-law",
+        "goe-semicircle",
+        "goe-large-deviation",
+        "grf-bray-dean",
+        "pspin",
+        "slq-error",
+        "eigenlearning",
+        "double-descent",
+        "references",
+    } <= anchors
     # links inside the document resolve too
     internal = set(re.findall(r"\]\(#([a-z0-9-]+)\)", THEORY.read_text()))
     assert internal - anchors == set()

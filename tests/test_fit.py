@@ -10,9 +10,9 @@ import jax
 import numpy as np
 import pytest
 from scipy import integrate, special, stats
+from stats_helpers import assert_mean, assert_proportion
 
 from sim import fit
-from stats_helpers import assert_mean, assert_proportion
 
 KEY = jax.random.key(7)
 
@@ -95,8 +95,10 @@ def test_weighted_linear_fit_coverage_and_width_with_known_errors():
     chi2 = stats.chi2(dof)
     infl = lambda v: max(1.0, math.sqrt(v / dof))  # noqa: E731
     # below X = dof there is no inflation: that part of each integral is closed form
-    coverage = 0.95 * chi2.cdf(dof) + integrate.quad(lambda v: chi2.pdf(v) * (2 * stats.norm.cdf(z * infl(v)) - 1),
-                                                     dof, np.inf)[0]
+    coverage = (
+        0.95 * chi2.cdf(dof)
+        + integrate.quad(lambda v: chi2.pdf(v) * (2 * stats.norm.cdf(z * infl(v)) - 1), dof, np.inf)[0]
+    )
     half_width = z * sd * (chi2.cdf(dof) + integrate.quad(lambda v: chi2.pdf(v) * infl(v), dof, np.inf)[0])
     reps = 2000
     hits, widths = 0, []

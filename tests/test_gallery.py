@@ -20,7 +20,9 @@ FIGURES = ROOT / "figures"
 def test_every_registered_figure_is_committed_with_its_data():
     for name in REGISTRY:
         for ext in ("png", "svg", "csv", "json"):
-            assert (FIGURES / f"{name}.{ext}").exists(), f"figures/{name}.{ext} missing: run `hdsim figures --only {name}`"
+            assert (FIGURES / f"{name}.{ext}").exists(), (
+                f"figures/{name}.{ext} missing: run `hdsim figures --only {name}`"
+            )
         meta = json.loads((FIGURES / f"{name}.json").read_text())
         # the full run, not --quick
         assert meta["command"] == f"hdsim figures --only {name}", (name, meta["command"])
@@ -51,7 +53,8 @@ def test_quick_distance_figures_are_byte_identical_on_rerun(tmp_path, names):
 def test_caption_verdict_says_where_the_theory_falls():
     assert verdict(0.294, 0.314, 0.316) == "theory 0.316, above the interval: the cause is not established"
     assert verdict(-0.673, -0.543, -0.5, what="asymptotic theory", spec="g", why="small d") == (
-        "asymptotic theory -0.5, above the interval: small d")
+        "asymptotic theory -0.5, above the interval: small d"
+    )
     assert verdict(0.2732, 0.2764, 0.2747, spec=".4f") == "theory 0.2747, inside the interval"
     assert verdict(0.1, 0.2, 0.05, why="x").startswith("theory 0.050, below the interval: x")
 
@@ -97,9 +100,11 @@ def test_regenerated_rmt_shift_data_matches_the_committed_data(tmp_path):
     for a, b in zip(new, old):
         n, s = int(b["dim"]), int(b["samples"])
         assert (int(a["dim"]), int(a["samples"]), float(a["shift"])) == (n, s, float(b["shift"]))
-        flips = {"mean_index_fraction": FLIPPED_COUNTS / (s * n),
-                 "std_index_fraction": FLIPPED_COUNTS / (n * math.sqrt(s - 1)),
-                 "mean_index_fraction_stderr": FLIPPED_COUNTS / (n * math.sqrt(s - 1) * math.sqrt(s))}
+        flips = {
+            "mean_index_fraction": FLIPPED_COUNTS / (s * n),
+            "std_index_fraction": FLIPPED_COUNTS / (n * math.sqrt(s - 1)),
+            "mean_index_fraction_stderr": FLIPPED_COUNTS / (n * math.sqrt(s - 1) * math.sqrt(s)),
+        }
         for k, bound in flips.items():
             x, y = _value(a[k]), _value(b[k])
             assert abs(x - y) <= CROSS_MACHINE_RTOL * abs(y) + bound, (k, n, b["shift"], x, y)

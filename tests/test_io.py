@@ -46,7 +46,14 @@ def test_float64_values_round_trip():
 
 def test_other_cells():
     assert [io.format_value(v) for v in (True, np.bool_(False), np.int64(7), 3, "x", math.inf, -math.inf)] == [
-        "True", "False", "7", "3", "x", "inf", "-inf"]
+        "True",
+        "False",
+        "7",
+        "3",
+        "x",
+        "inf",
+        "-inf",
+    ]
 
 
 def test_json_writes_float32_with_its_digits(tmp_path):
@@ -98,8 +105,11 @@ def test_crash_between_renames_is_completed_by_the_next_output(tmp_path, monkeyp
     moved = []
 
     def crash_after_first_final_rename(src, dst):
-        if str(dst).startswith(str(tmp_path)) and not str(dst).endswith(io._JOURNAL) and \
-                io.STAGE_PREFIX not in os.path.basename(os.path.dirname(str(dst))):
+        if (
+            str(dst).startswith(str(tmp_path))
+            and not str(dst).endswith(io._JOURNAL)
+            and io.STAGE_PREFIX not in os.path.basename(os.path.dirname(str(dst)))
+        ):
             if moved:
                 raise KeyboardInterrupt  # stands for a kill: nothing after this line runs
             moved.append(dst)

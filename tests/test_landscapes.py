@@ -30,10 +30,17 @@ def test_closed_form_derivatives_match_autodiff(land, n):
     @jax.jit
     def derivatives(k):
         x = land.start(k, params)
-        return (x, land.euclidean_grad(params, x), jax.grad(land.energy, argnums=1)(params, x),
-                land.euclidean_hessian(params, x), jax.hessian(land.energy, argnums=1)(params, x),
-                land.tangent_hessian(params, x), land.grad_hessian(params, x), land.grad(params, x),
-                land.hessian(params, x))
+        return (
+            x,
+            land.euclidean_grad(params, x),
+            jax.grad(land.energy, argnums=1)(params, x),
+            land.euclidean_hessian(params, x),
+            jax.hessian(land.energy, argnums=1)(params, x),
+            land.tangent_hessian(params, x),
+            land.grad_hessian(params, x),
+            land.grad(params, x),
+            land.hessian(params, x),
+        )
 
     x, g1, g, h1, h, th, (rg, rh), rg1, rh1 = jax.vmap(derivatives)(jax.random.split(jax.random.key(10), 3))
     # the shared evaluation is the separate ones (up to the rounding of differently fused sums)
@@ -92,8 +99,10 @@ def test_pspin_p2_ground_state_is_the_top_of_the_coupling_spectrum():
     four such scales, while the old value 2 is 0.59 away."""
     assert T.pspin_ground_state(2) == pytest.approx(math.sqrt(2), rel=1e-15)
     assert T.pspin_ground_state(2) == pytest.approx(T.pspin_threshold(2), rel=1e-15)
-    top = [float(np.linalg.eigvalsh(np.asarray(L.PSpin(p=2).sample(jax.random.key(s), 1000).coupling))[-1])
-           for s in range(3)]
+    top = [
+        float(np.linalg.eigvalsh(np.asarray(L.PSpin(p=2).sample(jax.random.key(s), 1000).coupling))[-1])
+        for s in range(3)
+    ]
     assert all(abs(t - T.pspin_ground_state(2)) < 0.06 for t in top), top
 
 
@@ -275,8 +284,15 @@ def test_sincos_matches_numpy():
     from sim._util import sincos
 
     rng = np.random.default_rng(0)
-    t = np.concatenate([rng.uniform(-1e6, 1e6, 100_000), rng.normal(0, 6, 100_000), np.arange(-4000, 4001) * np.pi / 4,
-                        np.nextafter(np.pi / 4, 0) * np.arange(-9, 10), [0.0, -0.0, 1e-300]])
+    t = np.concatenate(
+        [
+            rng.uniform(-1e6, 1e6, 100_000),
+            rng.normal(0, 6, 100_000),
+            np.arange(-4000, 4001) * np.pi / 4,
+            np.nextafter(np.pi / 4, 0) * np.arange(-9, 10),
+            [0.0, -0.0, 1e-300],
+        ]
+    )
     s, c = jax.jit(sincos)(jnp.asarray(t))
     assert np.max(np.abs(np.asarray(s) - np.sin(t))) <= 2.0**-52
     assert np.max(np.abs(np.asarray(c) - np.cos(t))) <= 2.0**-52
@@ -285,4 +301,6 @@ def test_sincos_matches_numpy():
     np.testing.assert_allclose(ds, np.cos(t[:100]), rtol=0, atol=2.0**-52)
     np.testing.assert_allclose(dc, -np.sin(t[:100]), rtol=0, atol=2.0**-52)
     s32, c32 = sincos(jnp.float32(1.0))
-    assert s32.dtype == jnp.float32 and abs(float(s32) - math.sin(1.0)) < 1e-7 and abs(float(c32) - math.cos(1.0)) < 1e-7
+    assert (
+        s32.dtype == jnp.float32 and abs(float(s32) - math.sin(1.0)) < 1e-7 and abs(float(c32) - math.cos(1.0)) < 1e-7
+    )

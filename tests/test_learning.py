@@ -98,8 +98,9 @@ def test_random_features_nested_and_scaled():
     np.testing.assert_allclose(np.asarray(big[:, :8]) * 4, np.asarray(small) * np.sqrt(8), rtol=1e-12)
     # linear random projections of N(0, I) inputs: feature j has variance |w_j|^2/(d P) (within 5 SE), with
     # w_j drawn from fold_in(key, j)
-    w2 = np.array([float(jnp.sum(jax.random.normal(jax.random.fold_in(KEY, j), (30,), jnp.float64) ** 2))
-                   for j in range(16)])
+    w2 = np.array(
+        [float(jnp.sum(jax.random.normal(jax.random.fold_in(KEY, j), (30,), jnp.float64) ** 2)) for j in range(16)]
+    )
     v = np.asarray(big).var(axis=0) * 16 * 30 / w2
     assert np.all(np.abs(v - 1) < 5 * np.sqrt(2 / 500))
     with pytest.raises(ValueError, match="activation must be one of"):

@@ -56,16 +56,20 @@ def test_gaussian_is_nested_and_reproducible():
     # batched over seeds with vmap: the same numbers as one call per key
     keys = jax.random.split(KEY, 3)
     batch = jax.vmap(lambda k: data.gaussian(k, 5, 3, lam, v2, noise=1.0))(keys)
-    np.testing.assert_array_equal(np.asarray(batch.x_train[1]),
-                                  np.asarray(data.gaussian(keys[1], 5, 3, lam, v2, noise=1.0).x_train))
+    np.testing.assert_array_equal(
+        np.asarray(batch.x_train[1]), np.asarray(data.gaussian(keys[1], 5, 3, lam, v2, noise=1.0).x_train)
+    )
 
 
-@pytest.mark.parametrize("kw, msg", [
-    (dict(dim=4, alpha=0.0, beta=2.0), "alpha must be > 0"),
-    (dict(dim=4, alpha=1.0, beta=1.0), "beta must be > 1"),
-    (dict(dim=0, alpha=1.0, beta=2.0), "dim must be"),
-    (dict(dim=4, alpha=1.0, beta=2.0, noise=-1.0), "noise must be"),
-])
+@pytest.mark.parametrize(
+    "kw, msg",
+    [
+        (dict(dim=4, alpha=0.0, beta=2.0), "alpha must be > 0"),
+        (dict(dim=4, alpha=1.0, beta=1.0), "beta must be > 1"),
+        (dict(dim=0, alpha=1.0, beta=2.0), "dim must be"),
+        (dict(dim=4, alpha=1.0, beta=2.0, noise=-1.0), "noise must be"),
+    ],
+)
 def test_powerlaw_refuses_bad_values(kw, msg):
     with pytest.raises(ValueError, match=msg):
         data.powerlaw(KEY, 4, 4, **kw)

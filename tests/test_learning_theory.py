@@ -89,8 +89,9 @@ def x64():
 def test_double_descent_measured_against_exact_finite_n(x64):
     """n = 200, r^2 = sigma^2 = 1: minimum-norm least squares over 60 seeds matches the exact finite-n risk
     (1.0101 at P = 100, 1.5050 at P = 400) within 4.5 SE."""
-    cfg = scaling.ScalingConfig(data="isotropic", learner="linear", noise=1.0, ns=(200,), params=(100, 400),
-                                seeds=60, seed=1, n_test=400)
+    cfg = scaling.ScalingConfig(
+        data="isotropic", learner="linear", noise=1.0, ns=(200,), params=(100, 400), seeds=60, seed=1, n_test=400
+    )
     rows = scaling.run(cfg).rows
     for r in rows:
         assert abs(r["excess_risk"] - r["theory_excess_risk"]) < Z * r["excess_risk_stderr"], r
@@ -101,12 +102,24 @@ def test_powerlaw_learning_curve_and_exponent(x64):
     """(alpha, beta) = (1.5, 2), noiseless, ridgeless, 4096 modes, 8 seeds: the fitted exponent's 95%
     interval holds the theory's 1, and each mean excess risk is within 4.5 SE (+2% for the spectral
     prediction's finite-n error) of the prediction."""
-    cfg = scaling.ScalingConfig(data="powerlaw", learner="linear", alpha=1.5, beta=2.0, ns=(16, 32, 64, 128, 256, 512),
-                                params=(4096,), seeds=8, seed=0, n_test=500)
+    cfg = scaling.ScalingConfig(
+        data="powerlaw",
+        learner="linear",
+        alpha=1.5,
+        beta=2.0,
+        ns=(16, 32, 64, 128, 256, 512),
+        params=(4096,),
+        seeds=8,
+        seed=0,
+        n_test=500,
+    )
     res = scaling.run(cfg)
     fit = res.info["exponent_n"]["4096"]
     assert res.info["theory_exponent_n"] == 1.0
     assert fit["ci_low"] <= 1.0 <= fit["ci_high"], fit
     assert fit["ci_high"] - fit["ci_low"] < 0.2
     for r in res.rows:
-        assert abs(r["excess_risk"] - r["theory_excess_risk"]) < Z * r["excess_risk_stderr"] + 0.02 * r["theory_excess_risk"], r
+        assert (
+            abs(r["excess_risk"] - r["theory_excess_risk"])
+            < Z * r["excess_risk_stderr"] + 0.02 * r["theory_excess_risk"]
+        ), r

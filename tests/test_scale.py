@@ -20,8 +20,8 @@ import pytest
 from sim.devices import block_size, parse_coordinator
 from sim.distances import pairwise_distances, pairwise_matrices
 from sim.vectors import TILE, Gaussian, Rademacher, sample, sign_words
-
 from tests.processes import ROOT, TIMEOUT, fresh_env, run_two_processes
+
 KEY = jax.random.key(20261124)
 ALL = ("euclidean", "sqeuclidean", "cityblock", "cosine", "chebyshev")
 
@@ -136,8 +136,14 @@ DEVICE_SCRIPT = textwrap.dedent("""
 
 def test_bit_identical_for_1_2_3_8_devices(tmp_path):
     path = tmp_path / "dev.npz"
-    r = subprocess.run([sys.executable, "-c", DEVICE_SCRIPT, str(path)], cwd=ROOT, capture_output=True, text=True,
-                       timeout=TIMEOUT, env=fresh_env(XLA_FLAGS="--xla_force_host_platform_device_count=8"))
+    r = subprocess.run(
+        [sys.executable, "-c", DEVICE_SCRIPT, str(path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        env=fresh_env(XLA_FLAGS="--xla_force_host_platform_device_count=8"),
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     got = np.load(path)
     g = pairwise_matrices(KEY, Gaussian(), 6, 11 * TILE + 5, ("euclidean", "cityblock"), chunk=TILE)
@@ -153,8 +159,22 @@ def test_bit_identical_for_1_2_3_8_devices(tmp_path):
 # processes: two `hdsim distances` processes on 127.0.0.1 against one
 
 
-CLI_ARGS = ["distances", "--dist", "gaussian,rademacher", "--metric", "euclidean",
-            "--dims", "20000", "--points", "5", "--chunk", "4096", "--seed", "11", "--no-plots"]
+CLI_ARGS = [
+    "distances",
+    "--dist",
+    "gaussian,rademacher",
+    "--metric",
+    "euclidean",
+    "--dims",
+    "20000",
+    "--points",
+    "5",
+    "--chunk",
+    "4096",
+    "--seed",
+    "11",
+    "--no-plots",
+]
 
 
 @pytest.mark.slow  # ~25 s: two fresh JAX processes that compile the sweep, then the single-process run
@@ -169,8 +189,9 @@ def test_two_processes_equal_one(tmp_path):
     single = CliRunner().invoke(app, [*CLI_ARGS, "--out", str(tmp_path / "single")])
     assert single.exit_code == 0, single.stderr
     assert (tmp_path / "p0" / "distances.csv").read_bytes() == (tmp_path / "single" / "distances.csv").read_bytes()
-    assert (tmp_path / "p0" / "distances_angles.csv").read_bytes() == \
-        (tmp_path / "single" / "distances_angles.csv").read_bytes()
+    assert (tmp_path / "p0" / "distances_angles.csv").read_bytes() == (
+        tmp_path / "single" / "distances_angles.csv"
+    ).read_bytes()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -180,8 +201,26 @@ def test_two_processes_equal_one(tmp_path):
 def test_missing_gpu_backend_is_one_line_exit_2(tmp_path):
     """In a fresh process (--platform is applied before JAX initialises its backends)."""
     out = tmp_path / "out"
-    r = subprocess.run([sys.executable, "cli.py", "distances", "--platform", "gpu", "--dims", "10", "--points", "4",
-                        "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT, env=fresh_env())
+    r = subprocess.run(
+        [
+            sys.executable,
+            "cli.py",
+            "distances",
+            "--platform",
+            "gpu",
+            "--dims",
+            "10",
+            "--points",
+            "4",
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        env=fresh_env(),
+    )
     if any(d.platform == "gpu" for d in jax.devices()):  # pragma: no cover - a machine with a GPU
         pytest.skip("this machine has a GPU")
     assert r.returncode == 2, r.stderr

@@ -17,8 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli import app
-
-from tests.processes import assert_missing_backend_fails, ROOT, fresh_env, stderr_of
+from tests.processes import ROOT, assert_missing_backend_fails, fresh_env, stderr_of
 
 TIMEOUT = 300  # seconds: a deadlocked pool fails the test instead of hanging the suite
 
@@ -62,9 +61,14 @@ def runs(tmp_path_factory):
     """(8-device subprocess tables, this process's 1-device tables), computed side by side."""
     assert len(jax.devices()) == 1
     path = tmp_path_factory.mktemp("dev") / "dev.npz"
-    proc = subprocess.Popen([sys.executable, "-c", "import jax; jax.config.update('jax_enable_x64', True)\n" +
-                             DEVICE_SCRIPT, str(path)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=fresh_env(XLA_FLAGS="--xla_force_host_platform_device_count=8", NPROC="9"))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import jax; jax.config.update('jax_enable_x64', True)\n" + DEVICE_SCRIPT, str(path)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=fresh_env(XLA_FLAGS="--xla_force_host_platform_device_count=8", NPROC="9"),
+    )
     try:
         ns = {}
         exec(compile(COMMON, "common", "exec"), ns)  # noqa: S102 - the same workload source as the subprocess
@@ -99,8 +103,10 @@ def test_tables_bit_identical_for_1_2_8_devices(runs, name):
 ARGS = ["critical", "--dims", "4", "--starts", "8", "--no-descent", "--no-plots"]
 
 
-@pytest.mark.parametrize("devices,message", [("0", "--devices must be an integer >= 1, got 0"),
-                                             ("64", "--devices 64: 64 devices requested but only")])
+@pytest.mark.parametrize(
+    "devices,message",
+    [("0", "--devices must be an integer >= 1, got 0"), ("64", "--devices 64: 64 devices requested but only")],
+)
 def test_bad_device_count_is_one_line_exit_2(tmp_path, devices, message):
     out = tmp_path / "out"
     res = CliRunner().invoke(app, [*ARGS, "--devices", devices, "--out", str(out)])
@@ -138,10 +144,28 @@ def test_cli_two_cpu_devices_write_the_same_csv(tmp_path):
     """`--devices 2` in a fresh process (the CPU split into 2 devices) against this process's 1 device."""
     import csv
 
-    args = ["critical", "--dims", "4,8", "--starts", "16", "--instances", "2", "--descent-steps", "500",
-            "--seed", "5", "--no-plots"]
-    r = subprocess.run([sys.executable, "cli.py", *args, "--devices", "2", "--out", str(tmp_path / "two")],
-                       cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT, env=fresh_env())
+    args = [
+        "critical",
+        "--dims",
+        "4,8",
+        "--starts",
+        "16",
+        "--instances",
+        "2",
+        "--descent-steps",
+        "500",
+        "--seed",
+        "5",
+        "--no-plots",
+    ]
+    r = subprocess.run(
+        [sys.executable, "cli.py", *args, "--devices", "2", "--out", str(tmp_path / "two")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        env=fresh_env(),
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert "on 2 cpu device(s)" in r.stdout
     one = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "one")])

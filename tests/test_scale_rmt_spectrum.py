@@ -19,8 +19,7 @@ from typer.testing import CliRunner
 
 from cli import app
 from sim.lanczos import lanczos, probe_vector, tridiagonal_quadrature
-
-from tests.processes import assert_missing_backend_fails, ROOT, TIMEOUT, fresh_env, run_two_processes, stderr_of
+from tests.processes import ROOT, TIMEOUT, assert_missing_backend_fails, fresh_env, run_two_processes, stderr_of
 
 # the workloads, shared by the subprocess (8 devices) and this process (1 device)
 COMMON = textwrap.dedent("""
@@ -86,9 +85,14 @@ DEVICE_SCRIPT = COMMON + textwrap.dedent("""
 @pytest.fixture(scope="module")
 def eight_devices(tmp_path_factory):
     path = tmp_path_factory.mktemp("dev") / "dev.npz"
-    r = subprocess.run([sys.executable, "-c", "import jax; jax.config.update('jax_enable_x64', True)\n" + DEVICE_SCRIPT,
-                        str(path)], cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT,
-                       env=fresh_env(XLA_FLAGS="--xla_force_host_platform_device_count=8"))
+    r = subprocess.run(
+        [sys.executable, "-c", "import jax; jax.config.update('jax_enable_x64', True)\n" + DEVICE_SCRIPT, str(path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        env=fresh_env(XLA_FLAGS="--xla_force_host_platform_device_count=8"),
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     return dict(np.load(path))
 
@@ -146,7 +150,8 @@ def test_slq_on_a_mesh_is_the_single_device_program(one_device):
         return (*tridiagonal_quadrature(res.alpha, res.beta, res.residual), res.breakdowns)
 
     ref = jax.jit(lambda a: jax.lax.map(lambda i: one(a, i), jnp.arange(11, dtype=jnp.uint32), batch_size=3))(
-        jnp.asarray(one_device["MAT"]))
+        jnp.asarray(one_device["MAT"])
+    )
     for x, y in zip(one_device["slq_goe"](None), ref):
         assert np.array_equal(x, np.asarray(y))
 
@@ -160,8 +165,10 @@ SPEC_ARGS = ["spectrum", "--model", "goe", "--dim", "20", "--probes", "4", "--st
 
 
 @pytest.mark.parametrize("args", [RMT_ARGS, SPEC_ARGS], ids=["rmt", "spectrum"])
-@pytest.mark.parametrize("devices,message", [("0", "--devices must be an integer >= 1, got 0"),
-                                             ("64", "--devices 64: 64 devices requested but only")])
+@pytest.mark.parametrize(
+    "devices,message",
+    [("0", "--devices must be an integer >= 1, got 0"), ("64", "--devices 64: 64 devices requested but only")],
+)
 def test_bad_device_count_is_one_line_exit_2(tmp_path, args, devices, message):
     out = tmp_path / "out"
     res = CliRunner().invoke(app, [*args, "--devices", devices, "--out", str(out)])
@@ -197,13 +204,37 @@ def _csv(path):
 @pytest.mark.slow  # ~15 s: a fresh process splits the CPU into 2 devices and compiles the runs
 def test_cli_two_cpu_devices_write_the_same_csv(tmp_path):
     """`--devices 2` in a fresh process (the CPU split into 2 devices) against this process's 1 device."""
-    rmt_args = ["rmt", "--dims", "4", "--samples", "3000", "--shift", "0,0.5", "--rare", "none",
-                "--spectrum-dims", "4", "--spectrum-samples", "300", "--seed", "3", "--no-plots"]
+    rmt_args = [
+        "rmt",
+        "--dims",
+        "4",
+        "--samples",
+        "3000",
+        "--shift",
+        "0,0.5",
+        "--rare",
+        "none",
+        "--spectrum-dims",
+        "4",
+        "--spectrum-samples",
+        "300",
+        "--seed",
+        "3",
+        "--no-plots",
+    ]
     spec_args = [*SPEC_ARGS, "--batch-size", "1", "--seed", "3"]
-    for args, files in ((rmt_args, ("rmt.csv", "rmt_index_hist.csv", "rmt_spectrum.csv")),
-                        (spec_args, ("density.csv", "ritz.csv"))):
-        r = subprocess.run([sys.executable, "cli.py", *args, "--devices", "2", "--out", str(tmp_path / "two")],
-                           cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT, env=fresh_env())
+    for args, files in (
+        (rmt_args, ("rmt.csv", "rmt_index_hist.csv", "rmt_spectrum.csv")),
+        (spec_args, ("density.csv", "ritz.csv")),
+    ):
+        r = subprocess.run(
+            [sys.executable, "cli.py", *args, "--devices", "2", "--out", str(tmp_path / "two")],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            env=fresh_env(),
+        )
         assert r.returncode == 0, r.stderr[-3000:]
         assert "on 2 cpu device(s)" in r.stdout
         one = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "one")])
@@ -214,8 +245,22 @@ def test_cli_two_cpu_devices_write_the_same_csv(tmp_path):
 
 @pytest.mark.slow  # ~20 s: two fresh JAX processes meet through jax.distributed, then a single-process run
 def test_rmt_two_processes_equal_one(tmp_path):
-    args = ["rmt", "--dims", "3,5", "--samples", "2000", "--rare", "none", "--spectrum-dims", "3",
-            "--spectrum-samples", "200", "--seed", "5", "--no-plots"]
+    args = [
+        "rmt",
+        "--dims",
+        "3,5",
+        "--samples",
+        "2000",
+        "--rare",
+        "none",
+        "--spectrum-dims",
+        "3",
+        "--spectrum-samples",
+        "200",
+        "--seed",
+        "5",
+        "--no-plots",
+    ]
     outs = run_two_processes(args, [tmp_path / "p0", tmp_path / "p1"])
     assert "on 2 cpu device(s) in 2 processes" in outs[0]
     assert not (tmp_path / "p1").exists() and "matrices/s" not in outs[1]  # only process 0 writes

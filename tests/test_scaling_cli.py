@@ -16,8 +16,9 @@ from sim.learning.data import mnist1d_unavailable
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("scaling")
-    res = CliRunner().invoke(app, ["scaling", "--n", "16:128:4", "--params", "512", "--seeds", "4", "--seed", "2",
-                                   "--out", str(out)])
+    res = CliRunner().invoke(
+        app, ["scaling", "--n", "16:128:4", "--params", "512", "--seeds", "4", "--seed", "2", "--out", str(out)]
+    )
     assert res.exit_code == 0, res.output
     with open(out / "scaling.csv", newline="") as f:
         rows = list(csv.DictReader(f))
@@ -40,17 +41,23 @@ def test_csv_columns_json_fit_and_figure(small_run):
     assert "b = " in res.output
 
 
-@pytest.mark.parametrize("args, msg", [
-    (["--alpha", "0"], "--alpha must be > 0 with --data powerlaw"),
-    (["--beta", "1"], "--beta must be > 1"),
-    (["--noise", "-0.5"], "--noise must be a variance >= 0, got -0.5"),
-    (["--ridge", "-1"], "--ridge must be >= 0, got -1.0"),
-    (["--n", "1,10"], "--n: every sample size must be >= 2, got 1"),
-    (["--n", "10:abc"], "--n: '10:abc' is not a positive integer"),
-    (["--data", "digits", "--learner", "kernel", "--n", "10,2000"], "--n: digits has 1300 training samples, asked for 2000"),
-    (["--data", "cifar"], "--data: unknown value 'cifar'"),
-    (["--learner", "mlp"], "--learner: unknown value 'mlp'"),
-])
+@pytest.mark.parametrize(
+    "args, msg",
+    [
+        (["--alpha", "0"], "--alpha must be > 0 with --data powerlaw"),
+        (["--beta", "1"], "--beta must be > 1"),
+        (["--noise", "-0.5"], "--noise must be a variance >= 0, got -0.5"),
+        (["--ridge", "-1"], "--ridge must be >= 0, got -1.0"),
+        (["--n", "1,10"], "--n: every sample size must be >= 2, got 1"),
+        (["--n", "10:abc"], "--n: '10:abc' is not a positive integer"),
+        (
+            ["--data", "digits", "--learner", "kernel", "--n", "10,2000"],
+            "--n: digits has 1300 training samples, asked for 2000",
+        ),
+        (["--data", "cifar"], "--data: unknown value 'cifar'"),
+        (["--learner", "mlp"], "--learner: unknown value 'mlp'"),
+    ],
+)
 def test_bad_values_one_line_exit_2_nothing_written(tmp_path, args, msg):
     out = tmp_path / "o"
     res = CliRunner().invoke(app, ["scaling", *args, "--out", str(out)])

@@ -4,15 +4,16 @@ import math
 
 import pytest
 from scipy import stats
-
 from stats_helpers import assert_mean, assert_proportion, binomial_two_sided_p
 
 
-@pytest.mark.parametrize("k,n,p", [(0, 50, 0.02), (6, 400_000, 3e-5), (3, 16_384, 1e-4), (520, 1000, 0.5),
-                                   (1000, 1000, 0.999), (7, 20, 0.2)])
+@pytest.mark.parametrize(
+    "k,n,p", [(0, 50, 0.02), (6, 400_000, 3e-5), (3, 16_384, 1e-4), (520, 1000, 0.5), (1000, 1000, 0.999), (7, 20, 0.2)]
+)
 def test_exact_binomial_tail_matches_scipy(k, n, p):
     assert binomial_two_sided_p(k, n, p) == pytest.approx(
-        min(1.0, 2 * min(stats.binom(n, p).cdf(k), stats.binom(n, p).sf(k - 1))), rel=1e-9)
+        min(1.0, 2 * min(stats.binom(n, p).cdf(k), stats.binom(n, p).sf(k - 1))), rel=1e-9
+    )
 
 
 def test_assert_proportion_is_exact_at_small_counts():

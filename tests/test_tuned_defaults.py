@@ -10,19 +10,17 @@
 
 import dataclasses
 import itertools
-import math
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
+from stats_helpers import Z
 
 from sim import critical
 from sim.experiments.spectrum import SpectrumConfig
-from sim.landscapes import Landscape
 from sim.lanczos import fraction_below, slq
-from stats_helpers import Z
+from sim.landscapes import Landscape
 
 
 class WellsParams(NamedTuple):
@@ -78,8 +76,9 @@ def test_finder_defaults_on_double_wells():
     np.testing.assert_array_equal(index, np.sum(lattice == 0, axis=1))  # the index is the number of zeros
     # 256 starts spread over [-1.6, 1.6]^3 reach every one of the 27 critical points
     unique = {tuple(p) for p in lattice.astype(int)}
-    assert unique == set(itertools.product((-1, 0, 1), repeat=n)), sorted(set(itertools.product((-1, 0, 1),
-                                                                                                  repeat=n)) - unique)
+    assert unique == set(itertools.product((-1, 0, 1), repeat=n)), sorted(
+        set(itertools.product((-1, 0, 1), repeat=n)) - unique
+    )
     assert conv.mean() >= 0.9, conv.mean()  # a smooth landscape: (almost) every start converges
 
 

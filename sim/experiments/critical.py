@@ -47,7 +47,6 @@ import numpy as np
 
 from sim import critical, landscapes
 from sim.devices import PLATFORMS, get_devices
-from sim.fit import spearman  # re-exported: it used to live here
 from sim.experiments.base import (
     Progress,
     Result,
@@ -59,6 +58,7 @@ from sim.experiments.base import (
     checking,
     no_progress,
 )
+from sim.fit import spearman  # re-exported: it used to live here
 from sim.theory import landscapes as theory
 
 __all__ = ["CriticalConfig", "run", "spearman", "memory_estimate", "check_memory"]
@@ -161,8 +161,14 @@ def memory_estimate(config: CriticalConfig, devices) -> int:
     for every instance running at the same time. CPU devices share the host's memory and run one
     instance each at once, so the largest ``min(D, instances)`` instances count; accelerators count one."""
     land = config.make_landscape()
-    per = sorted((3 * 8 * config.starts * (land.dim(d) ** 2 + 16 * land.dim(d)) for d in config.dims
-                  for _ in range(min(config.instances, len(devices)))), reverse=True)
+    per = sorted(
+        (
+            3 * 8 * config.starts * (land.dim(d) ** 2 + 16 * land.dim(d))
+            for d in config.dims
+            for _ in range(min(config.instances, len(devices)))
+        ),
+        reverse=True,
+    )
     at_once = min(len(devices), len(per)) if devices[0].platform == "cpu" else 1
     return sum(per[:at_once])
 
@@ -177,7 +183,8 @@ def check_memory(config: CriticalConfig, devices, available: int) -> None:
         raise ValueError(
             f"starts {config.starts} at dimension {dmax} needs about {need / 2**30:.1f} GiB"
             f"{f' ({at_once} instances at once)' if at_once > 1 else ''}, more than half of the "
-            f"{available / 2**30:.1f} GiB available; use fewer starts, smaller dims or fewer devices")
+            f"{available / 2**30:.1f} GiB available; use fewer starts, smaller dims or fewer devices"
+        )
 
 
 def _theory_alpha(config: CriticalConfig, energy):
@@ -192,8 +199,10 @@ def _theory_alpha(config: CriticalConfig, energy):
 def _rows(name, dim, size, instance, cp: critical.CriticalPoints, tdim, method) -> list[dict[str, Any]]:
     conv = np.asarray(cp.converged)
     out = []
-    arrays = {k: np.asarray(getattr(cp, k)) for k in ("grad_norm", "energy", "index", "n_zero", "steps", "stalled",
-                                                      "unique", "duplicate_of")}
+    arrays = {
+        k: np.asarray(getattr(cp, k))
+        for k in ("grad_norm", "energy", "index", "n_zero", "steps", "stalled", "unique", "duplicate_of")
+    }
     ev = np.asarray(cp.eigenvalues)
     for s in range(conv.size):
         ok = bool(conv[s])
@@ -233,14 +242,29 @@ def _dispatch(config: CriticalConfig, land, size: int, inst: int, device, budget
         params = land.sample(jax.random.fold_in(k, 0), size)
         k_starts = jax.random.fold_in(k, 1)
         cp = critical.find_critical_points(
-            k_starts, land, params, config.starts, max_steps=max_steps, patience=patience, rtol=config.rtol,
-            zero_tol=config.zero_tol, dedup_tol=config.dedup_tol, method=config.method,
+            k_starts,
+            land,
+            params,
+            config.starts,
+            max_steps=max_steps,
+            patience=patience,
+            rtol=config.rtol,
+            zero_tol=config.zero_tol,
+            dedup_tol=config.dedup_tol,
+            method=config.method,
         )
         dp = None
         if config.descent:
             dp = critical.minimise(
-                k_starts, land, params, config.starts, descent_steps=config.descent_steps,
-                max_steps=max_steps, patience=patience, rtol=config.rtol, zero_tol=config.zero_tol,
+                k_starts,
+                land,
+                params,
+                config.starts,
+                descent_steps=config.descent_steps,
+                max_steps=max_steps,
+                patience=patience,
+                rtol=config.rtol,
+                zero_tol=config.zero_tol,
                 dedup_tol=config.dedup_tol,
             )
     return cp, dp
@@ -382,13 +406,17 @@ def run(config: CriticalConfig, *, progress: Progress | None = None) -> Result:
     theory_rows = []
     if config.landscape == "grf" and config.confine == 0:
         grid = np.linspace(-2.5, 2.5, 101)
-        theory_rows = [{"landscape": "grf", "energy": float(u), "index_fraction": float(a)}
-                       for u, a in zip(grid, theory.grf_index_fraction(grid))]
+        theory_rows = [
+            {"landscape": "grf", "energy": float(u), "index_fraction": float(a)}
+            for u, a in zip(grid, theory.grf_index_fraction(grid))
+        ]
     elif config.landscape == "pspin":
         e0 = theory.pspin_ground_state(config.p)
         grid = np.linspace(-e0, e0, 101)
-        theory_rows = [{"landscape": "pspin", "energy": float(u), "index_fraction": float(a)}
-                       for u, a in zip(grid, theory.pspin_index_fraction(grid, config.p))]
+        theory_rows = [
+            {"landscape": "pspin", "energy": float(u), "index_fraction": float(a)}
+            for u, a in zip(grid, theory.pspin_index_fraction(grid, config.p))
+        ]
 
     info: dict[str, Any] = {
         "landscape": land.label(),

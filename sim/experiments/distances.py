@@ -86,8 +86,9 @@ class DistancesConfig:
             if self.chunk is not None:
                 k = self.chunk // TILE if isinstance(self.chunk, int) and self.chunk >= TILE else 0
                 if self.chunk != k * TILE or k & (k - 1):
-                    raise ConfigError(f"chunk must be {TILE} times a power of two (4096, 8192, 16384, ...), "
-                                     f"got {self.chunk!r}")
+                    raise ConfigError(
+                        f"chunk must be {TILE} times a power of two (4096, 8192, 16384, ...), got {self.chunk!r}"
+                    )
             check_devices(self.devices, self.platform, PLATFORMS)
             for law in self.dists:
                 for d in self.dims:
@@ -128,9 +129,16 @@ def check_memory(config: DistancesConfig, available: int) -> None:
     """Raise ValueError if the largest (law, d) of the sweep would need more than ``available`` bytes."""
     itemsize = np.dtype(config.dtype).itemsize
     need = max(
-        memory_estimate(config.points, dims_for(dist, d)[1], _metrics_for_pass(config.metrics),
-                        chunk=config.chunk, dtype=config.dtype, packed=uses_packed(dist))
-        for dist in config.dists for d in config.dims
+        memory_estimate(
+            config.points,
+            dims_for(dist, d)[1],
+            _metrics_for_pass(config.metrics),
+            chunk=config.chunk,
+            dtype=config.dtype,
+            packed=uses_packed(dist),
+        )
+        for dist in config.dists
+        for d in config.dims
     )
     if need > available:
         raise ValueError(
@@ -167,8 +175,16 @@ def run(config: DistancesConfig, *, progress: Progress | None = None) -> Result:
         for d_req in config.dims:
             law, d = dims_for(dist, d_req)
             t0 = time.perf_counter()
-            mats = pairwise_matrices(fold_in_u64(base, d), law, n, d, metrics, chunk=config.chunk,
-                                     dtype=jnp.dtype(config.dtype), devices=mesh)
+            mats = pairwise_matrices(
+                fold_in_u64(base, d),
+                law,
+                n,
+                d,
+                metrics,
+                chunk=config.chunk,
+                dtype=jnp.dtype(config.dtype),
+                devices=mesh,
+            )
             mats = jax.block_until_ready(mats)
             by_name = {m: mat for m, mat in zip(metrics, mats)}
             stats = jax.device_get([pair_stats(by_name[m], edges=HIST_EDGES) for m in config.metrics])
@@ -178,14 +194,26 @@ def run(config: DistancesConfig, *, progress: Progress | None = None) -> Result:
             t_total += dt
             for m, s in zip(config.metrics, stats):
                 th = distance_theory(law, m, d)
-                rows.append({
-                    "dist": dist.name, "dist_params": law.label(), "metric": m.name,
-                    "p": m.p if m.p is not None else "", "dim": d, "points": n, "pairs": n * (n - 1) // 2,
-                    "mean": carried(s.mean, dt_stat), "std": carried(s.std, dt_stat),
-                    "rel_std": carried(s.rel_std, dt_stat), "min": carried(s.min, dt_stat),
-                    "max": carried(s.max, dt_stat), "rel_contrast": carried(s.rel_contrast, dt_stat),
-                    "theory_mean": th.mean, "theory_rel_std": th.rel_std, "theory_kind": th.kind,
-                })
+                rows.append(
+                    {
+                        "dist": dist.name,
+                        "dist_params": law.label(),
+                        "metric": m.name,
+                        "p": m.p if m.p is not None else "",
+                        "dim": d,
+                        "points": n,
+                        "pairs": n * (n - 1) // 2,
+                        "mean": carried(s.mean, dt_stat),
+                        "std": carried(s.std, dt_stat),
+                        "rel_std": carried(s.rel_std, dt_stat),
+                        "min": carried(s.min, dt_stat),
+                        "max": carried(s.max, dt_stat),
+                        "rel_contrast": carried(s.rel_contrast, dt_stat),
+                        "theory_mean": th.mean,
+                        "theory_rel_std": th.rel_std,
+                        "theory_kind": th.kind,
+                    }
+                )
                 hist += _hist_rows(dist.name, m, d, "distance/mean", HIST_EDGES, s.hist)
             cos = next((mat for m, mat in by_name.items() if m.name == "cosine"), None)
             if cos is not None:
@@ -195,12 +223,20 @@ def run(config: DistancesConfig, *, progress: Progress | None = None) -> Result:
                 counts, _ = np.histogram(ang, bins=np.asarray(ANGLE_EDGES))
                 hist += _hist_rows(dist.name, make_metric("cosine"), d, "angle_deg", ANGLE_EDGES, counts)
                 c_mean, c_var, kind = cosine_theory(law, d)
-                angles.append({
-                    "dist": dist.name, "dim": d, "pairs": cosv.size, "cos_mean": carried(cosv.mean(), dt_stat),
-                    "cos_var": carried(cosv.var(), dt_stat), "theory_cos_mean": c_mean, "theory_cos_var": c_var,
-                    "theory_kind": kind, "angle_mean_deg": carried(ang.mean(), dt_stat),
-                    "angle_std_deg": carried(ang.std(), dt_stat),
-                })
+                angles.append(
+                    {
+                        "dist": dist.name,
+                        "dim": d,
+                        "pairs": cosv.size,
+                        "cos_mean": carried(cosv.mean(), dt_stat),
+                        "cos_var": carried(cosv.var(), dt_stat),
+                        "theory_cos_mean": c_mean,
+                        "theory_cos_var": c_var,
+                        "theory_kind": kind,
+                        "angle_mean_deg": carried(ang.mean(), dt_stat),
+                        "angle_std_deg": carried(ang.std(), dt_stat),
+                    }
+                )
             progress(1)
     info = {
         "coordinates": coords,
@@ -216,7 +252,16 @@ def run(config: DistancesConfig, *, progress: Progress | None = None) -> Result:
 
 def _hist_rows(dist, metric, d, quantity, edges, counts):
     return [
-        {"dist": dist, "metric": metric.name, "p": metric.p if metric.p is not None else "", "dim": d,
-         "quantity": quantity, "bin_lo": edges[i], "bin_hi": edges[i + 1], "count": int(c)}
-        for i, c in enumerate(np.asarray(counts)) if c
+        {
+            "dist": dist,
+            "metric": metric.name,
+            "p": metric.p if metric.p is not None else "",
+            "dim": d,
+            "quantity": quantity,
+            "bin_lo": edges[i],
+            "bin_hi": edges[i + 1],
+            "count": int(c),
+        }
+        for i, c in enumerate(np.asarray(counts))
+        if c
     ]

@@ -39,9 +39,24 @@ from sim.experiments.base import Progress, Result, no_progress
 
 __all__ = ["ScalingConfig", "run", "COLUMNS", "LEARNERS", "DATA", "theory_exponent"]
 
-COLUMNS = ("data", "learner", "alpha", "beta", "noise", "ridge", "n", "params", "seeds", "test_loss",
-           "test_loss_stderr", "train_loss", "excess_risk", "excess_risk_stderr", "theory_test_loss",
-           "theory_excess_risk")
+COLUMNS = (
+    "data",
+    "learner",
+    "alpha",
+    "beta",
+    "noise",
+    "ridge",
+    "n",
+    "params",
+    "seeds",
+    "test_loss",
+    "test_loss_stderr",
+    "train_loss",
+    "excess_risk",
+    "excess_risk_stderr",
+    "theory_test_loss",
+    "theory_excess_risk",
+)
 LEARNERS = ("linear", "features", "kernel")
 DATA = ("powerlaw", "isotropic", "digits", "mnist1d")
 #: inputs whose kernel spectrum stands for the population of a real data set
@@ -78,12 +93,18 @@ class ScalingConfig:
         _one("--learner", self.learner, LEARNERS)
         _one("--activation", self.activation, tuple(ACTIVATIONS))
         _one("--kernel", self.kernel, ("auto",) + KERNELS)
-        for name, v in (("--alpha", self.alpha), ("--beta", self.beta), ("--noise", self.noise),
-                        ("--ridge", self.ridge)):
+        for name, v in (
+            ("--alpha", self.alpha),
+            ("--beta", self.beta),
+            ("--noise", self.noise),
+            ("--ridge", self.ridge),
+        ):
             if not math.isfinite(v):
                 raise ValueError(f"{name} must be a finite number, got {v}")
         if self.data == "powerlaw" and self.alpha <= 0:
-            raise ValueError(f"--alpha must be > 0 with --data powerlaw (alpha = 0 is --data isotropic), got {self.alpha}")
+            raise ValueError(
+                f"--alpha must be > 0 with --data powerlaw (alpha = 0 is --data isotropic), got {self.alpha}"
+            )
         if self.data == "powerlaw" and self.beta <= 1:
             raise ValueError(f"--beta must be > 1 (a summable target power), got {self.beta}")
         if self.noise < 0:
@@ -91,13 +112,19 @@ class ScalingConfig:
         if self.ridge < 0:
             raise ValueError(f"--ridge must be >= 0, got {self.ridge}")
         if self.data in ("digits", "mnist1d") and self.noise != 0:
-            raise ValueError(f"--noise must be 0 with --data {self.data} (real labels carry no added noise), got {self.noise}")
+            raise ValueError(
+                f"--noise must be 0 with --data {self.data} (real labels carry no added noise), got {self.noise}"
+            )
         if not self.ns or min(self.ns) < 2:
             raise ValueError(f"--n: every sample size must be >= 2, got {min(self.ns) if self.ns else 'none'}")
         if not self.params or min(self.params) < 1:
             raise ValueError("--params: every feature count must be >= 1")
-        for name, v, least in (("--seeds", self.seeds, 1), ("--seed", self.seed, 0), ("--modes", self.modes, 1),
-                               ("--n-test", self.n_test, 1)):
+        for name, v, least in (
+            ("--seeds", self.seeds, 1),
+            ("--seed", self.seed, 0),
+            ("--modes", self.modes, 1),
+            ("--n-test", self.n_test, 1),
+        ):
             if v < least:
                 raise ValueError(f"{name} must be an integer >= {least}, got {v}")
         if self.data in ("digits", "mnist1d"):
@@ -109,13 +136,19 @@ class ScalingConfig:
                     raise ValueError(f"--data mnist1d: {why}")
             rd = read_real(self.data)
             if max(self.ns) > rd.x_pool.shape[0]:
-                raise ValueError(f"--n: {self.data} has {rd.x_pool.shape[0]} training samples, asked for {max(self.ns)}")
+                raise ValueError(
+                    f"--n: {self.data} has {rd.x_pool.shape[0]} training samples, asked for {max(self.ns)}"
+                )
             if self.n_test > rd.x_test.shape[0]:
-                raise ValueError(f"--n-test: {self.data} has {rd.x_test.shape[0]} test samples, asked for {self.n_test}")
+                raise ValueError(
+                    f"--n-test: {self.data} has {rd.x_test.shape[0]} test samples, asked for {self.n_test}"
+                )
         big = max(self.ns) * max(self.params_used()) * 8 * 4
         if big > 8 << 30:
-            raise ValueError(f"--n {max(self.ns)} with {max(self.params_used())} features needs about "
-                             f"{big / 2**30:.0f} GiB; use fewer samples or features")
+            raise ValueError(
+                f"--n {max(self.ns)} with {max(self.params_used())} features needs about "
+                f"{big / 2**30:.0f} GiB; use fewer samples or features"
+            )
 
     # -- what the run actually uses --
     @property
@@ -194,12 +227,15 @@ def _curve_fn(config: ScalingConfig, p: int, method: str):
         scale = float(lam.sum())
 
         def draw(k):
-            return dm._gaussian(k, lam_j, v2_j, config.noise, n_train=n_max, n_test=config.n_test,
-                                dtype=jnp.float64)
+            return dm._gaussian(k, lam_j, v2_j, config.noise, n_train=n_max, n_test=config.n_test, dtype=jnp.float64)
     else:
         rd = dm.read_real(config.data)
-        arrays = (jnp.asarray(rd.x_pool), jnp.asarray(rd.labels_pool), jnp.asarray(rd.x_test),
-                  jnp.asarray(rd.labels_test))
+        arrays = (
+            jnp.asarray(rd.x_pool),
+            jnp.asarray(rd.labels_pool),
+            jnp.asarray(rd.x_test),
+            jnp.asarray(rd.labels_test),
+        )
         scale = float(rd.x_pool.shape[1])
 
         def draw(k):
@@ -210,8 +246,16 @@ def _curve_fn(config: ScalingConfig, p: int, method: str):
         if config.learner == "linear":
             return linear_curve(d, ns, config.ridge, method=method)
         if config.learner == "features":
-            return features_curve(jax.random.fold_in(key, 1), d, ns, p, config.ridge, activation=config.activation,
-                                  input_scale=scale, method=method)
+            return features_curve(
+                jax.random.fold_in(key, 1),
+                d,
+                ns,
+                p,
+                config.ridge,
+                activation=config.activation,
+                input_scale=scale,
+                method=method,
+            )
         return kernel_curve(d, ns, config.ridge, kernel=config.kernel_used, bandwidth=None)
 
     return one
@@ -247,8 +291,14 @@ def _theory(config: ScalingConfig, p: int):
         return pr.test_loss, pr.excess_risk, "eigenlearning (spectral prediction on the exact spectrum)"
     lam, v2 = real_spectrum(config.data, "linear" if config.learner == "linear" else config.kernel_used)
     pr = th.learning_curve(lam, v2, ns, ridge=config.ridge, noise=0.0)
-    return pr.test_loss, pr.excess_risk, (f"eigenlearning on the empirical {config.learner if config.learner == 'linear' else config.kernel_used} "
-                                          f"kernel spectrum of {SPECTRUM_POOL} inputs of {config.data}")
+    return (
+        pr.test_loss,
+        pr.excess_risk,
+        (
+            f"eigenlearning on the empirical {config.learner if config.learner == 'linear' else config.kernel_used} "
+            f"kernel spectrum of {SPECTRUM_POOL} inputs of {config.data}"
+        ),
+    )
 
 
 def real_spectrum(name: str, kernel: str):
@@ -284,7 +334,9 @@ def run(config: ScalingConfig, progress: Progress = no_progress) -> Result:
     t0 = time.perf_counter()
     rows, notes, theory_names = [], [], set()
     params_used = config.params_used()
-    sweep = config.params if config.learner == "features" or (config.learner == "linear" and config.synthetic) else (None,)
+    sweep = (
+        config.params if config.learner == "features" or (config.learner == "linear" and config.synthetic) else (None,)
+    )
     per_p = {}
     for p, p_show in zip(sweep, params_used if len(params_used) == len(sweep) else [params_used[0]] * len(sweep)):
         method = "cholesky"
@@ -298,16 +350,30 @@ def run(config: ScalingConfig, progress: Progress = no_progress) -> Result:
         s = config.seeds
         se = (lambda a: a.std(axis=0, ddof=1) / math.sqrt(s)) if s > 1 else (lambda a: np.full(a.shape[1], np.nan))
         for j, n in enumerate(config.ns):
-            rows.append({
-                "data": config.data, "learner": config.learner,
-                "alpha": float(config.alpha) if config.data == "powerlaw" else (0.0 if config.data == "isotropic" else math.nan),
-                "beta": float(config.beta) if config.data == "powerlaw" else (0.0 if config.data == "isotropic" else math.nan),
-                "noise": float(config.noise), "ridge": float(config.ridge), "n": int(n), "params": int(p_show),
-                "seeds": int(s), "test_loss": float(test[:, j].mean()), "test_loss_stderr": float(se(test)[j]),
-                "train_loss": float(train[:, j].mean()), "excess_risk": float(excess[:, j].mean()),
-                "excess_risk_stderr": float(se(excess)[j]), "theory_test_loss": float(th_test[j]),
-                "theory_excess_risk": float(th_excess[j]),
-            })
+            rows.append(
+                {
+                    "data": config.data,
+                    "learner": config.learner,
+                    "alpha": float(config.alpha)
+                    if config.data == "powerlaw"
+                    else (0.0 if config.data == "isotropic" else math.nan),
+                    "beta": float(config.beta)
+                    if config.data == "powerlaw"
+                    else (0.0 if config.data == "isotropic" else math.nan),
+                    "noise": float(config.noise),
+                    "ridge": float(config.ridge),
+                    "n": int(n),
+                    "params": int(p_show),
+                    "seeds": int(s),
+                    "test_loss": float(test[:, j].mean()),
+                    "test_loss_stderr": float(se(test)[j]),
+                    "train_loss": float(train[:, j].mean()),
+                    "excess_risk": float(excess[:, j].mean()),
+                    "excess_risk_stderr": float(se(excess)[j]),
+                    "theory_test_loss": float(th_test[j]),
+                    "theory_excess_risk": float(th_excess[j]),
+                }
+            )
         per_p[p_show] = method
         progress(1)
     info = _fits(config, rows)
@@ -324,8 +390,15 @@ def run(config: ScalingConfig, progress: Progress = no_progress) -> Result:
         ignored.append("activation")
     if config.learner != "kernel":
         ignored.append("kernel")
-    info.update({"theory": sorted(theory_names), "ignored": ignored, "solver": per_p, "notes": notes,
-                 "seconds": round(time.perf_counter() - t0, 3)})
+    info.update(
+        {
+            "theory": sorted(theory_names),
+            "ignored": ignored,
+            "solver": per_p,
+            "notes": notes,
+            "seconds": round(time.perf_counter() - t0, 3),
+        }
+    )
     return Result(rows=rows, info=info)
 
 
@@ -342,8 +415,10 @@ def _fits(config: ScalingConfig, rows) -> dict[str, Any]:
         f = _fit(jax.random.fold_in(key, p), [r["n"] for r in rs], [r["excess_risk"] for r in rs])
         ft = _fit(jax.random.fold_in(key, p), [r["n"] for r in rs], [r["theory_excess_risk"] for r in rs])
         fits_n[str(p)] = {
-            "exponent": -f.exponent if f else None, "ci_low": -f.ci_high if f else None,
-            "ci_high": -f.ci_low if f else None, "level": f.level if f else None,
+            "exponent": -f.exponent if f else None,
+            "ci_low": -f.ci_high if f else None,
+            "ci_high": -f.ci_low if f else None,
+            "level": f.level if f else None,
             "theory_slope_over_range": -ft.exponent if ft else None,
         }
     out["exponent_n"] = fits_n
@@ -353,6 +428,10 @@ def _fits(config: ScalingConfig, rows) -> dict[str, Any]:
         n_big = max(config.ns)
         rs = sorted((r for r in rows if r["n"] == n_big), key=lambda r: r["params"])
         f = _fit(jax.random.fold_in(key, 10**6), [r["params"] for r in rs], [r["excess_risk"] for r in rs])
-        out["exponent_params"] = {"n": n_big, "exponent": -f.exponent if f else None,
-                                  "ci_low": -f.ci_high if f else None, "ci_high": -f.ci_low if f else None}
+        out["exponent_params"] = {
+            "n": n_big,
+            "exponent": -f.exponent if f else None,
+            "ci_low": -f.ci_high if f else None,
+            "ci_high": -f.ci_low if f else None,
+        }
     return out

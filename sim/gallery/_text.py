@@ -11,8 +11,9 @@ import math
 __all__ = ["verdict"]
 
 
-def verdict(low: float, high: float, theory: float, *, what: str = "theory", spec: str = ".3f",
-            why: str | None = None) -> str:
+def verdict(
+    low: float, high: float, theory: float, *, what: str = "theory", spec: str = ".3f", why: str | None = None
+) -> str:
     """``"theory 0.316 outside the 95% CI: <why>"`` or ``"theory 0.316 inside it"``.
 
     Args:

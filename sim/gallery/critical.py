@@ -45,7 +45,7 @@ def _configs(quick: bool) -> dict[str, exp_crit.CriticalConfig]:
     }
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _run(config: exp_crit.CriticalConfig):
     return exp_crit.run(config)
 
@@ -65,8 +65,21 @@ def _fmt(v, spec=".2f"):
 
 
 def _summary_csv(label, summary):
-    keys = ("landscape", "dim", "size", "instances", "found", "converged", "not_converged", "unique", "minima",
-            "minima_fraction", "mean_index_fraction", "theory_mean_index_fraction", "spearman")
+    keys = (
+        "landscape",
+        "dim",
+        "size",
+        "instances",
+        "found",
+        "converged",
+        "not_converged",
+        "unique",
+        "minima",
+        "minima_fraction",
+        "mean_index_fraction",
+        "theory_mean_index_fraction",
+        "spearman",
+    )
     return [dict({"series": label}, **{k: s[k] for k in keys}) for s in summary]
 
 
@@ -76,8 +89,7 @@ def _index_energy_slope(rows, config, dim):
     pts = [r for r in rows if r["unique"] and r["dim"] == dim]
     e = np.array([r["energy"] for r in pts], np.float64)
     a = np.array([r["index_fraction"] for r in pts], np.float64)
-    th = (theory.grf_index_fraction(e) if config.landscape == "grf"
-          else theory.pspin_index_fraction(e, config.p))
+    th = theory.grf_index_fraction(e) if config.landscape == "grf" else theory.pspin_index_fraction(e, config.p)
     ft = fit.fit_slope(e, np.asarray(th, np.float64))
     return fit.fit_slope(e, a), (ft.slope if ft else math.nan)
 
@@ -90,8 +102,9 @@ def _slope_txt(pair) -> str:
     f, th = pair
     if f is None:
         return "n/a"
-    return (f"{f.slope:.3f} (95% CI {f.ci_low:.3f} to {f.ci_high:.3f}) "
-            f"[{verdict(f.ci_low, f.ci_high, th, why=_LARGE_N)}]")
+    return (
+        f"{f.slope:.3f} (95% CI {f.ci_low:.3f} to {f.ci_high:.3f}) [{verdict(f.ci_low, f.ci_high, th, why=_LARGE_N)}]"
+    )
 
 
 @register("critical_index_energy", "index fraction against energy of critical points: GRF, 3-spin, MLP")
@@ -99,16 +112,26 @@ def _index_energy(out: Output, quick: bool):
     cfgs = _configs(quick)
     res = {k: _run(cfgs[k]) for k in ("grf", "pspin", "mlp")}
     # MLP panels from P >= 9 (at P = 5 there are only a handful of critical points)
-    panels = [(cfgs[k].landscape, [r for r in res[k].rows if k != "mlp" or r["dim"] >= 9 or quick],
-               res[k].tables["theory"], res[k].tables["summary"]) for k in ("grf", "pspin", "mlp")]
+    panels = [
+        (
+            cfgs[k].landscape,
+            [r for r in res[k].rows if k != "mlp" or r["dim"] >= 9 or quick],
+            res[k].tables["theory"],
+            res[k].tables["summary"],
+        )
+        for k in ("grf", "pspin", "mlp")
+    ]
     with style():
         save(plot_crit.fig_index_energy(panels), out, "critical_index_energy")
     cols = ("landscape", "dim", "instance", "start", "energy", "index", "index_fraction")
-    out.csv("critical_index_energy.csv",
-            [{c: r[c] for c in cols} for k in ("grf", "pspin", "mlp") for r in res[k].rows if r["unique"]])
+    out.csv(
+        "critical_index_energy.csv",
+        [{c: r[c] for c in cols} for k in ("grf", "pspin", "mlp") for r in res[k].rows if r["unique"]],
+    )
     g, s, m = (_last(res[k].tables["summary"]) for k in ("grf", "pspin", "mlp"))
-    slopes = {k: _index_energy_slope(res[k].rows, cfgs[k], _last(res[k].tables["summary"])["dim"])
-              for k in ("grf", "pspin")}
+    slopes = {
+        k: _index_energy_slope(res[k].rows, cfgs[k], _last(res[k].tables["summary"])["dim"]) for k in ("grf", "pspin")
+    }
     caption = (
         f"The index fraction of unique critical points rises with their energy: slope "
         f"{_slope_txt(slopes['grf'])} per unit energy density for the Gaussian random field at N = {g['dim']} "
@@ -133,21 +156,24 @@ def _minima_fraction(out: Output, quick: bool):
         "Gaussian random field": _run(cfgs["grf_small"]).tables["summary"],
         "MLP (teacher-student)": _run(cfgs["mlp"]).tables["summary"],
     }
-    fits = {k: fit.fit_minima_decay([s["dim"] for s in v], [s["minima"] for s in v], [s["unique"] for s in v])
-            for k, v in series.items()}
+    fits = {
+        k: fit.fit_minima_decay([s["dim"] for s in v], [s["minima"] for s in v], [s["unique"] for s in v])
+        for k, v in series.items()
+    }
     with style():
         save(plot_crit.fig_minima_fraction(series, fits), out, "critical_minima_fraction")
     out.csv("critical_minima_fraction.csv", [r for k, v in series.items() for r in _summary_csv(k, v)])
 
     def law(label):
         f, v = fits[label], series[label]
-        span = (f"N = {v[0]['dim']} to {v[-1]['dim']}: {_fmt(v[0]['minima_fraction'], '.3f')} to "
-                f"{_fmt(v[-1]['minima_fraction'], '.3f')}")
+        span = (
+            f"N = {v[0]['dim']} to {v[-1]['dim']}: {_fmt(v[0]['minima_fraction'], '.3f')} to "
+            f"{_fmt(v[-1]['minima_fraction'], '.3f')}"
+        )
         if f is None:
             return f"{label}: no fit ({sum(s['minima'] for s in v)} minima in total; {span})"
         verdict = "falls" if f.ci_low > 0 else ("rises" if f.ci_high < 0 else "shows no significant trend")
-        return (f"{label}: {verdict}, c = {f.rate:.3f} per dimension (95% CI {f.ci_low:.3f} to {f.ci_high:.3f}; "
-                f"{span})")
+        return f"{label}: {verdict}, c = {f.rate:.3f} per dimension (95% CI {f.ci_low:.3f} to {f.ci_high:.3f}; {span})"
 
     caption = (
         "Fraction of minima among the unique critical points found by the damped Newton (Levenberg-Marquardt) search, fitted by "
@@ -175,8 +201,12 @@ def _grf_spectrum_fit(spectrum, length_scale):
         for r in rows:
             saddle_eigs.setdefault((r["instance"], r["start"]), []).append(r["eigenvalue"])
             saddle_energy[(r["instance"], r["start"])] = r["energy"]
-        diff = np.array([np.mean(np.asarray(v) < 0) - float(theory.grf_index_fraction(saddle_energy[s]))
-                         for s, v in saddle_eigs.items()])
+        diff = np.array(
+            [
+                np.mean(np.asarray(v) < 0) - float(theory.grf_index_fraction(saddle_energy[s]))
+                for s, v in saddle_eigs.items()
+            ]
+        )
         if diff.size > 1:
             half = float(fit.student_t_quantile(0.975, diff.size - 1) * diff.std(ddof=1) / math.sqrt(diff.size))
         else:
@@ -202,11 +232,17 @@ def _spectra(out: Output, quick: bool):
     res = _run(cfg)
     spec = res.tables["spectrum"]
     with style():
-        save(plot_crit.fig_spectra(spec, "grf",
-                                   theory_spec=lambda e: theory.grf_hessian_semicircle(e, cfg.length_scale),
-                                   title="Gaussian random field: Hessian eigenvalues at randomly chosen saddles "
-                                         "(dotted: 0; the mass left of it is the index)"),
-             out, "critical_spectra")
+        save(
+            plot_crit.fig_spectra(
+                spec,
+                "grf",
+                theory_spec=lambda e: theory.grf_hessian_semicircle(e, cfg.length_scale),
+                title="Gaussian random field: Hessian eigenvalues at randomly chosen saddles "
+                "(dotted: 0; the mass left of it is the index)",
+            ),
+            out,
+            "critical_spectra",
+        )
     out.csv("critical_spectra.csv", spec)
     stats = _grf_spectrum_fit(spec, cfg.length_scale)
     top = stats[max(stats)]
@@ -236,12 +272,28 @@ def _pspin_threshold(out: Output, quick: bool):
     gap_fit = fit.fit_gap_power_law(dims, [m + einf if m is not None else math.nan for m in mean], se)
     with style():
         save(plot_crit.fig_descent_energy(summary, res.tables["descent"], cfg.p, fit=gap_fit), out, "pspin_threshold")
-    keys = ("dim", "instances", "descent_runs", "descent_converged", "descent_minima", "descent_mean_energy",
-            "descent_energy_se")
-    out.csv("pspin_threshold.csv", [dict({k: s[k] for k in keys}, threshold=-einf,
-                                         ground_state=-theory.pspin_ground_state(cfg.p)) for s in summary])
-    fit_txt = (f"; the gap to the threshold falls as n^b with b = {gap_fit.exponent:.2f} (95% CI {gap_fit.ci_low:.2f} "
-               f"to {gap_fit.ci_high:.2f})" if gap_fit else "")
+    keys = (
+        "dim",
+        "instances",
+        "descent_runs",
+        "descent_converged",
+        "descent_minima",
+        "descent_mean_energy",
+        "descent_energy_se",
+    )
+    out.csv(
+        "pspin_threshold.csv",
+        [
+            dict({k: s[k] for k in keys}, threshold=-einf, ground_state=-theory.pspin_ground_state(cfg.p))
+            for s in summary
+        ],
+    )
+    fit_txt = (
+        f"; the gap to the threshold falls as n^b with b = {gap_fit.exponent:.2f} (95% CI {gap_fit.ci_low:.2f} "
+        f"to {gap_fit.ci_high:.2f})"
+        if gap_fit
+        else ""
+    )
     lo, hi = summary[0], summary[-1]
     caption = (
         f"Gradient descent from random starts in the spherical {cfg.p}-spin glass ends at minima whose energy per "

@@ -7,24 +7,24 @@ import math
 
 import numpy as np
 
-from sim.fit import fit_slope
 from sim.distances import Metric
 from sim.experiments import distances as exp_dist
+from sim.fit import fit_slope
 from sim.gallery import register
 from sim.gallery._text import verdict
 from sim.io import Output
-from sim.plots import save, style
 from sim.plots import distances as plot_dist
+from sim.plots import save, style
 from sim.vectors import Cauchy, Gaussian, Init, LogNormal, PowerLaw, Rademacher, StudentT, Uniform
-
 
 LAWS = (Gaussian(), Uniform(), Rademacher(), StudentT(df=10.0), Cauchy(), LogNormal(sigma=1.0), PowerLaw(a=1.5))
 
 
 def _concentration_config(quick: bool) -> exp_dist.DistancesConfig:
     dims = (10, 100, 1000, 10000) if quick else (10, 32, 100, 316, 1000, 3162, 10000, 31623, 100000)
-    return exp_dist.DistancesConfig(dists=LAWS, metrics=(Metric("euclidean"),), dims=dims,
-                                    points=64 if quick else 256, seed=0)
+    return exp_dist.DistancesConfig(
+        dists=LAWS, metrics=(Metric("euclidean"),), dims=dims, points=64 if quick else 256, seed=0
+    )
 
 
 def _rank_configs(quick: bool):
@@ -34,11 +34,13 @@ def _rank_configs(quick: bool):
     laws = tuple(PowerLaw(a=a) for a in (0.0, 0.5, 1.0, 2.0))
     return (
         exp_dist.DistancesConfig(dists=laws, dims=dims, points=pts, seed=0),
-        exp_dist.DistancesConfig(dists=(Init(widths=(784, 1, 1, 10), scheme="he"),), dims=init_dims, points=pts, seed=0),
+        exp_dist.DistancesConfig(
+            dists=(Init(widths=(784, 1, 1, 10), scheme="he"),), dims=init_dims, points=pts, seed=0
+        ),
     )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _run_distances(config: exp_dist.DistancesConfig):
     return exp_dist.run(config)
 
@@ -78,8 +80,10 @@ def _why_off(rows, dist):
     if not rs or rs[0].get("theory_kind") != "asymptotic" or not rs[0].get("theory_rel_std"):
         return None
     dev = rs[0]["rel_std"] / rs[0]["theory_rel_std"] - 1
-    return (f"the theory is the large-d formula (relative error O(1/d)), and at d = {rs[0]['dim']} the measured "
-            f"spread is {abs(dev):.1%} {'above' if dev > 0 else 'below'} it")
+    return (
+        f"the theory is the large-d formula (relative error O(1/d)), and at d = {rs[0]['dim']} the measured "
+        f"spread is {abs(dev):.1%} {'above' if dev > 0 else 'below'} it"
+    )
 
 
 @register("concentration", "std/mean of pairwise Euclidean distances against d for seven coordinate laws")
@@ -109,17 +113,28 @@ def _contrast(out: Output, quick: bool):
     fits = plot_dist.fit_rows(res.rows, "euclidean", key="rel_contrast")
     with style():
         save(plot_dist.fig_rel_contrast(res.rows), out, "contrast")
-    out.csv("contrast.csv", [{k: r[k] for k in ("dist", "dist_params", "dim", "points", "pairs", "min", "max",
-                                                 "rel_contrast")} for r in res.rows])
+    out.csv(
+        "contrast.csv",
+        [
+            {k: r[k] for k in ("dist", "dist_params", "dim", "points", "pairs", "min", "max", "rel_contrast")}
+            for r in res.rows
+        ],
+    )
     cauchy = [r["rel_contrast"] for r in res.rows if r["dist"] == "cauchy"]
     g = sorted((r["dim"], r["rel_contrast"]) for r in res.rows if r["dist"] == "gaussian")
     local = np.diff(np.log([c for _, c in g])) / np.diff(np.log([d for d, _ in g]))  # slope between neighbours
     f = fits.get("gaussian")
-    why = (f"-1/2 is the large-d law and at small d the closest pair is far closer than the typical one, "
-           f"which steepens the curve: the slope between neighbouring d is {local[0]:.2f} from d = {g[0][0]} "
-           f"to {g[1][0]} and {local[-1]:.2f} from d = {g[-2][0]:,} to {g[-1][0]:,}")
-    b_txt = (f"{f.exponent:.3f} (95% CI {f.ci_low:.3f} to {f.ci_high:.3f}; "
-             f"{verdict(f.ci_low, f.ci_high, -0.5, what='asymptotic theory', spec='g', why=why)})" if f else "n/a")
+    why = (
+        f"-1/2 is the large-d law and at small d the closest pair is far closer than the typical one, "
+        f"which steepens the curve: the slope between neighbouring d is {local[0]:.2f} from d = {g[0][0]} "
+        f"to {g[1][0]} and {local[-1]:.2f} from d = {g[-2][0]:,} to {g[-1][0]:,}"
+    )
+    b_txt = (
+        f"{f.exponent:.3f} (95% CI {f.ci_low:.3f} to {f.ci_high:.3f}; "
+        f"{verdict(f.ci_low, f.ci_high, -0.5, what='asymptotic theory', spec='g', why=why)})"
+        if f
+        else "n/a"
+    )
     caption = (
         f"Among {cfg.points * (cfg.points - 1) // 2} pairs, (Dmax - Dmin)/Dmin falls as d^b with "
         f"b = {b_txt} for Gaussian vectors (Beyer et al. 1999: it tends to 0), while Cauchy vectors keep a "
@@ -134,9 +149,14 @@ def _histograms(out: Output, quick: bool):
     res = _run_distances(cfg)
     dists = ("gaussian", "uniform", "cauchy")
     with style():
-        save(plot_dist.fig_histograms(res.rows, res.tables["hist"], exp_dist.HIST_EDGES, dists=list(dists)), out,
-             "histograms")
-    out.csv("histograms.csv", [h for h in res.tables["hist"] if h["dist"] in dists and h["quantity"] == "distance/mean"])
+        save(
+            plot_dist.fig_histograms(res.rows, res.tables["hist"], exp_dist.HIST_EDGES, dists=list(dists)),
+            out,
+            "histograms",
+        )
+    out.csv(
+        "histograms.csv", [h for h in res.tables["hist"] if h["dist"] in dists and h["quantity"] == "distance/mean"]
+    )
     g = {r["dim"]: r for r in res.rows if r["dist"] == "gaussian"}
     lo, hi = min(g), max(g)
     caption = (
@@ -153,8 +173,11 @@ def _angles(out: Output, quick: bool):
     res = _run_distances(cfg)
     dists = ("gaussian", "uniform")
     with style():
-        save(plot_dist.fig_angles(res.tables["angles"], res.tables["hist"], exp_dist.ANGLE_EDGES, dists=list(dists)),
-             out, "angles")
+        save(
+            plot_dist.fig_angles(res.tables["angles"], res.tables["hist"], exp_dist.ANGLE_EDGES, dists=list(dists)),
+            out,
+            "angles",
+        )
     out.csv("angles.csv", res.tables["angles"])
     g = [a for a in res.tables["angles"] if a["dist"] == "gaussian"]
     ratio = [a["cos_var"] * a["dim"] for a in g]
@@ -176,8 +199,11 @@ def _effective_rank(out: Output, quick: bool):
     rows = [dict(r, dist=r["dist_params"] if r["dist"] == "powerlaw" else "init (MLP 784-h-h-10, He)") for r in rows]
     fits = plot_dist.fit_rows(rows, "euclidean")
     with style():
-        save(plot_dist.fig_rel_std(rows, fits=fits, title="Concentration follows the effective rank, not d"),
-             out, "effective_rank")
+        save(
+            plot_dist.fig_rel_std(rows, fits=fits, title="Concentration follows the effective rank, not d"),
+            out,
+            "effective_rank",
+        )
     out.csv("effective_rank.csv", rows)
     parts = [f"a = {a}: b = {_slope_sentence(fits, f'powerlaw(a={a})', rows)}" for a in (0.0, 0.5, 1.0, 2.0)]
     caption = (
@@ -187,7 +213,4 @@ def _effective_rank(out: Output, quick: bool):
         f" the parameters of an MLP at He initialisation give b = "
         f"{_slope_sentence(fits, 'init (MLP 784-h-h-10, He)', rows)}."
     )
-    return caption, {"powerlaw": cfg_pl.to_json(), "init": cfg_init.to_json()}, cfg_pl.seed, {
-        "fits": _fits_json(fits)}
-
-
+    return caption, {"powerlaw": cfg_pl.to_json(), "init": cfg_init.to_json()}, cfg_pl.seed, {"fits": _fits_json(fits)}

@@ -26,31 +26,59 @@ QUICK_SAMPLES = 16384
 
 def _minima_configs(quick: bool):
     """Plain Monte Carlo where it sees minima (N <= 7), thermodynamic integration beyond."""
-    mc = exp_rmt.RmtConfig(dims=tuple(range(1, 6 if quick else 8)), samples=QUICK_SAMPLES if quick else 400_000,
-                           rare="none", index_method=METHOD, spectrum_dims=(), seed=SEED)
+    mc = exp_rmt.RmtConfig(
+        dims=tuple(range(1, 6 if quick else 8)),
+        samples=QUICK_SAMPLES if quick else 400_000,
+        rare="none",
+        index_method=METHOD,
+        spectrum_dims=(),
+        seed=SEED,
+    )
     # TI dims are multiples of 8: the sampler compiles once per padded size 8k (quick: N = 6, the same
     # compilation as tests/test_rare.py's small-N runs, 16 chains x 200 sweeps)
-    ti = exp_rmt.RmtConfig(dims=(6,) if quick else (8, 16, 24, 32, 40, 48), samples=QUICK_SAMPLES if quick else 2000,
-                           rare="ti", ti_chains=16, ti_sweeps=200, min_minima=10**9,
-                           index_method=METHOD, spectrum_dims=(), seed=SEED)
+    ti = exp_rmt.RmtConfig(
+        dims=(6,) if quick else (8, 16, 24, 32, 40, 48),
+        samples=QUICK_SAMPLES if quick else 2000,
+        rare="ti",
+        ti_chains=16,
+        ti_sweeps=200,
+        min_minima=10**9,
+        index_method=METHOD,
+        spectrum_dims=(),
+        seed=SEED,
+    )
     return mc, ti
 
 
 def _shift_config(quick: bool):
     shifts = tuple(float(s) for s in np.round(np.linspace(-2.5, 2.5, 7 if quick else 21), 6))
-    return exp_rmt.RmtConfig(dims=(4, 8) if quick else (8, 32), shifts=shifts,
-                             samples=QUICK_SAMPLES if quick else 4000, rare="none", exact_max_dim=0,
-                             index_method=METHOD, spectrum_dims=(), seed=SEED)
+    return exp_rmt.RmtConfig(
+        dims=(4, 8) if quick else (8, 32),
+        shifts=shifts,
+        samples=QUICK_SAMPLES if quick else 4000,
+        rare="none",
+        exact_max_dim=0,
+        index_method=METHOD,
+        spectrum_dims=(),
+        seed=SEED,
+    )
 
 
 def _index_config(quick: bool):
-    return exp_rmt.RmtConfig(dims=(2, 4, 8) if quick else (4, 8, 16, 32, 64),
-                             samples=QUICK_SAMPLES if quick else 20_000, rare="none", exact_max_dim=0,
-                             index_method=METHOD, spectrum_dims=(2, 8) if quick else (4, 16, 64),
-                             spectrum_samples=256 if quick else 2000, spectrum_bins=40 if quick else 50, seed=SEED)
+    return exp_rmt.RmtConfig(
+        dims=(2, 4, 8) if quick else (4, 8, 16, 32, 64),
+        samples=QUICK_SAMPLES if quick else 20_000,
+        rare="none",
+        exact_max_dim=0,
+        index_method=METHOD,
+        spectrum_dims=(2, 8) if quick else (4, 16, 64),
+        spectrum_samples=256 if quick else 2000,
+        spectrum_bins=40 if quick else 50,
+        seed=SEED,
+    )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _run(config: exp_rmt.RmtConfig):
     return exp_rmt.run(config)
 
@@ -70,16 +98,26 @@ def _minima(out: Output, quick: bool):
     csv_rows = []
     for r in rows:  # with the exact binomial 68% interval drawn for the plain Monte Carlo counts
         _, lo, hi = plot_rmt.mc_log_p_interval(r)
-        csv_rows.append(dict({k: r[k] for k in ("dim", "samples", "log_p_min", "log_p_min_stderr", "method",
-                                                "mc_minima", "mc_p_min")},
-                             mc_log_p_min_low68=lo, mc_log_p_min_high68=hi,
-                             **{k: r[k] for k in ("mc_p_min_upper95", "theory_log_p_min", "exact_log_p_min")}))
+        csv_rows.append(
+            dict(
+                {
+                    k: r[k]
+                    for k in ("dim", "samples", "log_p_min", "log_p_min_stderr", "method", "mc_minima", "mc_p_min")
+                },
+                mc_log_p_min_low68=lo,
+                mc_log_p_min_high68=hi,
+                **{k: r[k] for k in ("mc_p_min_upper95", "theory_log_p_min", "exact_log_p_min")},
+            )
+        )
     out.csv("rmt_minima.csv", csv_rows)
     big = rows[-1]
-    fit_txt = (f"theta = {fit.theta:.4f} (95% CI {fit.ci_low:.4f} to {fit.ci_high:.4f}, with a linear term "
-               f"b = {fit.b:.2f}, chi2/dof {fit.chi2_per_dof:.2f}), "
-               + verdict(fit.ci_low, fit.ci_high, th.THETA, what="ln3/4 =", spec=".4f")
-               if fit else f"theta: too few points to fit, beside ln3/4 = {th.THETA:.4f}")
+    fit_txt = (
+        f"theta = {fit.theta:.4f} (95% CI {fit.ci_low:.4f} to {fit.ci_high:.4f}, with a linear term "
+        f"b = {fit.b:.2f}, chi2/dof {fit.chi2_per_dof:.2f}), "
+        + verdict(fit.ci_low, fit.ci_high, th.THETA, what="ln3/4 =", spec=".4f")
+        if fit
+        else f"theta: too few points to fit, beside ln3/4 = {th.THETA:.4f}"
+    )
     caption = (
         f"P(a GOE Hessian is positive definite) falls as exp(-theta N^2 - bN - c): a weighted fit to the "
         f"thermodynamic-integration estimates at N = {min(fit.dims) if fit else '-'} to {big['dim']} gives "
@@ -97,19 +135,41 @@ def _shift(out: Output, quick: bool):
     res = _run(cfg)
     with style():
         save(plot_rmt.fig_shift(res.rows), out, "rmt_shift")
-    out.csv("rmt_shift.csv", [{k: r[k] for k in ("dim", "samples", "shift", "mean_index_fraction",
-                                                  "mean_index_fraction_stderr", "std_index_fraction",
-                                                  "theory_index_fraction", "theory_index_fraction_finite_n")}
-                               for r in res.rows])
+    out.csv(
+        "rmt_shift.csv",
+        [
+            {
+                k: r[k]
+                for k in (
+                    "dim",
+                    "samples",
+                    "shift",
+                    "mean_index_fraction",
+                    "mean_index_fraction_stderr",
+                    "std_index_fraction",
+                    "theory_index_fraction",
+                    "theory_index_fraction_finite_n",
+                )
+            }
+            for r in res.rows
+        ],
+    )
     d = max(cfg.dims)
     f = plot_rmt.shift_fit(res.rows, d)
-    z = [abs(r["mean_index_fraction"] - r["theory_index_fraction_finite_n"]) / r["mean_index_fraction_stderr"]
-         for r in res.rows if r["dim"] == d and abs(r["shift"]) <= 1.5 and r["mean_index_fraction_stderr"] > 0]
+    z = [
+        abs(r["mean_index_fraction"] - r["theory_index_fraction_finite_n"]) / r["mean_index_fraction_stderr"]
+        for r in res.rows
+        if r["dim"] == d and abs(r["shift"]) <= 1.5 and r["mean_index_fraction_stderr"] > 0
+    ]
     caption = (
         f"The fraction of negative eigenvalues of GOE/sqrt(N) + sI follows the semicircle CDF F(-s) up to a 1/N "
         f"term a*arcsin(s/2)/(2 pi N): at N = {d} with {cfg.samples:,} matrices per shift the fitted "
-        + (f"a = {f.slope:.3f} (95% CI {f.ci_low:.3f} to {f.ci_high:.3f}; "
-           f"{verdict(f.ci_low, f.ci_high, 1.0, spec='g')}), " if f else "")
+        + (
+            f"a = {f.slope:.3f} (95% CI {f.ci_low:.3f} to {f.ci_high:.3f}; "
+            f"{verdict(f.ci_low, f.ci_high, 1.0, spec='g')}), "
+            if f
+            else ""
+        )
         + f"and the corrected prediction is within {max(z):.1f} standard errors at every |s| <= 1.5."
     )
     return caption, cfg.to_json(), SEED, {"shift_fit": f._asdict() if f else None}
@@ -158,5 +218,9 @@ def _spectra(out: Output, quick: bool):
         f"between the binned density ({cfg.spectrum_samples:,} matrices per N) and the semicircle falls from "
         f"{tv[d0]:.3f} at N = {d0} to {tv[d1]:.3f} at N = {d1} (sampling noise alone: {floor[d1]:.3f})."
     )
-    return caption, cfg.to_json(), SEED, {"total_variation": {str(k): v for k, v in tv.items()},
-                                              "noise_floor": {str(k): v for k, v in floor.items()}}
+    return (
+        caption,
+        cfg.to_json(),
+        SEED,
+        {"total_variation": {str(k): v for k, v in tv.items()}, "noise_floor": {str(k): v for k, v in floor.items()}},
+    )

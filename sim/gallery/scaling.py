@@ -21,13 +21,20 @@ DD_N = 200
 
 
 def _curve_config(alpha, beta, quick):
-    return exp.ScalingConfig(data="powerlaw", learner="linear", alpha=alpha, beta=beta,
-                             ns=(16, 32, 64, 128) if quick else (16, 32, 64, 128, 256, 512),
-                             params=(1024,) if quick else (2048,), seeds=4 if quick else 12, seed=SEED,
-                             n_test=500)
+    return exp.ScalingConfig(
+        data="powerlaw",
+        learner="linear",
+        alpha=alpha,
+        beta=beta,
+        ns=(16, 32, 64, 128) if quick else (16, 32, 64, 128, 256, 512),
+        params=(1024,) if quick else (2048,),
+        seeds=4 if quick else 12,
+        seed=SEED,
+        n_test=500,
+    )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _run(config: exp.ScalingConfig):
     return exp.run(config)
 
@@ -44,29 +51,42 @@ def _fit_of(res):
 def _scaling_curves(out: Output, quick: bool):
     runs = _curves(quick)
     with style():
-        save(ps.fig_learning_curves([(f"α = {a:g}, β = {b:g}", res.rows, res.info) for (a, b), _, res in runs]), out,
-             "scaling_curves")
+        save(
+            ps.fig_learning_curves([(f"α = {a:g}, β = {b:g}", res.rows, res.info) for (a, b), _, res in runs]),
+            out,
+            "scaling_curves",
+        )
     out.csv("scaling_curves.csv", [r for _, _, res in runs for r in res.rows])
     parts, outside = [], []
-    for (a, b), cfg, res in runs:
+    for (a, b), _, res in runs:
         f = _fit_of(res)
         bt = res.info["theory_exponent_n"]
-        parts.append(f"(α, β) = ({a:g}, {b:g}): b = {f['exponent']:.2f} [{f['ci_low']:.2f}, {f['ci_high']:.2f}] "
-                     f"against min(β-1, 2α) = {bt:g} (the spectral prediction's own slope over these n: "
-                     f"{f['theory_slope_over_range']:.2f})")
+        parts.append(
+            f"(α, β) = ({a:g}, {b:g}): b = {f['exponent']:.2f} [{f['ci_low']:.2f}, {f['ci_high']:.2f}] "
+            f"against min(β-1, 2α) = {bt:g} (the spectral prediction's own slope over these n: "
+            f"{f['theory_slope_over_range']:.2f})"
+        )
         if not f["ci_low"] <= bt <= f["ci_high"]:
             outside.append(f"({a:g}, {b:g})")
     cfg = runs[0][1]
     caption = (
         f"Ridgeless least squares on Gaussian features with covariance eigenvalues i^-α ({max(cfg.params)} modes) and "
         f"target power i^-β, noiseless, mean over {cfg.seeds} seeds at n = {min(cfg.ns)} to {max(cfg.ns)}: the excess "
-        f"risk falls as n^-b with fitted " + "; ".join(parts) + " (95% bootstrap intervals). "
-        + (f"The asymptotic exponent lies outside the fitted interval for {', '.join(outside)}: at these n the finite "
-           f"number of modes and the approach to the asymptote bend the curve, as the spectral prediction (lines) "
-           f"shows too." if outside else "Every asymptotic exponent lies inside its fitted interval.")
+        f"risk falls as n^-b with fitted "
+        + "; ".join(parts)
+        + " (95% bootstrap intervals). "
+        + (
+            f"The asymptotic exponent lies outside the fitted interval for {', '.join(outside)}: at these n the finite "
+            f"number of modes and the approach to the asymptote bend the curve, as the spectral prediction (lines) "
+            f"shows too."
+            if outside
+            else "Every asymptotic exponent lies inside its fitted interval."
+        )
     )
-    extra = {"fits": {f"{a},{b}": _fit_of(res) for (a, b), _, res in runs},
-             "theory_exponents": {f"{a},{b}": res.info["theory_exponent_n"] for (a, b), _, res in runs}}
+    extra = {
+        "fits": {f"{a},{b}": _fit_of(res) for (a, b), _, res in runs},
+        "theory_exponents": {f"{a},{b}": res.info["theory_exponent_n"] for (a, b), _, res in runs},
+    }
     return caption, {"configs": [cfg.to_json() for _, cfg, _ in runs]}, SEED, extra
 
 
@@ -75,22 +95,36 @@ def _exponent_map(out: Output, quick: bool):
     runs = _curves(quick)
     alphas = np.linspace(0.05, 3.0, 60)
     betas = np.geomspace(1.01, 8.0, 80)
-    measured = [(a, b, _fit_of(res)["exponent"], _fit_of(res)["ci_low"], _fit_of(res)["ci_high"])
-                for (a, b), _, res in runs]
+    measured = [
+        (a, b, _fit_of(res)["exponent"], _fit_of(res)["ci_low"], _fit_of(res)["ci_high"]) for (a, b), _, res in runs
+    ]
     with style():
         save(ps.fig_exponent_map(alphas, betas, th.exponent, measured), out, "scaling_exponent_map")
-    out.csv("scaling_exponent_map.csv", [{"alpha": float(a), "beta": float(b), "theory_exponent": th.exponent(a, b)}
-                                         for a in alphas[::6] for b in betas[::8]])
+    out.csv(
+        "scaling_exponent_map.csv",
+        [
+            {"alpha": float(a), "beta": float(b), "theory_exponent": th.exponent(a, b)}
+            for a in alphas[::6]
+            for b in betas[::8]
+        ],
+    )
     caption = (
         "The theory's exponent of the noiseless ridgeless excess risk, b = min(β - 1, 2α), over the decay α of the "
         "covariance eigenvalues and β of the target power. Kaplan et al.'s data exponent 0.095 (orange contour) "
         "needs β ≈ 1.095, a barely summable target, for any α > 0.0475: the slow decay of the target's power across "
         "modes, not the spectrum, sets it. Markers: exponents fitted to the learning curves of scaling_curves ("
-        + "; ".join(f"α = {a:g}, β = {b:g}: {m:.2f} [{lo:.2f}, {hi:.2f}] vs {th.exponent(a, b):g}"
-                    for a, b, m, lo, hi in measured) + ")."
+        + "; ".join(
+            f"α = {a:g}, β = {b:g}: {m:.2f} [{lo:.2f}, {hi:.2f}] vs {th.exponent(a, b):g}"
+            for a, b, m, lo, hi in measured
+        )
+        + ")."
     )
-    return caption, {"alpha": [float(alphas[0]), float(alphas[-1])], "beta": [float(betas[0]), float(betas[-1])]}, SEED, \
-        {"measured": measured}
+    return (
+        caption,
+        {"alpha": [float(alphas[0]), float(alphas[-1])], "beta": [float(betas[0]), float(betas[-1])]},
+        SEED,
+        {"measured": measured},
+    )
 
 
 def _dd_ps(quick):
@@ -124,24 +158,46 @@ def _double_descent(out: Output, quick: bool):
         f"risk peaks at the interpolation threshold P = n (largest measured {peak['excess_risk']:.1f} at P = "
         f"{peak['params']}) and follows Hastie et al.'s exact finite-n risk within {max(z):.1f} standard errors at every "
         f"P measured"
-        + (f" (P = 100: {at[100]['excess_risk']:.3f} ± {at[100]['excess_risk_stderr']:.3f} vs 1.0101; P = 400: "
-           f"{at[400]['excess_risk']:.3f} ± {at[400]['excess_risk_stderr']:.3f} vs 1.5050)" if 100 in at and 400 in at else "")
+        + (
+            f" (P = 100: {at[100]['excess_risk']:.3f} ± {at[100]['excess_risk_stderr']:.3f} vs 1.0101; P = 400: "
+            f"{at[400]['excess_risk']:.3f} ± {at[400]['excess_risk_stderr']:.3f} vs 1.5050)"
+            if 100 in at and 400 in at
+            else ""
+        )
         + "; the asymptotic curve is the n → ∞ limit. Ridge at the optimal λ* = γσ²/r² (squares, measured; line, the "
-          "spectral prediction) removes the peak."
+        "spectral prediction) removes the peak."
     )
-    return caption, {"n": DD_N, "params": list(_dd_ps(quick)), "seeds": seeds, "noise": 1.0, "r2": 1.0}, SEED, \
-        {"max_abs_z": max(z)}
+    return (
+        caption,
+        {"n": DD_N, "params": list(_dd_ps(quick)), "seeds": seeds, "noise": 1.0, "r2": 1.0},
+        SEED,
+        {"max_abs_z": max(z)},
+    )
 
 
-@register("scaling_digits", "digits: kernel-regression learning curve against the prediction from its own kernel spectrum")
+@register(
+    "scaling_digits", "digits: kernel-regression learning curve against the prediction from its own kernel spectrum"
+)
 def _digits(out: Output, quick: bool):
-    cfg = exp.ScalingConfig(data="digits", learner="kernel", kernel="rbf",
-                            ns=(10, 30, 100, 300) if quick else (10, 20, 40, 80, 160, 320, 640, 1300),
-                            seeds=4 if quick else 10, seed=SEED, n_test=497)
+    cfg = exp.ScalingConfig(
+        data="digits",
+        learner="kernel",
+        kernel="rbf",
+        ns=(10, 30, 100, 300) if quick else (10, 20, 40, 80, 160, 320, 640, 1300),
+        seeds=4 if quick else 10,
+        seed=SEED,
+        n_test=497,
+    )
     res = _run(cfg)
     with style():
-        save(ps.fig_learning_curves([("digits, RBF kernel", res.rows, res.info)],
-                                    ylabel="test MSE on one-hot labels (summed over 10 classes)"), out, "scaling_digits")
+        save(
+            ps.fig_learning_curves(
+                [("digits, RBF kernel", res.rows, res.info)],
+                ylabel="test MSE on one-hot labels (summed over 10 classes)",
+            ),
+            out,
+            "scaling_digits",
+        )
     out.csv("scaling_digits.csv", res.rows)
     f = _fit_of(res)
     ratio = [r["excess_risk"] / r["theory_excess_risk"] for r in res.rows]
@@ -156,8 +212,11 @@ def _digits(out: Output, quick: bool):
         f"images: fitted exponent {f['exponent']:.2f} [{f['ci_low']:.2f}, {f['ci_high']:.2f}] against "
         f"{f['theory_slope_over_range']:.2f} for the spectral prediction computed from the kernel's eigenvalues and "
         f"target projections on all 1,797 images (line). "
-        + (f"The prediction is within 15% of the measurement up to n = {agree}" if agree else
-           f"The prediction is off by more than 15% already at n = {res.rows[0]['n']}")
+        + (
+            f"The prediction is within 15% of the measurement up to n = {agree}"
+            if agree
+            else f"The prediction is off by more than 15% already at n = {res.rows[0]['n']}"
+        )
         + f" and parts from it beyond: at n = {res.rows[-1]['n']} the measured "
         f"loss is {ratio[-1]:.1f} times the predicted one. The prediction treats the 1,797 images as the whole "
         f"population, so it must turn optimistic as n becomes a sizeable part of them; whether that accounts for "

@@ -9,22 +9,24 @@ from __future__ import annotations
 import dataclasses
 
 from sim.experiments import spectrum as exp_spec
-from sim.theory.rmt import semicircle_cdf
 from sim.gallery import register
 from sim.io import Output
 from sim.plots import save, style
 from sim.plots import spectrum as plot_spec
+from sim.theory.rmt import semicircle_cdf
 
 
 def _density_configs(quick: bool):
     if quick:
         goe = exp_spec.SpectrumConfig(model="goe", dim=400, shift=0.4, probes=8, steps=40, dtype="float64", seed=0)
-        mlp = exp_spec.SpectrumConfig(model="mlp", width=8, depth=2, input_dim=32, num_samples=128, probes=8, steps=40,
-                                      dtype="float64", seed=0)
+        mlp = exp_spec.SpectrumConfig(
+            model="mlp", width=8, depth=2, input_dim=32, num_samples=128, probes=8, steps=40, dtype="float64", seed=0
+        )
     else:
         goe = exp_spec.SpectrumConfig(model="goe", dim=2000, shift=0.4, probes=16, steps=80, dtype="float64", seed=0)
-        mlp = exp_spec.SpectrumConfig(model="mlp", width=24, depth=2, input_dim=64, num_samples=256, probes=16,
-                                      steps=100, dtype="float64", seed=0)
+        mlp = exp_spec.SpectrumConfig(
+            model="mlp", width=24, depth=2, input_dim=64, num_samples=256, probes=16, steps=100, dtype="float64", seed=0
+        )
     return goe, mlp
 
 
@@ -36,8 +38,11 @@ def _spectrum_density(out: Output, quick: bool):
         res = exp_spec.run(cfg)
         info = res.info
         series = plot_spec.density_series(res.rows, res.tables, info)
-        label = (f"GOE + {cfg.shift:g} I, N = {info['num_params']:,}" if name == "goe"
-                 else f"MLP {'-'.join(map(str, cfg.widths))} loss Hessian, N = {info['num_params']:,}")
+        label = (
+            f"GOE + {cfg.shift:g} I, N = {info['num_params']:,}"
+            if name == "goe"
+            else f"MLP {'-'.join(map(str, cfg.widths))} loss Hessian, N = {info['num_params']:,}"
+        )
         panels.append((label, series, info))
         rows += [{"panel": name, **r} for r in series]
         timings[name] = {"seconds": info["seconds"], "peak_rss_mb": info["peak_rss_mb"]}
@@ -55,10 +60,22 @@ def _spectrum_density(out: Output, quick: bool):
         f"the same kernel: {g['density_l1']:.3f} and {m['density_l1']:.3f}."
     )
     params = {"goe": goe_cfg.to_json(), "mlp": mlp_cfg.to_json()}
-    summary = {k: {key: p[2].get(key) for key in ("negative_fraction", "negative_fraction_stderr",
-                                                 "exact_negative_fraction", "density_l1", "min_eigenvalue",
-                                                 "exact_min_eigenvalue", "max_eigenvalue", "exact_max_eigenvalue")}
-               for k, p in zip(("goe", "mlp"), panels)}
+    summary = {
+        k: {
+            key: p[2].get(key)
+            for key in (
+                "negative_fraction",
+                "negative_fraction_stderr",
+                "exact_negative_fraction",
+                "density_l1",
+                "min_eigenvalue",
+                "exact_min_eigenvalue",
+                "max_eigenvalue",
+                "exact_max_eigenvalue",
+            )
+        }
+        for k, p in zip(("goe", "mlp"), panels)
+    }
     return caption, params, goe_cfg.seed, {"summary": summary, "timings": timings}
 
 
@@ -68,12 +85,30 @@ TRAINING_EPS = (3e-1, 1e-1, 3e-2, 1e-2, 3e-3, 1e-3)
 
 def _training_config(quick: bool) -> exp_spec.SpectrumTrainingConfig:
     if quick:
-        return exp_spec.SpectrumTrainingConfig(param_counts=(1_000,), train_steps=40, checkpoints=3, probes=4,
-                                               steps=20, batch_size=2, seed=0, eps=TRAINING_EPS, degree=200,
-                                               count_probes=8)
-    return exp_spec.SpectrumTrainingConfig(param_counts=(1_000, 10_000, 100_000, 1_000_000), train_steps=150,
-                                           checkpoints=4, probes=8, steps=40, batch_size=4, seed=0, eps=TRAINING_EPS,
-                                           degree=800, count_probes=4)
+        return exp_spec.SpectrumTrainingConfig(
+            param_counts=(1_000,),
+            train_steps=40,
+            checkpoints=3,
+            probes=4,
+            steps=20,
+            batch_size=2,
+            seed=0,
+            eps=TRAINING_EPS,
+            degree=200,
+            count_probes=8,
+        )
+    return exp_spec.SpectrumTrainingConfig(
+        param_counts=(1_000, 10_000, 100_000, 1_000_000),
+        train_steps=150,
+        checkpoints=4,
+        probes=8,
+        steps=40,
+        batch_size=4,
+        seed=0,
+        eps=TRAINING_EPS,
+        degree=800,
+        count_probes=4,
+    )
 
 
 def _resolved(counts, n, step):
@@ -84,8 +119,10 @@ def _resolved(counts, n, step):
     return (min(ok) if ok else None), small
 
 
-@register("spectrum_training", "eigenvalue counts N-(eps), N0(eps), N+(eps) of MLP Hessians, 10^3..10^6 params, at "
-                               "init and after GD")
+@register(
+    "spectrum_training",
+    "eigenvalue counts N-(eps), N0(eps), N+(eps) of MLP Hessians, 10^3..10^6 params, at init and after GD",
+)
 def _spectrum_training(out: Output, quick: bool):
     cfg = _training_config(quick)
     res = exp_spec.run_training(cfg)
@@ -103,11 +140,16 @@ def _spectrum_training(out: Output, quick: bool):
         for step, when in ((steps[0], "at init"), (steps[-1], "trained")):
             eps_ok, small = _resolved(counts, n, step)
             lo, hi = small["negative_fraction_lower"], small["negative_fraction_upper"]
-            res_txt = (f"resolved to +-0.005 down to eps = {eps_ok:g} ||H||" if eps_ok
-                       else "not resolved to +-0.005 at any eps")
+            res_txt = (
+                f"resolved to +-0.005 down to eps = {eps_ok:g} ||H||"
+                if eps_ok
+                else "not resolved to +-0.005 at any eps"
+            )
             ex = small.get("exact_negative_fraction")
-            said.append(f"{when} {res_txt}, at {small['eps']:g} ||H|| in [{lo:.3f}, {hi:.3f}]"
-                        + (f" (exact {ex:.3f})" if ex is not None else ""))
+            said.append(
+                f"{when} {res_txt}, at {small['eps']:g} ||H|| in [{lo:.3f}, {hi:.3f}]"
+                + (f" (exact {ex:.3f})" if ex is not None else "")
+            )
         parts.append(f"N = {n:,}: " + "; ".join(said))
     caption = (
         f"Eigenvalue counts of tanh MLP loss Hessians (depth {cfg.depth}) at initialisation and after "
@@ -117,6 +159,10 @@ def _spectrum_training(out: Output, quick: bool):
         f"eigvalsh counts (N <= {cfg.exact_max:,}). N-(eps): " + ". ".join(parts) + ". Below the resolution the "
         "bracket widens to the mass near 0 instead of reporting a point."
     )
-    extra = {"seconds_per_checkpoint": [{"num_params": r["num_params"], "step": r["step"], "seconds": r["seconds"]}
-                                        for r in res.rows], **res.info}
+    extra = {
+        "seconds_per_checkpoint": [
+            {"num_params": r["num_params"], "step": r["step"], "seconds": r["seconds"]} for r in res.rows
+        ],
+        **res.info,
+    }
     return caption, dataclasses.asdict(cfg), cfg.seed, extra

@@ -53,8 +53,9 @@ def fig_index_energy(panels, *, most=4, title=None):
         most: panels per row (dimensions spread evenly).
     """
     ncols = max(len(pick_dims({r["dim"] for r in p[1]}, most)) for p in panels)
-    fig, axes = new_figure(ncols=ncols, nrows=len(panels), width=1.95 * ncols + 0.6, height=2.35 * len(panels) + 0.5,
-                           sharey="row")
+    fig, axes = new_figure(
+        ncols=ncols, nrows=len(panels), width=1.95 * ncols + 0.6, height=2.35 * len(panels) + 0.5, sharey="row"
+    )
     for i, (name, rows, theory_rows, summary) in enumerate(panels):
         summ = {s["dim"]: s for s in summary}
         dims = pick_dims({r["dim"] for r in rows}, most)
@@ -67,8 +68,17 @@ def fig_index_energy(panels, *, most=4, title=None):
             pts = _unique(rows, d)
             e = np.array([r["energy"] for r in pts])
             fr = np.array([r["index_fraction"] for r in pts])
-            ax.plot(e, fr, ls="none", marker="o", ms=2.5, alpha=0.45, color=COLORS[0], mec="none",
-                    label="unique critical points")
+            ax.plot(
+                e,
+                fr,
+                ls="none",
+                marker="o",
+                ms=2.5,
+                alpha=0.45,
+                color=COLORS[0],
+                mec="none",
+                label="unique critical points",
+            )
             if theory_rows:
                 te = np.array([t["energy"] for t in theory_rows])
                 ta = np.array([t["index_fraction"] for t in theory_rows])
@@ -84,8 +94,7 @@ def fig_index_energy(panels, *, most=4, title=None):
             s = summ.get(d, {})
             rho = s.get("spearman")
             rho_txt = f"{rho:.2f}" if isinstance(rho, float) and math.isfinite(rho) else "n/a"
-            ax.set_title(f"{name}, {_N_LABEL.get(name, 'N')} = {d}: {len(pts)} points\nSpearman {rho_txt}",
-                         fontsize=8)
+            ax.set_title(f"{name}, {_N_LABEL.get(name, 'N')} = {d}: {len(pts)} points\nSpearman {rho_txt}", fontsize=8)
             ax.set_xlabel(ENERGY_LABEL.get(name, "energy"), fontsize=8)
             top = 1.0
             if theory_rows is None or not len(theory_rows):  # no theory curve: zoom on the data
@@ -118,15 +127,31 @@ def fig_minima_fraction(series, fits=None, *, title=None):
         lo, hi = fit.wilson_interval(k, n)
         p = k / n
         pos = k > 0
-        floor = min(floor, float(np.min(hi)) / 3 if hi.size else floor,
-                    float(np.min(lo[pos])) / 1.5 if pos.any() else 1.0)
+        floor = min(
+            floor, float(np.min(hi)) / 3 if hi.size else floor, float(np.min(lo[pos])) / 1.5 if pos.any() else 1.0
+        )
         f = (fits or {}).get(label) if fits is not None else fit.fit_minima_decay(dims, k, n)
         fit_txt = f": decay c = {f.rate:.3f} per dim (95% CI {f.ci_low:.3f} to {f.ci_high:.3f})" if f else ""
-        ax.errorbar(dims[pos], p[pos], yerr=[p[pos] - lo[pos], hi[pos] - p[pos]], ls="none", marker=mk, color=c,
-                    capsize=2.5, label=f"{label}{fit_txt}")
+        ax.errorbar(
+            dims[pos],
+            p[pos],
+            yerr=[p[pos] - lo[pos], hi[pos] - p[pos]],
+            ls="none",
+            marker=mk,
+            color=c,
+            capsize=2.5,
+            label=f"{label}{fit_txt}",
+        )
         if (~pos).any():  # no minima found: the 95% upper bound
-            ax.plot(dims[~pos], hi[~pos], ls="none", marker="v", color=c, mfc="none",
-                    label=f"{label}: none found (95% upper bound)")
+            ax.plot(
+                dims[~pos],
+                hi[~pos],
+                ls="none",
+                marker="v",
+                color=c,
+                mfc="none",
+                label=f"{label}: none found (95% upper bound)",
+            )
         if f:
             xs = np.linspace(dims.min(), dims.max(), 200)
             ax.plot(xs, 1 / (1 + np.exp(-(f.intercept - f.rate * xs))), ls="--", lw=1.0, color=c)
@@ -135,8 +160,9 @@ def fig_minima_fraction(series, fits=None, *, title=None):
     ax.set_xlabel("dimension N (number of parameters P for the MLP)")
     ax.set_ylabel("minima / unique critical points")
     ax.set_title(title or "Minima become a vanishing fraction of critical points as N grows", fontsize=10)
-    ax.legend(fontsize=7, title="markers: measured (95% Wilson interval); dashed: fit logit = a - c N",
-              title_fontsize=7)
+    ax.legend(
+        fontsize=7, title="markers: measured (95% Wilson interval); dashed: fit logit = a - c N", title_fontsize=7
+    )
     return fig
 
 
@@ -171,17 +197,27 @@ def fig_spectra(spectrum_rows, name, *, theory_spec=None, most=3, title=None):
         if theory_spec is not None:
             x = np.linspace(lo, hi, 800)
             cs, r = theory_spec(energies)
-            ax.plot(x, _semicircle_mixture(x, np.atleast_1d(cs), r), color=COLORS[1], lw=1.2,
-                    label="theory: shifted semicircle")
+            ax.plot(
+                x,
+                _semicircle_mixture(x, np.atleast_1d(cs), r),
+                color=COLORS[1],
+                lw=1.2,
+                label="theory: shifted semicircle",
+            )
         ax.axvline(0.0, color="0.35", lw=0.8, ls=":")
-        ax.set_title(f"{_N_LABEL.get(name, 'N')} = {d}: {len(saddles)} saddles, index {int(idx.min())}"
-                     + (f"-{int(idx.max())}" if idx.max() != idx.min() else "")
-                     + f"\nmean energy {energies.mean():.3g}", fontsize=8)
+        ax.set_title(
+            f"{_N_LABEL.get(name, 'N')} = {d}: {len(saddles)} saddles, index {int(idx.min())}"
+            + (f"-{int(idx.max())}" if idx.max() != idx.min() else "")
+            + f"\nmean energy {energies.mean():.3g}",
+            fontsize=8,
+        )
         ax.set_xlabel("Hessian eigenvalue", fontsize=8)
     axes[0, 0].set_ylabel("density")
     axes[0, 0].legend(fontsize=6.5, loc="upper left")
-    fig.suptitle(title or f"{name}: Hessian spectrum at random saddles\n(dotted: 0; the mass left of it is the index)",
-                 fontsize=10)
+    fig.suptitle(
+        title or f"{name}: Hessian spectrum at random saddles\n(dotted: 0; the mass left of it is the index)",
+        fontsize=10,
+    )
     return fig
 
 
@@ -199,20 +235,48 @@ def fig_descent_energy(summary, descent_rows, p, *, fit=None, title=None):
     ax = ax[0, 0]
     dims = np.array([s["dim"] for s in summary if s["descent_mean_energy"] is not None], float)
     mean = np.array([s["descent_mean_energy"] for s in summary if s["descent_mean_energy"] is not None], float)
-    se = np.array([s["descent_energy_se"] if s["descent_energy_se"] is not None else np.nan
-                   for s in summary if s["descent_mean_energy"] is not None], float)
+    se = np.array(
+        [
+            s["descent_energy_se"] if s["descent_energy_se"] is not None else np.nan
+            for s in summary
+            if s["descent_mean_energy"] is not None
+        ],
+        float,
+    )
     mins = [r for r in descent_rows if r["converged"] and r["index"] == 0]
     if mins:
         rng = np.random.default_rng(0)  # horizontal jitter of the individual minima (fixed: reproducible)
         x = np.array([r["dim"] for r in mins], float)
-        ax.plot(x * np.exp(rng.uniform(-0.06, 0.06, x.size)), [r["energy"] for r in mins], ls="none", marker=".",
-                ms=3, alpha=0.3, color=COLORS[5], label="minima reached (one per start)")
-    ax.errorbar(dims, mean, yerr=np.where(np.isfinite(se), 2 * se, 0), marker="o", color=COLORS[0], capsize=3,
-                ls="none", label="mean ± 2 SE over instances")
+        ax.plot(
+            x * np.exp(rng.uniform(-0.06, 0.06, x.size)),
+            [r["energy"] for r in mins],
+            ls="none",
+            marker=".",
+            ms=3,
+            alpha=0.3,
+            color=COLORS[5],
+            label="minima reached (one per start)",
+        )
+    ax.errorbar(
+        dims,
+        mean,
+        yerr=np.where(np.isfinite(se), 2 * se, 0),
+        marker="o",
+        color=COLORS[0],
+        capsize=3,
+        ls="none",
+        label="mean ± 2 SE over instances",
+    )
     if fit is not None:
         xs = np.geomspace(dims.min(), dims.max(), 100)
-        ax.plot(xs, -einf + fit.prefactor * xs**fit.exponent, color=COLORS[0], ls=(0, (2, 2)), lw=0.9,
-                label=f"fit: -E_inf + {fit.prefactor:.2f} n^b, b = {fit.exponent:.2f} ± {1.96 * fit.se:.2f} (95%)")
+        ax.plot(
+            xs,
+            -einf + fit.prefactor * xs**fit.exponent,
+            color=COLORS[0],
+            ls=(0, (2, 2)),
+            lw=0.9,
+            label=f"fit: -E_inf + {fit.prefactor:.2f} n^b, b = {fit.exponent:.2f} ± {1.96 * fit.se:.2f} (95%)",
+        )
     ax.axhline(-einf, color=COLORS[1], ls="--", lw=1.1, label=f"threshold -E_inf = {-einf:.4f} (n → ∞)")
     ax.axhline(-e0, color=COLORS[6], ls=":", lw=1.1, label=f"ground state -E_0 = {-e0:.4f} (n → ∞)")
     ax.set_xscale("log")

@@ -7,10 +7,9 @@ from collections import defaultdict
 
 import jax
 import numpy as np
-
-from sim.fit import fit_power_law
 from matplotlib.legend_handler import HandlerTuple
 
+from sim.fit import fit_power_law
 from sim.plots import COLORS, MARKERS, new_figure, pick_dims
 from sim.theory.distances import angle_density
 
@@ -45,7 +44,8 @@ def fit_rows(rows, metric, *, seed=0, key="rel_std"):
         ok = np.isfinite(vals) & (vals > 0)
         fits[dist] = (
             fit_power_law(jax.random.fold_in(jax.random.key(seed), i), dims[ok], vals[ok])
-            if ok.sum() >= 3 and np.unique(dims[ok]).size >= 3 else None
+            if ok.sum() >= 3 and np.unique(dims[ok]).size >= 3
+            else None
         )
     return fits
 
@@ -82,9 +82,16 @@ def fig_rel_std(rows, metric="euclidean", *, fits=None, title=None):
     ax.set_xlabel("dimension d")
     ax.set_ylabel(f"std / mean of the {METRIC_UNITS.get(metric, metric)}")
     ax.set_title(title or "Distances concentrate like d^(-1/2), unless tails are heavy or the rank is low")
-    ax.legend(handles, names, handler_map={tuple: HandlerTuple(ndivide=None)}, loc="center left",
-              bbox_to_anchor=(1.01, 0.5), fontsize=7,
-              title="markers: measured, dashed: theory\nfitted slope [95% bootstrap CI]", title_fontsize=7)
+    ax.legend(
+        handles,
+        names,
+        handler_map={tuple: HandlerTuple(ndivide=None)},
+        loc="center left",
+        bbox_to_anchor=(1.01, 0.5),
+        fontsize=7,
+        title="markers: measured, dashed: theory\nfitted slope [95% bootstrap CI]",
+        title_fontsize=7,
+    )
     return fig
 
 
@@ -115,7 +122,12 @@ def _hist(hist_rows, dist, dim, quantity, edges, metric=None):
     cnt = np.zeros(edges.size - 1)
     index = {round(e, 6): i for i, e in enumerate(edges[:-1])}
     for h in hist_rows:
-        if h["dist"] == dist and h["dim"] == dim and h["quantity"] == quantity and (metric is None or h["metric"] == metric):
+        if (
+            h["dist"] == dist
+            and h["dim"] == dim
+            and h["quantity"] == quantity
+            and (metric is None or h["metric"] == metric)
+        ):
             cnt[index[round(float(h["bin_lo"]), 6)]] += h["count"]
     return cnt
 
@@ -178,8 +190,13 @@ def fig_angles(angle_rows, hist_rows, edges, dists=None, most=4):
                 ax.plot(t, angle_density(t, d), ls="--", lw=0.8, color=c)
         limits = [a["theory_cos_mean"] for a in angle_rows if a["dist"] == dist]
         if dist != "gaussian" and limits and math.isfinite(limits[-1]):
-            ax.axvline(math.degrees(math.acos(limits[-1])), color="0.3", ls=":", lw=1,
-                       label=f"large-d limit {math.degrees(math.acos(limits[-1])):.1f}°")
+            ax.axvline(
+                math.degrees(math.acos(limits[-1])),
+                color="0.3",
+                ls=":",
+                lw=1,
+                label=f"large-d limit {math.degrees(math.acos(limits[-1])):.1f}°",
+            )
         ax.set_title(dist + (": dashed = exact density" if dist == "gaussian" else ""))
         ax.set_xlim(0, 180)
         ax.set_xticks([0, 45, 90, 135, 180])

@@ -51,8 +51,13 @@ def _zero_shift(rows):
 def theta_fit(rows, *, min_dim=10, seed=0) -> ThetaFit | None:
     """``fit_theta`` on the measured ln P(min) (Monte Carlo or rare-event, never the exact values) at shift 0."""
     rs = [r for r in _zero_shift(rows) if r["ensemble"] == "goe"]
-    return fit_theta([r["dim"] for r in rs], [r["log_p_min"] for r in rs], [r["log_p_min_stderr"] for r in rs],
-                     min_dim=min_dim, seed=seed)
+    return fit_theta(
+        [r["dim"] for r in rs],
+        [r["log_p_min"] for r in rs],
+        [r["log_p_min_stderr"] for r in rs],
+        min_dim=min_dim,
+        seed=seed,
+    )
 
 
 #: coverage of a +-1 SE normal bar, used for the exact intervals drawn beside the other +-1 SE bars
@@ -89,11 +94,22 @@ def fig_minima(rows, *, fit: ThetaFit | None = None, title=None):
     mc = [(r["dim"], *mc_log_p_interval(r)) for r in rows if r["mc_minima"] > 0]
     if mc:
         x, y, lo, hi = (np.array(v, float) for v in zip(*mc))
-        both(x, y, (y - lo, hi - y), -y - theta * x**2, marker=MARKERS[0], color=COLORS[0], ms=4,
-             label=f"plain Monte Carlo ({rows[0]['samples']:,} matrices per N; exact binomial 68% bars)")
+        both(
+            x,
+            y,
+            (y - lo, hi - y),
+            -y - theta * x**2,
+            marker=MARKERS[0],
+            color=COLORS[0],
+            ms=4,
+            label=f"plain Monte Carlo ({rows[0]['samples']:,} matrices per N; exact binomial 68% bars)",
+        )
     # Monte Carlo saw nothing: the one-sided 95% bound 3/samples
-    none = [(r["dim"], math.log(r["mc_p_min_upper95"])) for r in rows
-            if r["mc_minima"] == 0 and r["method"] == "monte-carlo" and math.isfinite(r["mc_p_min_upper95"])]
+    none = [
+        (r["dim"], math.log(r["mc_p_min_upper95"]))
+        for r in rows
+        if r["mc_minima"] == 0 and r["method"] == "monte-carlo" and math.isfinite(r["mc_p_min_upper95"])
+    ]
     if none:
         x, y = (np.array(v, float) for v in zip(*none))
         ax.plot(x, y, ls="none", marker="v", mfc="none", color=COLORS[0], label="Monte Carlo saw none: 95% upper bound")
@@ -103,8 +119,9 @@ def fig_minima(rows, *, fit: ThetaFit | None = None, title=None):
         y = np.array([r["log_p_min"] for r in rare])
         e = np.array([r["log_p_min_stderr"] for r in rare])
         name = "thermodynamic integration" if rare[0]["method"].startswith("ti") else rare[0]["method"]
-        both(x, y, e, -y - theta * x**2, marker=MARKERS[1], color=COLORS[1], ms=4, capsize=2,
-             label=f"rare-event: {name}")
+        both(
+            x, y, e, -y - theta * x**2, marker=MARKERS[1], color=COLORS[1], ms=4, capsize=2, label=f"rare-event: {name}"
+        )
     ex = [(r["dim"], r["exact_log_p_min"]) for r in rows if math.isfinite(r.get("exact_log_p_min", math.nan))]
     if ex:
         x, y = (np.array(v, float) for v in zip(*ex))
@@ -115,8 +132,10 @@ def fig_minima(rows, *, fit: ThetaFit | None = None, title=None):
         ax.plot(xs, -theta * xs**2, ls="--", color=COLORS[6], lw=1.0, label="-θN², θ = ln3/4 (leading order)")
         axr.axhline(0.0, ls="--", color=COLORS[6], lw=1.0)
         if fit is not None:
-            lbl = (f"fit -θN² - bN - c over N ≥ {min(fit.dims)}: θ = {fit.theta:.4f} "
-                   f"[{fit.ci_low:.4f}, {fit.ci_high:.4f}], b = {fit.b:.2f}")
+            lbl = (
+                f"fit -θN² - bN - c over N ≥ {min(fit.dims)}: θ = {fit.theta:.4f} "
+                f"[{fit.ci_low:.4f}, {fit.ci_high:.4f}], b = {fit.b:.2f}"
+            )
             xf = np.linspace(min(fit.dims), max(fit.dims), 200)
             yf = fit.theta * xf**2 + fit.b * xf + fit.c
             ax.plot(xf, -yf, color=COLORS[2], lw=1.0, label=lbl)
@@ -129,16 +148,23 @@ def fig_minima(rows, *, fit: ThetaFit | None = None, title=None):
     axr.set_xlim(0, None)
     if title is None and ens != "goe":  # the -θN² law is the GOE's
         title = f"P({ENSEMBLE_NAMES.get(ens, ens)} matrix has no negative eigenvalue) against N; error bars ±1 SE"
-    fig.suptitle(title or f"Minima vanish like exp(-θN²): P({ENSEMBLE_NAMES.get(ens, ens)} Hessian is positive "
-                 "definite); error bars ±1 SE (Monte Carlo counts: exact 68% interval)", fontsize=9)
+    fig.suptitle(
+        title
+        or f"Minima vanish like exp(-θN²): P({ENSEMBLE_NAMES.get(ens, ens)} Hessian is positive "
+        "definite); error bars ±1 SE (Monte Carlo counts: exact 68% interval)",
+        fontsize=9,
+    )
     fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=2, fontsize=7)
     return fig
 
 
 def shift_fit(rows, dim):
     """Coefficient a of N (measured - F(-s)) = a arcsin(s/2)/(2 pi) at one N, over |s| <= 1.5 (GOE only)."""
-    rs = [r for r in rows if r["dim"] == dim and abs(float(r["shift"])) <= 1.5
-          and math.isfinite(r["theory_index_fraction_finite_n"])]
+    rs = [
+        r
+        for r in rows
+        if r["dim"] == dim and abs(float(r["shift"])) <= 1.5 and math.isfinite(r["theory_index_fraction_finite_n"])
+    ]
     if len(rs) < 2:
         return None
     s = np.array([float(r["shift"]) for r in rs])
@@ -174,12 +200,17 @@ def fig_shift(rows, *, most=4, title=None):
     if ens == "wishart":
         ax.plot(s, f, color=COLORS[6], ls="--", lw=1.0, label="Marchenko-Pastur CDF (N's aspect)")
     else:
-        ax.plot(xs, th.shifted_goe_index_fraction(xs), color=COLORS[6], ls="--", lw=1.0,
-                label="semicircle CDF F(-s)")
+        ax.plot(xs, th.shifted_goe_index_fraction(xs), color=COLORS[6], ls="--", lw=1.0, label="semicircle CDF F(-s)")
         if ens == "goe":
             xi = np.linspace(-1.999, 1.999, 400)
-            axr.plot(xi, np.arcsin(xi / 2) / (2 * math.pi), color=COLORS[6], ls="--", lw=1.0,
-                     label="1/N theory arcsin(s/2)/(2π), |s| < 2")
+            axr.plot(
+                xi,
+                np.arcsin(xi / 2) / (2 * math.pi),
+                color=COLORS[6],
+                ls="--",
+                lw=1.0,
+                label="1/N theory arcsin(s/2)/(2π), |s| < 2",
+            )
     axr.axhline(0.0, color="0.5", lw=0.6)
     ax.set_xlabel("shift s of the spectrum (" + ("W + s·I)" if ens == "wishart" else "H/√N + s·I)"))
     ax.set_ylabel("fraction of negative eigenvalues")
@@ -188,8 +219,12 @@ def fig_shift(rows, *, most=4, title=None):
     ax.legend(fontsize=7, title="points ±1 SE, band: ±1 SD\nacross matrices", title_fontsize=6.5)
     axr.legend(fontsize=7)
     law = "Marchenko-Pastur CDF" if ens == "wishart" else "semicircle CDF"
-    fig.suptitle(title or f"{ENSEMBLE_NAMES.get(ens, ens)} shifted by s: the index fraction follows the {law}"
-                 + (", with a 1/N correction" if ens == "goe" else ""), fontsize=9)
+    fig.suptitle(
+        title
+        or f"{ENSEMBLE_NAMES.get(ens, ens)} shifted by s: the index fraction follows the {law}"
+        + (", with a 1/N correction" if ens == "goe" else ""),
+        fontsize=9,
+    )
     return fig
 
 
@@ -225,10 +260,16 @@ def index_variance_table(rows, hist_rows, shift=0.0):
         m2 = np.sum((k - mean) ** 2 * c) / tot
         m4 = np.sum((k - mean) ** 4 * c) / tot
         var = m2 * tot / (tot - 1)
-        out.append({"dim": d, "samples": int(tot), "var_index": float(var),
-                    "var_index_stderr": float(math.sqrt(max(m4 - m2**2, 0.0) / tot)),
-                    "theory": float(th.goe_index_variance(d)) if r["ensemble"] == "goe" else math.nan,
-                    "binomial": d / 4})
+        out.append(
+            {
+                "dim": d,
+                "samples": int(tot),
+                "var_index": float(var),
+                "var_index_stderr": float(math.sqrt(max(m4 - m2**2, 0.0) / tot)),
+                "theory": float(th.goe_index_variance(d)) if r["ensemble"] == "goe" else math.nan,
+                "binomial": d / 4,
+            }
+        )
     return out
 
 
@@ -236,8 +277,11 @@ def variance_fit(var_rows):
     """Var(index) = a ln N + C by weighted least squares (theory a = 1/pi^2 = 0.1013)."""
     if len(var_rows) < 3:
         return None
-    return fit_linear(np.log([v["dim"] for v in var_rows]), [v["var_index"] for v in var_rows],
-                      [v["var_index_stderr"] for v in var_rows])
+    return fit_linear(
+        np.log([v["dim"] for v in var_rows]),
+        [v["var_index"] for v in var_rows],
+        [v["var_index_stderr"] for v in var_rows],
+    )
 
 
 def fig_index_distribution(rows, hist_rows, *, dims=None, most=4, shift=0.0, title=None):
@@ -258,8 +302,16 @@ def fig_index_distribution(rows, hist_rows, *, dims=None, most=4, shift=0.0, tit
         centre = d * float(rs[d]["mean_index_fraction"]) if ens != "goe" or shift else d / 2
         # log axis, counts down to a handful in the tails: exact binomial (Clopper-Pearson) 68% bars
         lo, hi = clopper_pearson_interval(c[seen].astype(np.int64), np.full(int(seen.sum()), int(tot)), ONE_SIGMA)
-        ax.errorbar(k[seen] - centre, p[seen], yerr=(p[seen] - lo, hi - p[seen]), ls="none", marker=mk,
-                    color=col, ms=4, label=f"N = {d}")
+        ax.errorbar(
+            k[seen] - centre,
+            p[seen],
+            yerr=(p[seen] - lo, hi - p[seen]),
+            ls="none",
+            marker=mk,
+            color=col,
+            ms=4,
+            label=f"N = {d}",
+        )
         if ens == "goe" and shift == 0:
             var = float(th.goe_index_variance(d))
             g = np.exp(-((k - d / 2) ** 2) / (2 * var))
@@ -268,29 +320,51 @@ def fig_index_distribution(rows, hist_rows, *, dims=None, most=4, shift=0.0, tit
         kb = np.arange(max(dims) + 1)
         dmax = max(dims)
         lb = np.array([math.lgamma(dmax + 1) - math.lgamma(i + 1) - math.lgamma(dmax - i + 1) for i in kb])
-        ax.plot(kb - dmax / 2, np.exp(lb - dmax * math.log(2)), ls=":", color="0.45", lw=1.0,
-                label=f"binomial({dmax}, 1/2): independent signs")
+        ax.plot(
+            kb - dmax / 2,
+            np.exp(lb - dmax * math.log(2)),
+            ls=":",
+            color="0.45",
+            lw=1.0,
+            label=f"binomial({dmax}, 1/2): independent signs",
+        )
     ax.set_yscale("log")
     ax.set_ylim(max(0.3 / max(r["samples"] for r in rs.values()), 1e-7), 1.0)
     ax.set_xlim(-6.5, 6.5)
     ax.set_xlabel("index k − N/2 (negative eigenvalues minus half)")
     ax.set_ylabel("P(index = k)")
-    ax.legend(fontsize=6, loc="upper left",
-              title="points: exact 68% binomial bars; dashed: normal,\nvariance ln N/π² + 0.24",
-              title_fontsize=6)
+    ax.legend(
+        fontsize=6,
+        loc="upper left",
+        title="points: exact 68% binomial bars; dashed: normal,\nvariance ln N/π² + 0.24",
+        title_fontsize=6,
+    )
     v = index_variance_table(list(rs.values()), hist_rows, shift)
     if v:
         x = np.array([r["dim"] for r in v], float)
-        axv.errorbar(x, [r["var_index"] for r in v], yerr=[r["var_index_stderr"] for r in v], ls="none",
-                     marker=MARKERS[0], color=COLORS[0], ms=4, capsize=2, label="measured Var(index)")
+        axv.errorbar(
+            x,
+            [r["var_index"] for r in v],
+            yerr=[r["var_index_stderr"] for r in v],
+            ls="none",
+            marker=MARKERS[0],
+            color=COLORS[0],
+            ms=4,
+            capsize=2,
+            label="measured Var(index)",
+        )
         xs = np.geomspace(max(2, x.min() / 1.2), x.max() * 1.2, 200)
         if ens == "goe" and shift == 0:
-            axv.plot(xs, th.goe_index_variance(xs), ls="--", color=COLORS[6], lw=1.0,
-                     label="theory ln N/π² + 0.24")
+            axv.plot(xs, th.goe_index_variance(xs), ls="--", color=COLORS[6], lw=1.0, label="theory ln N/π² + 0.24")
         f = variance_fit(v)
         if f is not None:
-            axv.plot(xs, f.slope * np.log(xs) + f.intercept, color=COLORS[2], lw=1.0,
-                     label=f"fit a ln N + C: a = {f.slope:.4f} [{f.ci_low:.4f}, {f.ci_high:.4f}]")
+            axv.plot(
+                xs,
+                f.slope * np.log(xs) + f.intercept,
+                color=COLORS[2],
+                lw=1.0,
+                label=f"fit a ln N + C: a = {f.slope:.4f} [{f.ci_low:.4f}, {f.ci_high:.4f}]",
+            )
         axv.plot(xs, xs / 4, ls=":", color="0.45", lw=1.0, label="binomial N/4")
         axv.set_xscale("log")
         axv.set_yscale("log")
@@ -301,8 +375,10 @@ def fig_index_distribution(rows, hist_rows, *, dims=None, most=4, shift=0.0, tit
         axv.set_xlabel("matrix size N")
         axv.set_ylabel("variance of the index")
         axv.legend(fontsize=6.5)
-    fig.suptitle(title or f"The index of a {ENSEMBLE_NAMES.get(ens, ens)} matrix barely fluctuates: variance "
-                 "~ ln N/π², not N/4", fontsize=9)
+    fig.suptitle(
+        title or f"The index of a {ENSEMBLE_NAMES.get(ens, ens)} matrix barely fluctuates: variance ~ ln N/π², not N/4",
+        fontsize=9,
+    )
     return fig
 
 
@@ -336,6 +412,8 @@ def fig_spectra(spec_rows, *, dims=None, most=4, shift=None, title=None):
     axes[0, 0].set_ylabel("density of eigenvalues")
     axes[0, -1].legend(fontsize=6.5)
     sep = " " if len(dims) >= 3 else "\n"
-    fig.suptitle(title or f"{ENSEMBLE_NAMES.get(ens, ens)} spectra approach the {law} law as N grows{sep}"
-                 "(error bars ±1 SE)", fontsize=9)
+    fig.suptitle(
+        title or f"{ENSEMBLE_NAMES.get(ens, ens)} spectra approach the {law} law as N grows{sep}(error bars ±1 SE)",
+        fontsize=9,
+    )
     return fig

@@ -11,8 +11,6 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from matplotlib.ticker import NullFormatter
 
@@ -48,8 +46,16 @@ def fig_learning_curves(series, *, ylabel: str = "excess risk (test MSE against 
             c = COLORS[k % len(COLORS)]
             fit = info["exponent_n"].get(str(p))
             name = label or (f"P = {p}" if p else rows[0]["data"])
-            ax.errorbar(n, y, yerr=np.where(np.isfinite(se), se, 0), fmt=MARKERS[k % len(MARKERS)], color=c, ms=4,
-                        capsize=2, label=f"{name}: {fit_label(fit, info.get('theory_exponent_n'))}")
+            ax.errorbar(
+                n,
+                y,
+                yerr=np.where(np.isfinite(se), se, 0),
+                fmt=MARKERS[k % len(MARKERS)],
+                color=c,
+                ms=4,
+                capsize=2,
+                label=f"{name}: {fit_label(fit, info.get('theory_exponent_n'))}",
+            )
             if np.any(np.isfinite(th)):
                 ax.plot(n, th, "-", color=c, lw=1.2, alpha=0.8)
             k += 1
@@ -72,8 +78,16 @@ def fig_params(rows):
         rs = sorted((r for r in rows if r["n"] == n), key=lambda r: r["params"])
         p = np.array([r["params"] for r in rs], float)
         c = COLORS[k % len(COLORS)]
-        ax.errorbar(p, [r["excess_risk"] for r in rs], yerr=[r["excess_risk_stderr"] for r in rs],
-                    fmt=MARKERS[k % len(MARKERS)], color=c, ms=4, capsize=2, label=f"n = {n}")
+        ax.errorbar(
+            p,
+            [r["excess_risk"] for r in rs],
+            yerr=[r["excess_risk_stderr"] for r in rs],
+            fmt=MARKERS[k % len(MARKERS)],
+            color=c,
+            ms=4,
+            capsize=2,
+            label=f"n = {n}",
+        )
         th = np.array([r["theory_excess_risk"] for r in rs])
         if np.any(np.isfinite(th)):
             ax.plot(p, th, "-", color=c, lw=1)
@@ -92,17 +106,35 @@ def fig_exponent_map(alphas, betas, exponent, measured=()):
     a, b = np.meshgrid(alphas, betas)
     z = np.vectorize(exponent)(a, b)
     levels = np.array([0.02, 0.05, 0.095, 0.2, 0.5, 1, 2, 4])
-    cf = ax.contourf(a, b, np.log10(z), levels=np.log10(np.concatenate([[z.min()], levels[levels > z.min()], [z.max()]])),
-                     cmap="viridis")
+    cf = ax.contourf(
+        a,
+        b,
+        np.log10(z),
+        levels=np.log10(np.concatenate([[z.min()], levels[levels > z.min()], [z.max()]])),
+        cmap="viridis",
+    )
     cbar = fig.colorbar(cf, ax=ax)
     cbar.set_label("log10 of the theory exponent b (excess risk ~ n^-b)")
     cs = ax.contour(a, b, z, levels=[0.095], colors=[COLORS[1]], linewidths=2)
     ax.clabel(cs, fmt={0.095: "b = 0.095 (Kaplan et al. α_D)"}, fontsize=7)
-    ax.plot(alphas, np.minimum(1 + 2 * np.asarray(alphas), max(betas)), "--", color="w", lw=1,
-            label="β = 1 + 2α: above it b = 2α (saturated)")
+    ax.plot(
+        alphas,
+        np.minimum(1 + 2 * np.asarray(alphas), max(betas)),
+        "--",
+        color="w",
+        lw=1,
+        label="β = 1 + 2α: above it b = 2α (saturated)",
+    )
     for k, (al, be, bm, lo, hi) in enumerate(measured):
-        ax.plot(al, be, MARKERS[k % len(MARKERS)], color=COLORS[(k + 2) % len(COLORS)], ms=7, mec="k",
-                label=f"measured at α = {al:g}, β = {be:g}: b = {bm:.2f} [{lo:.2f}, {hi:.2f}], theory {exponent(al, be):.3g}")
+        ax.plot(
+            al,
+            be,
+            MARKERS[k % len(MARKERS)],
+            color=COLORS[(k + 2) % len(COLORS)],
+            ms=7,
+            mec="k",
+            label=f"measured at α = {al:g}, β = {be:g}: b = {bm:.2f} [{lo:.2f}, {hi:.2f}], theory {exponent(al, be):.3g}",
+        )
     ax.set_xlabel("α (covariance eigenvalues λ_i = i^-α)")
     ax.set_ylabel("β (target power per mode ∝ i^-β)")
     ax.set_yscale("log")
@@ -114,14 +146,30 @@ def fig_double_descent(n, rows_ridgeless, rows_optimal, gamma_grid, exact, asymp
     """Excess risk against gamma = P/n: measured ridgeless and optimal-ridge points with the theory curves."""
     fig, axes = new_figure(1, 1, width=6.0, height=4.2)
     ax = axes[0, 0]
-    for rows, c, m, name in ((rows_ridgeless, COLORS[0], "o", "minimum norm (measured)"),
-                             (rows_optimal, COLORS[2], "s", "optimal ridge λ* = γσ²/r² (measured)")):
+    for rows, c, m, name in (
+        (rows_ridgeless, COLORS[0], "o", "minimum norm (measured)"),
+        (rows_optimal, COLORS[2], "s", "optimal ridge λ* = γσ²/r² (measured)"),
+    ):
         g = np.array([r["params"] / n for r in rows])
-        ax.errorbar(g, [r["excess_risk"] for r in rows], yerr=[r["excess_risk_stderr"] for r in rows], fmt=m,
-                    color=c, ms=4, capsize=2, label=name)
+        ax.errorbar(
+            g,
+            [r["excess_risk"] for r in rows],
+            yerr=[r["excess_risk_stderr"] for r in rows],
+            fmt=m,
+            color=c,
+            ms=4,
+            capsize=2,
+            label=name,
+        )
     gg = np.asarray(gamma_grid)
-    ax.plot(gg, np.where(np.isfinite(exact), exact, np.nan), "-", color=COLORS[0], lw=1.2,
-            label=f"exact finite-n risk (n = {n})")
+    ax.plot(
+        gg,
+        np.where(np.isfinite(exact), exact, np.nan),
+        "-",
+        color=COLORS[0],
+        lw=1.2,
+        label=f"exact finite-n risk (n = {n})",
+    )
     ax.plot(gg, asymptotic, "--", color=COLORS[1], lw=1.2, label="asymptotic (Hastie et al. 2019)")
     ax.plot(gg, optimal, "-", color=COLORS[2], lw=1.2, label="optimal ridge (spectral prediction)")
     ax.axhline(1.0, color="0.5", lw=0.8, ls=":", label="null risk r² = 1")

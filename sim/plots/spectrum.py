@@ -79,11 +79,19 @@ def density_series(rows, tables, info):
     window).
     """
     grid = np.array([r["eigenvalue"] for r in rows], float)
-    out = [{"series": "slq_density", "x": float(r["eigenvalue"]), "x_right": float(r["eigenvalue"]),
-            "y": float(r["density"])} for r in rows]
+    out = [
+        {
+            "series": "slq_density",
+            "x": float(r["eigenvalue"]),
+            "x_right": float(r["eigenvalue"]),
+            "y": float(r["density"]),
+        }
+        for r in rows
+    ]
     for h in tables.get("exact_histogram", []):
-        out.append({"series": "exact_histogram", "x": float(h["left"]), "x_right": float(h["right"]),
-                    "y": float(h["density"])})
+        out.append(
+            {"series": "exact_histogram", "x": float(h["left"]), "x_right": float(h["right"]), "y": float(h["density"])}
+        )
     a, b = cdf_window(tables["ritz"], grid)
     xs = np.linspace(a, b, 401)
     f, se = slq_cdf(tables["ritz"], xs)
@@ -147,15 +155,37 @@ def fig_density(spectra, *, log=None):
         xc = np.array([r["x"] for r in s["slq_cdf"]])
         fc = np.array([r["y"] for r in s["slq_cdf"]])
         se = np.array([r["y"] for r in s["slq_cdf_stderr"]])
-        bx.fill_between(xc, np.clip(fc - 2 * se, 0, 1), np.clip(fc + 2 * se, 0, 1), color=COLORS[0], alpha=0.2,
-                        lw=0, label="SLQ +- 2 standard errors (probes)")
+        bx.fill_between(
+            xc,
+            np.clip(fc - 2 * se, 0, 1),
+            np.clip(fc + 2 * se, 0, 1),
+            color=COLORS[0],
+            alpha=0.2,
+            lw=0,
+            label="SLQ +- 2 standard errors (probes)",
+        )
         bx.plot(xc, fc, color=COLORS[0], lw=1.2, label="SLQ (interpolated quadrature CDF)")
         if s["exact_cdf"]:
-            bx.step(xc, [r["y"] for r in s["exact_cdf"]], where="post", color=COLORS[1], lw=1.0, ls="--",
-                    label="exact (eigvalsh)")
+            bx.step(
+                xc,
+                [r["y"] for r in s["exact_cdf"]],
+                where="post",
+                color=COLORS[1],
+                lw=1.0,
+                ls="--",
+                label="exact (eigvalsh)",
+            )
         f0, e0 = info["negative_fraction"], info["negative_fraction_stderr"]
-        bx.errorbar([0.0], [f0], yerr=[2 * e0 if math.isfinite(e0) else 0.0], color=COLORS[0], marker="o", ms=4,
-                    capsize=3, ls="none")
+        bx.errorbar(
+            [0.0],
+            [f0],
+            yerr=[2 * e0 if math.isfinite(e0) else 0.0],
+            color=COLORS[0],
+            marker="o",
+            ms=4,
+            capsize=3,
+            ls="none",
+        )
         if "exact_negative_fraction" in info:
             bx.plot([0.0], [info["exact_negative_fraction"]], marker="x", color=COLORS[1], ms=7, ls="none")
         bx.axvline(0.0, color="0.3", lw=0.7, ls=":")
@@ -180,8 +210,11 @@ def fig_training(rows, counts=None):
     steps = sorted({r["step"] for r in counts})
     first, last = steps[0], steps[-1]
     fig, axes = new_figure(ncols=4, nrows=2, width=13.0, height=6.4)
-    quantities = (("negative", "N-(eps): fraction < -eps"), ("zero", "N0(eps): fraction in [-eps, eps]"),
-                  ("positive", "N+(eps): fraction > eps"))
+    quantities = (
+        ("negative", "N-(eps): fraction < -eps"),
+        ("zero", "N0(eps): fraction in [-eps, eps]"),
+        ("positive", "N+(eps): fraction > eps"),
+    )
     for i, (step, when) in enumerate(((first, "at initialisation"), (last, f"after {last} GD steps"))):
         for j, (q, title) in enumerate(quantities):
             ax = axes[i, j]
@@ -191,13 +224,25 @@ def fig_training(rows, counts=None):
                     continue
                 c, mk = COLORS[k % len(COLORS)], MARKERS[k % len(MARKERS)]
                 e = np.array([r["eps"] for r in rs])
-                ax.fill_between(e, [r[f"{q}_fraction_lower"] for r in rs], [r[f"{q}_fraction_upper"] for r in rs],
-                                color=c, alpha=0.18, lw=0)
-                ax.plot(e, [r[f"{q}_fraction"] for r in rs], color=c, marker=mk, ms=3.5, lw=1.0,
-                        label=f"N = {n:,}")
+                ax.fill_between(
+                    e,
+                    [r[f"{q}_fraction_lower"] for r in rs],
+                    [r[f"{q}_fraction_upper"] for r in rs],
+                    color=c,
+                    alpha=0.18,
+                    lw=0,
+                )
+                ax.plot(e, [r[f"{q}_fraction"] for r in rs], color=c, marker=mk, ms=3.5, lw=1.0, label=f"N = {n:,}")
                 if f"exact_{q}_fraction" in rs[0]:
-                    ax.plot(e, [r[f"exact_{q}_fraction"] for r in rs], color="black", marker="x", ms=5, ls="none",
-                            label="exact (eigvalsh)" if k == 0 else None)
+                    ax.plot(
+                        e,
+                        [r[f"exact_{q}_fraction"] for r in rs],
+                        color="black",
+                        marker="x",
+                        ms=5,
+                        ls="none",
+                        label="exact (eigvalsh)" if k == 0 else None,
+                    )
             ax.set_xscale("log")
             ax.set_xlabel("eps / ||H|| (threshold / spectral norm)")
             ax.set_ylabel("fraction of Hessian eigenvalues")
@@ -206,8 +251,14 @@ def fig_training(rows, counts=None):
         if i == 0:
             for k, n in enumerate(sizes):
                 rs = [r for r in rows if r["num_params"] == n]
-                bx.plot([r["step"] for r in rs], [r["loss"] for r in rs], color=COLORS[k % len(COLORS)],
-                        marker=MARKERS[k % len(MARKERS)], ms=4, lw=1.0)
+                bx.plot(
+                    [r["step"] for r in rs],
+                    [r["loss"] for r in rs],
+                    color=COLORS[k % len(COLORS)],
+                    marker=MARKERS[k % len(MARKERS)],
+                    ms=4,
+                    lw=1.0,
+                )
             bx.set_yscale("log")
             bx.set_xlabel("gradient-descent step")
             bx.set_ylabel("training loss (MSE / 2)")
@@ -215,8 +266,14 @@ def fig_training(rows, counts=None):
         else:
             bx.axis("off")
             handles, labels = axes[0, 0].get_legend_handles_labels()
-            bx.legend(handles, labels, fontsize=8, loc="center",
-                      title="band: bracket (probe noise +\npolynomial resolution)", title_fontsize=7)
+            bx.legend(
+                handles,
+                labels,
+                fontsize=8,
+                loc="center",
+                title="band: bracket (probe noise +\npolynomial resolution)",
+                title_fontsize=7,
+            )
     return fig
 
 
@@ -229,14 +286,26 @@ def _fig_training_fraction(rows, sizes):
         c, mk = COLORS[i % len(COLORS)], MARKERS[i % len(MARKERS)]
         for key in ("negative_fraction_lower", "negative_fraction_upper"):
             ax.plot(st, [r[key] for r in rs], color=c, lw=0.7, ls=":")
-        ax.errorbar(st, [r["negative_fraction"] for r in rs], yerr=[2 * r["negative_fraction_stderr"] for r in rs],
-                    color=c, marker=mk, ms=4, capsize=2, lw=1.0, label=f"N = {n:,} (width {rs[0]['width']})")
+        ax.errorbar(
+            st,
+            [r["negative_fraction"] for r in rs],
+            yerr=[2 * r["negative_fraction_stderr"] for r in rs],
+            color=c,
+            marker=mk,
+            ms=4,
+            capsize=2,
+            lw=1.0,
+            label=f"N = {n:,} (width {rs[0]['width']})",
+        )
         bx.plot(st, [r["loss"] for r in rs], color=c, marker=mk, ms=4, lw=1.0)
     ax.set_xlabel("gradient-descent step (0: initialisation)")
     ax.set_ylabel("fraction of negative Hessian eigenvalues")
     ax.set_ylim(0, 1)
-    ax.set_title("Negative fraction along training: SLQ +- 2 s.e. (probes);\n"
-                 "dotted: Chebyshev-Markov-Stieltjes bracket + 2 s.e.", fontsize=8)
+    ax.set_title(
+        "Negative fraction along training: SLQ +- 2 s.e. (probes);\n"
+        "dotted: Chebyshev-Markov-Stieltjes bracket + 2 s.e.",
+        fontsize=8,
+    )
     bx.set_yscale("log")
     bx.set_xlabel("gradient-descent step")
     bx.set_ylabel("training loss (MSE / 2)")

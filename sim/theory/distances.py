@@ -182,9 +182,7 @@ def cosine_theory(dist: Distribution, d: int) -> tuple[float, float, str]:
         return (0.0, NAN, "exact") if dist.symmetric else (NAN, NAN, "none")
     g = np.array([1 / m2, -(m1**2) / (2 * m2**2), -(m1**2) / (2 * m2**2)])
     cov_uv = m1 * m3 - m1**2 * m2
-    sigma = np.array(
-        [[m2**2 - m1**4, cov_uv, cov_uv], [cov_uv, m4 - m2**2, 0.0], [cov_uv, 0.0, m4 - m2**2]]
-    )
+    sigma = np.array([[m2**2 - m1**4, cov_uv, cov_uv], [cov_uv, m4 - m2**2, 0.0], [cov_uv, 0.0, m4 - m2**2]])
     var = float(g @ sigma @ g) / effective_rank(dist, d)
     return (0.0 if dist.symmetric else m1**2 / m2), var, "asymptotic"
 

@@ -178,4 +178,3 @@ def pspin_hessian_semicircle(u, p: int):
     """
     p = _check_p("pspin_hessian_semicircle", p)
     return -p * np.asarray(u, dtype=np.float64), 2.0 * math.sqrt(p * (p - 1))
-

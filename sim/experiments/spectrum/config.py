@@ -213,8 +213,9 @@ def _check_counts(fn: str, eps, degree, count_probes) -> None:
             raise ValueError(f"{fn}: every eps must be a finite number >= 0, got {e!r}")
     if isinstance(degree, bool) or not isinstance(degree, int) or degree < 2 or degree % 2:
         raise ValueError(f"{fn}: degree must be an even integer >= 2, got {degree!r}")
-    if count_probes is not None and (isinstance(count_probes, bool) or not isinstance(count_probes, int)
-                                     or count_probes < 2):
+    if count_probes is not None and (
+        isinstance(count_probes, bool) or not isinstance(count_probes, int) or count_probes < 2
+    ):
         raise ValueError(f"{fn}: count_probes must be None or an integer >= 2, got {count_probes!r}")
 
 

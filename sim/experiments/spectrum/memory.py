@@ -37,7 +37,9 @@ def memory_estimate(config: SpectrumConfig) -> int:
         op = 3 * feats * config.dim * 8 + min(feats * config.dim**2, 1 << 24) * 8
     else:  # pspin
         op = 3 * config.dim**config.p * 8
-    critical = 6 * config.starts * config.dim**2 * 8 if config.model in ("grf", "pspin") and config.point == "critical" else 0
+    critical = (
+        6 * config.starts * config.dim**2 * 8 if config.model in ("grf", "pspin") and config.point == "critical" else 0
+    )
     runtime = 512 << 20  # the JAX/XLA runtime and compiled code (~300 MB measured) plus XLA temporaries
     counts = 0
     if config.eps:  # float64 deflation basis, Ritz and residual vectors, and 4 vectors per probe at once

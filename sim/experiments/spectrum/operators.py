@@ -10,10 +10,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from sim.counts import moments
 from sim.devices import get_devices, make_mesh
 from sim.experiments.spectrum.config import SpectrumConfig
 from sim.hvp import hessian_matvec, num_params
-from sim.counts import moments
 from sim.lanczos import extreme_eigenvalues, fraction_below, slq
 from sim.models import mse_loss
 from sim.rmt import goe
@@ -109,7 +109,9 @@ def _landscape_point(config: SpectrumConfig, key):
     else:
         cp = find_critical_points(jax.random.fold_in(key, 5), land, params, config.starts)
         conv = np.asarray(cp.converged)
-        extra.update(starts=config.starts, converged_starts=int(conv.sum()), stalled_starts=int(np.asarray(cp.stalled).sum()))
+        extra.update(
+            starts=config.starts, converged_starts=int(conv.sum()), stalled_starts=int(np.asarray(cp.stalled).sum())
+        )
         if not conv.any():
             raise RuntimeError(
                 f"spectrum: none of the {config.starts} Newton starts converged to a critical point of "
@@ -117,8 +119,13 @@ def _landscape_point(config: SpectrumConfig, key):
             )
         i = int(np.argmax(conv))
         x = cp.x[i]
-        extra.update(start=i, grad_norm=float(cp.grad_norm[i]), gtol=float(cp.gtol),
-                     critical_index=int(cp.index[i]), critical_zero_modes=int(cp.n_zero[i]))
+        extra.update(
+            start=i,
+            grad_norm=float(cp.grad_norm[i]),
+            gtol=float(cp.gtol),
+            critical_index=int(cp.index[i]),
+            critical_zero_modes=int(cp.n_zero[i]),
+        )
     u = float(land.energy_density(params, x))
     extra["energy_density"] = u
     # Semicircle theory at this energy (valid at any point: docs/theory.md#grf-bray-dean and #pspin)
@@ -138,10 +145,14 @@ def _dense_hessian(params, task) -> np.ndarray:
 
 def _count_kwargs(config, n: int) -> dict:
     """``sim.counts.moments`` options of a config at dimension n."""
-    return dict(degree=config.degree, num_probes=config.count_probes or config.probes,
-                lanczos_steps=min(COUNT_LANCZOS_STEPS, n), bounds_steps=min(COUNT_BOUNDS_STEPS, n),
-                max_deflate=min(COUNT_MAX_DEFLATE, min(COUNT_LANCZOS_STEPS, n) // 2),
-                batch_size=config.batch_size)
+    return dict(
+        degree=config.degree,
+        num_probes=config.count_probes or config.probes,
+        lanczos_steps=min(COUNT_LANCZOS_STEPS, n),
+        bounds_steps=min(COUNT_BOUNDS_STEPS, n),
+        max_deflate=min(COUNT_MAX_DEFLATE, min(COUNT_LANCZOS_STEPS, n) // 2),
+        batch_size=config.batch_size,
+    )
 
 
 #: Krylov depth of the deflation run, of the bulk-bounds run, and Ritz pairs deflated per end (counts)

@@ -137,8 +137,12 @@ def run(config: SpectrumConfig, *, progress: Progress | None = None) -> Result:
     with jax.numpy_rank_promotion("allow"):
         task = teacher_task(jax.random.fold_in(key, 1), widths, config.num_samples, noise=config.noise, dtype=dt)
     timings = {"build": time.perf_counter() - t}
-    extra = {"widths": list(widths), "num_samples": config.num_samples, "train_steps": config.train_steps,
-             **_mesh_info(mesh)}
+    extra = {
+        "widths": list(widths),
+        "num_samples": config.num_samples,
+        "train_steps": config.train_steps,
+        **_mesh_info(mesh),
+    }
     loss0 = float(_loss(params, task))
     extra["loss_init"] = loss0
     if config.train_steps:
@@ -151,8 +155,9 @@ def run(config: SpectrumConfig, *, progress: Progress | None = None) -> Result:
     extra["loss"] = float(_loss(params, task))
     progress(1)
 
-    f = _make_slq(config.steps, config.probes, config.probe, config.reortho, config.batch_size, dt, config.threshold,
-                  mesh)
+    f = _make_slq(
+        config.steps, config.probes, config.probe, config.reortho, config.batch_size, dt, config.threshold, mesh
+    )
     (quad, f0, ft, ext), t_compile, t_run = _timed(f, params, task, jax.random.fold_in(key, 2))
     timings.update(slq_compile=t_compile, slq_run=t_run, per_hvp=t_run / (config.steps * config.probes))
     mom = None

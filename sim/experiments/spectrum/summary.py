@@ -116,10 +116,22 @@ def _timed(f, *args):
 #: standard errors (across probes) by which the counts' polynomial bracket is widened
 COUNT_Z = 2.0
 #: the columns of the counts table, in order (the first seven are the issue's; the rest complete them)
-COUNT_COLUMNS = ("eps", "negative_fraction", "negative_fraction_stderr", "negative_fraction_lower",
-                 "negative_fraction_upper", "zero_fraction", "positive_fraction", "eps_abs",
-                 "zero_fraction_lower", "zero_fraction_upper", "positive_fraction_stderr", "positive_fraction_lower",
-                 "positive_fraction_upper", "resolution")
+COUNT_COLUMNS = (
+    "eps",
+    "negative_fraction",
+    "negative_fraction_stderr",
+    "negative_fraction_lower",
+    "negative_fraction_upper",
+    "zero_fraction",
+    "positive_fraction",
+    "eps_abs",
+    "zero_fraction_lower",
+    "zero_fraction_upper",
+    "positive_fraction_stderr",
+    "positive_fraction_lower",
+    "positive_fraction_upper",
+    "resolution",
+)
 
 
 def spectral_norm(mom) -> float:
@@ -163,9 +175,11 @@ def count_rows(mom, eps, *, relative: bool, exact_evals=None) -> list[dict]:
         }
         if exact_evals is not None:
             ev = np.asarray(exact_evals, np.float64)
-            row.update(exact_negative_fraction=float(np.mean(ev < -ea[i])),
-                       exact_zero_fraction=float(np.mean(np.abs(ev) <= ea[i])),
-                       exact_positive_fraction=float(np.mean(ev > ea[i])))
+            row.update(
+                exact_negative_fraction=float(np.mean(ev < -ea[i])),
+                exact_zero_fraction=float(np.mean(np.abs(ev) <= ea[i])),
+                exact_positive_fraction=float(np.mean(ev > ea[i])),
+            )
         rows.append(row)
     return rows
 

@@ -43,8 +43,16 @@ def run_training(config: SpectrumTrainingConfig, *, progress: Progress | None = 
     key = jax.random.key(config.seed)
     mesh = _mesh(config)
     count_table: list[dict] = []
-    rows, info = [], {"compile_seconds": {}, "dtype": config.dtype, "probes": config.probes, "steps": config.steps,
-                      **_mesh_info(mesh)}
+    rows, info = (
+        [],
+        {
+            "compile_seconds": {},
+            "dtype": config.dtype,
+            "probes": config.probes,
+            "steps": config.steps,
+            **_mesh_info(mesh),
+        },
+    )
     every = config.train_steps // (config.checkpoints - 1) if config.checkpoints > 1 else 0
     for target in config.param_counts:
         w = width_for_params(int(target), depth=config.depth, input_dim=config.input_dim, output_dim=config.output_dim)
@@ -100,5 +108,7 @@ def _training_counts(config, params, task, n, w, step, dt, mesh, key, info) -> l
     if n <= config.exact_max:
         evals = np.linalg.eigvalsh(_dense_hessian(params, task))
     info.setdefault("counts_info", []).append({"num_params": n, "step": step, "seconds": secs, **counts_info(mom)})
-    return [{"num_params": n, "width": w, "step": step, **r}
-            for r in count_rows(mom, config.eps, relative=True, exact_evals=evals)]
+    return [
+        {"num_params": n, "width": w, "step": step, **r}
+        for r in count_rows(mom, config.eps, relative=True, exact_evals=evals)
+    ]
