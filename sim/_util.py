@@ -15,7 +15,7 @@ __all__ = ["fold_in_u64", "float_dtype", "acc_dtype", "x64_enabled", "make_named
 
 def x64_enabled() -> bool:
     """Whether ``jax_enable_x64`` is on (float64 arrays are then really float64)."""
-    return bool(jax.config.jax_enable_x64)
+    return bool(jax.config.jax_enable_x64)  # type: ignore[attr-defined]  # JAX's flags are dynamic attributes
 
 
 def float_dtype(dtype, *, fn: str) -> np.dtype:

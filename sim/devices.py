@@ -73,7 +73,7 @@ def select_platform(platform: str | None) -> list:
     try:
         return jax.devices(platform)
     except RuntimeError:
-        if not backend_initialized() or jax.config.jax_platforms:
+        if not backend_initialized() or jax.config.jax_platforms:  # type: ignore[attr-defined]  # JAX's flags are dynamic attributes
             jax.config.update("jax_platforms", None)  # let the message list what does work
         try:
             have = sorted({d.platform for d in jax.devices()})

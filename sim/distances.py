@@ -513,7 +513,8 @@ def _finalise(metric: Metric, s: jax.Array) -> jax.Array:
     elif metric.name == "chebyshev":
         out = s
     else:
-        out = s if metric.exponent == 1 else s ** (1 / metric.exponent)
+        q = float(metric.exponent or 1.0)  # cityblock / minkowski: always set
+        out = s if q == 1 else s ** (1 / q)
     return jnp.where(eye, jnp.zeros((), out.dtype), out)
 
 

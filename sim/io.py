@@ -68,7 +68,7 @@ def device_info() -> dict[str, Any]:
         "device_kind": devs[0].device_kind,
         "device_count": len(devs),
         "process_count": jax.process_count(),
-        "x64": bool(jax.config.jax_enable_x64),
+        "x64": bool(jax.config.jax_enable_x64),  # type: ignore[attr-defined]  # JAX's flags are dynamic attributes
         "host": platform.machine(),
         "cpu_count": os.cpu_count(),
     }
@@ -252,7 +252,7 @@ def recover(directory: str | os.PathLike) -> list[str]:
     ``Output`` calls this when it opens a directory.
     """
     path = Path(directory)
-    log = []
+    log: list[str] = []
     if not path.is_dir():
         return log
     for stage in sorted(path.glob(STAGE_PREFIX + "*")):

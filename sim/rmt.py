@@ -507,7 +507,8 @@ def _padded_from_indices(ens, key, idx, n, m, inv_scale, shift, dtype):
 
 def _padded(ens, method) -> bool:
     """Whether the streamed counts use one program per ``ldl_bucket`` (else one per n)."""
-    return method == "ldl" and ens.name in ("goe", "wigner") and bool(jax.config.jax_threefry_partitionable)
+    partitionable = bool(jax.config.jax_threefry_partitionable)  # type: ignore[attr-defined]  # JAX's flags are dynamic attributes
+    return method == "ldl" and ens.name in ("goe", "wigner") and partitionable
 
 
 @functools.lru_cache(maxsize=64)

@@ -4,6 +4,7 @@ spectrum; double descent; digits against the prediction from their own kernel sp
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import numpy as np
 
@@ -134,7 +135,9 @@ def _dd_ps(quick):
 @register("scaling_double_descent", "double descent: minimum-norm risk against P/n, exact, asymptotic, optimal ridge")
 def _double_descent(out: Output, quick: bool):
     seeds = 6 if quick else 24
-    base = dict(data="isotropic", learner="linear", noise=1.0, ns=(DD_N,), seeds=seeds, seed=SEED, n_test=400)
+    base: dict[str, Any] = dict(
+        data="isotropic", learner="linear", noise=1.0, ns=(DD_N,), seeds=seeds, seed=SEED, n_test=400
+    )
     ridgeless = exp.run(exp.ScalingConfig(params=_dd_ps(quick), **base)).rows
     optimal = []
     for p in _dd_ps(quick)[::2]:  # optimal ridge lam* = gamma sigma^2/r^2, i.e. delta = n lam* = P

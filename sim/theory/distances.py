@@ -156,6 +156,8 @@ def distance_theory(dist: Distribution, metric: Metric | str, d: int) -> Theory:
         mean = 1 - c_mean
         return Theory(mean, math.sqrt(c_var) / mean if math.isfinite(c_var) else NAN, kind)
     q = metric.exponent
+    if q is None:  # only chebyshev and cosine have no exponent, both handled above
+        return NONE
     mean_w, var_w = power_sum_moments(dist, d, q)
     if not (math.isfinite(mean_w) and math.isfinite(var_w)):
         return NONE

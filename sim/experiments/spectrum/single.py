@@ -165,13 +165,13 @@ def run(config: SpectrumConfig, *, progress: Progress | None = None) -> Result:
         g = _make_counts(config, n, dt, mesh)
         ckey = jax.random.fold_in(jax.random.fold_in(key, 2), 1)  # as spectrum_of_matvec: fold_in(probe key, 1)
         mom, timings["counts_compile"], timings["counts_run"] = _timed(g, params, task, ckey)
-    evals = None
+    evals: np.ndarray | None = None
     if do_exact:
         t = time.perf_counter()
-        h = _dense_hessian(params, task)
+        dense = _dense_hessian(params, task)
         timings["exact_hessian"] = time.perf_counter() - t
         t = time.perf_counter()
-        evals = np.linalg.eigvalsh(h)
+        evals = np.linalg.eigvalsh(dense)
         timings["exact_eigvalsh"] = time.perf_counter() - t
     progress(1)
     return _with_counts(_summarise(quad, f0, ft, ext, config, n, timings, evals, extra), mom, config, evals)
