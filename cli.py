@@ -1016,6 +1016,92 @@ def scaling(
     typer.echo(f"wrote {len(written)} files to {out} in {wall:.1f} s")
 
 
+
+# ---- hdsim train (networks trained on real data, issue 12) ----
+
+
+@app.command()
+def train(
+    data: Annotated[str, typer.Option(help="Data: digits (scikit-learn's), mnist1d (pip install mnist1d), teacher "
+                                      "(Gaussian inputs labelled by a random tanh MLP).")] = "digits",
+    widths: Annotated[str, typer.Option(help="Hidden widths: comma list, A:B, A:B:K (K log-spaced).")] = "32,64,128,256",
+    depth: Annotated[int, typer.Option(help="Hidden layers, >= 1.")] = 1,
+    param: Annotated[str, typer.Option(help="Parameterisation: standard, ntk or mup (mean field).")] = "ntk",
+    optimizer: Annotated[str, typer.Option(help="gd (full batch), sgd or adam (optax).")] = "gd",
+    lr: Annotated[float, typer.Option(help="Learning rate, > 0.")] = 0.5,
+    steps: Annotated[int, typer.Option(help="Optimisation steps, >= 1.")] = 500,
+    seeds: Annotated[int, typer.Option(help="Networks per width (trained at once), >= 1 (>= 2 for pairs).")] = 4,
+    seed: Annotated[int, typer.Option(help="Seed (integer >= 0).")] = 0,
+    n_train: Annotated[int, typer.Option(help="Training samples, >= 2.")] = 256,
+    n_test: Annotated[int, typer.Option(help="Test samples, >= 1.")] = 497,
+    batch_size: Annotated[int, typer.Option(help="sgd/adam mini-batch size, >= 1.")] = 64,
+    checkpoints: Annotated[int, typer.Option(help="Hessian index along training at this many + 1 steps.")] = 5,
+    hessian_steps: Annotated[int, typer.Option(help="Lanczos steps per probe (0: no Hessian index).")] = 60,
+    hessian_probes: Annotated[int, typer.Option(help="SLQ probes, >= 1.")] = 6,
+    out: Annotated[Path, typer.Option(help="Output directory (created if needed).")] = Path("out/train"),
+    plots: Annotated[bool, typer.Option(help="Write the figures (PNG and SVG).")] = True,
+):
+    """Train MLP ensembles across widths: relative change, pair distances, barriers, Hessian index."""
+    from sim.experiments import train as exp
+
+    _choice("--data", data, exp.DATA)
+    ws = _parse_sizes("--widths", widths)
+    names = ("data", "widths", "depth", "param", "optimizer", "lr", "steps", "seeds", "seed", "n_train", "n_test",
+             "batch_size", "checkpoints", "hessian_steps", "hessian_probes")
+    with _ConfigErrors({n: "--" + n.replace("_", "-") for n in names}):
+        config = exp.TrainConfig(data=data, widths=tuple(ws), depth=depth, param=param, optimizer=optimizer, lr=lr,
+                                 steps=steps, seeds=seeds, seed=seed, n_train=n_train, n_test=n_test,
+                                 batch_size=batch_size, checkpoints=checkpoints, hessian_steps=hessian_steps,
+                                 hessian_probes=hessian_probes)
+    _setup_jax()
+    _out_dir(out)
+
+    from sim.io import run_metadata
+
+    t0 = time.perf_counter()
+    bar, task = _progress(len(set(ws)), f"train {data} {param}")
+    with bar:
+        result = exp.run(config, progress=lambda k: bar.advance(task, k))
+    wall = time.perf_counter() - t0
+    info = result.info
+
+    def plot(o):
+        from sim.plots import save, style
+        from sim.plots import train as pt
+
+        with style():
+            series = [(param, result.rows, info)]
+            save(pt.fig_rel_change(series), o, "train_rel_change")
+            if seeds >= 2:
+                save(pt.fig_pairs(series), o, "train_pairs")
+                save(pt.fig_barrier(series), o, "train_barrier")
+            if result.tables["index"]:
+                save(pt.fig_index([(param, result.tables["index"])]), o, "train_index")
+
+    meta = run_metadata("hdsim train", config.to_json(), seed=seed, wall_seconds=wall, info=info)
+    tables = {"train.csv": result.rows}
+    if result.tables["index"]:
+        tables["train_index.csv"] = result.tables["index"]
+    written, error = _write_run(out, "train.json", tables,
+                                {"exponent": info["exponent"], "theory_exponent": info["theory_exponent"], **meta},
+                                plot if plots else None)
+    typer.echo(f"{'width':>6} {'params':>8} {'train':>9} {'test':>9} {'error':>6} {'rel.change':>10} "
+               f"{'pair T/0':>8} {'barrier':>9} {'aligned':>9} {'neg.frac':>14}")
+    for r in result.rows:
+        ratio = r["pair_dist_trained"] / r["pair_dist_init"] if r["pair_dist_init"] == r["pair_dist_init"] else math.nan
+        typer.echo(f"{r['width']:>6} {r['params']:>8} {r['train_loss']:>9.4g} {r['test_loss']:>9.4g} "
+                   f"{r['test_error']:>6.3f} {r['rel_change']:>10.4g} {ratio:>8.4f} {r['barrier']:>9.3g} "
+                   f"{r['barrier_aligned']:>9.3g} {r['negative_fraction']:>7.3f} ± {r['negative_fraction_stderr']:<5.2g}")
+    f, th = info["exponent"], info["theory_exponent"]
+    if f:
+        typer.echo(f"rel_change ~ width^b: b = {f['exponent']:.3f} [{f['ci_low']:.3f}, {f['ci_high']:.3f}] (95%); "
+                   f"theory {'none' if th is None else f'{th:g}'}")
+    for note in info["notes"]:
+        typer.echo(note)
+    _report_plot_error(error, out)
+    typer.echo(f"wrote {len(written)} files to {out} in {wall:.1f} s")
+
+
 def main() -> None:
     """Console-script entry point (``hdsim``)."""
     app()
