@@ -1,0 +1,65 @@
+"""MLP parameterisations (sim.learning.mlp): same function at init for standard and NTK, muP's output
+variance ~ 1/width, parameter counts, and the pure optax step of sim.learning.train."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from jax.flatten_util import ravel_pytree
+
+from sim.learning import mlp
+from sim.learning import train as T
+
+
+@pytest.mark.parametrize("depth", [1, 3])
+def test_standard_and_ntk_are_the_same_function_at_init(depth):
+    x = jax.random.normal(jax.random.key(1), (7, 5), jnp.float64)
+    outs = {}
+    for param in ("standard", "ntk"):
+        p = mlp.init(jax.random.key(0), 5, 33, depth, 4, parameterization=param, sigma_w=1.3, sigma_b=0.2,
+                     dtype=jnp.float64)
+        outs[param] = mlp.apply(p, x, parameterization=param, sigma_w=1.3, sigma_b=0.2)
+        assert ravel_pytree(p)[0].shape[0] == mlp.num_params(5, 33, depth, 4)
+    np.testing.assert_allclose(outs["standard"], outs["ntk"], rtol=1e-12, atol=1e-12)
+
+
+def test_mup_output_variance_falls_like_one_over_width():
+    # output = sum_i (1/sqrt n) a_i phi(h_i), a_i ~ N(0, 1/n): Var = E phi^2 / n, so the ratio of widths
+    # 64 and 1024 is 16. Each variance is a mean over 64 networks x 10 outputs (relative SE ~ 0.06, the
+    # ratio's ~ 0.08): tolerance 0.25 (3 SE); a 1/sqrt(width) scaling would give 4, none 1
+    x = jax.random.normal(jax.random.key(2), (128, 16), jnp.float64)
+
+    def var(n):
+        def one(k):
+            p = mlp.init(k, 16, n, 1, 10, parameterization="mup", dtype=jnp.float64)
+            return jnp.mean(mlp.apply(p, x, parameterization="mup") ** 2)
+
+        return float(jnp.mean(jax.vmap(one)(jax.random.split(jax.random.key(3), 64))))
+
+    ratio = var(64) / var(1024)
+    assert abs(ratio / 16 - 1) < 0.25, ratio
+
+
+def test_step_is_optax_sgd():
+    # the pure step equals one hand-computed gradient step (optax.sgd: theta - lr * grad)
+    m = T.Model(3, 8, 1, 2, "ntk")
+    p = m.init(jax.random.key(0), jnp.float64)
+    x = jax.random.normal(jax.random.key(1), (5, 3), jnp.float64)
+    y = jax.random.normal(jax.random.key(2), (5, 2), jnp.float64)
+    opt = optax.sgd(0.1)
+    p1, _, loss = T.make_step(m, opt)(p, opt.init(p), (x, y))
+    g = jax.grad(m.loss)(p, x, y)
+    want = jax.tree.map(lambda a, b: a - 0.1 * b, p, g)
+    for a, b in zip(jax.tree.leaves(p1), jax.tree.leaves(want)):
+        np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-15)
+    assert float(loss) == pytest.approx(float(m.loss(p, x, y)), rel=1e-14)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="parameterization"):
+        mlp.init(jax.random.key(0), 3, 4, 1, 2, parameterization="lazy")
+    with pytest.raises(ValueError, match="width"):
+        mlp.init(jax.random.key(0), 3, 0, 1, 2)
+    with pytest.raises(ValueError, match="optimizer"):
+        T.make_optimizer("lbfgs", 0.1)
