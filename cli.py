@@ -794,8 +794,8 @@ def spectrum(
     point: Annotated[str, typer.Option(help="grf/pspin: Hessian at a 'critical' point (first converged Newton start, n <= 256) or a 'random' one.")] = "critical",
     starts: Annotated[int, typer.Option(min=1, help="grf/pspin --point critical: Newton starts (float64).")] = 8,
     probes: Annotated[int, typer.Option(help="SLQ random probes, >= 2 (the error bar is their spread).")] = 16,
-    steps: Annotated[int, typer.Option(help="Lanczos steps per probe, >= 1 (<= N with --reortho full).")] = 80,
-    batch_size: Annotated[Optional[int], typer.Option(help="Probes run at once (default all); memory ~ batch x steps x N.")] = None,
+    steps: Annotated[int, typer.Option("--lanczos-steps", help="Lanczos steps per probe, >= 1 (<= N with --reortho full).")] = 80,
+    batch_size: Annotated[Optional[int], typer.Option("--probe-batch", help="Probes run at once (default all); memory ~ batch x steps x N.")] = None,
     reortho: Annotated[str, typer.Option(help="Reorthogonalisation: full (O(steps*N) memory) or none (O(N), ghost Ritz values).")] = "full",
     probe: Annotated[str, typer.Option(help="Probe law: rademacher or gaussian.")] = "rademacher",
     threshold: Annotated[float, typer.Option(help="Also report the fraction of eigenvalues below this value.")] = 0.0,
@@ -806,7 +806,7 @@ def spectrum(
     seed: Annotated[int, typer.Option(min=0, help="Seed (integer >= 0).")] = 0,
     out: Annotated[Path, typer.Option(help="Output directory (created if needed).")] = Path("out/spectrum"),
     plots: Annotated[bool, typer.Option(help="Write the density figure (PNG and SVG).")] = True,
-    devices: Annotated[Optional[int], typer.Option(help="Devices to split the probe batches over (default: all; use --batch-size <= probes/devices); same numbers for any count.")] = None,
+    devices: Annotated[Optional[int], typer.Option(help="Devices to split the probe batches over (default: all; use --probe-batch <= probes/devices); same numbers for any count.")] = None,
     platform: PlatformOption = None,
     eps: Annotated[Optional[str], typer.Option(help="Counts N-(eps), N0(eps), N+(eps) at these thresholds >= 0 (comma list, e.g. 0.1,0.01,0.001): counts.csv, with brackets.")] = None,
     eps_rel: Annotated[bool, typer.Option("--eps-rel", help="--eps in units of the spectral norm ||H||.")] = False,
@@ -844,9 +844,9 @@ def spectrum(
     if probes < 2:
         _fail(f"--probes {probes}: need >= 2 probes (the error bar is their spread)")
     if steps < 1:
-        _fail(f"--steps {steps}: must be an integer >= 1")
+        _fail(f"--lanczos-steps {steps}: must be an integer >= 1")
     if batch_size is not None and batch_size < 1:
-        _fail(f"--batch-size {batch_size}: must be an integer >= 1")
+        _fail(f"--probe-batch {batch_size}: must be an integer >= 1")
     if dim is not None and dim < (2 if model == "pspin" else 1):
         _fail(f"--dim {dim}: must be an integer >= {2 if model == 'pspin' else 1}")
     _positive("--lr", lr)
@@ -870,7 +870,7 @@ def spectrum(
         _fail(f"--dim {dim} --p {p}: {msg}" if msg.startswith(f"{model}:") else msg)
     n = config.num_params
     if reortho == "full" and steps > n:
-        _fail(f"--steps {steps}: must be <= N = {n:,} with --reortho full (or use --reortho none)")
+        _fail(f"--lanczos-steps {steps}: must be <= N = {n:,} with --reortho full (or use --reortho none)")
     try:
         exp.check_memory(config, _available_memory())
     except ValueError as e:

@@ -263,6 +263,11 @@ SHARED = {
     "--p": "p-spin order",
     "--num-samples": "MLP training samples",
     "--shift": "shift s of H/sqrt(N) + s I",
+    "--data": "data set",
+    "--depth": "MLP hidden layers",
+    "--lr": "learning rate",
+    "--n-test": "test samples",
+    "--seeds": "independent seeds averaged",
 }
 
 
@@ -285,6 +290,9 @@ def test_one_meaning_per_option_name():
     assert where["--minkowski-p"] == {"distances"} and where["--lognormal-sigma"] == {"distances"}
     assert where["--num-samples"] == {"critical", "spectrum"}
     assert where["--noise-std"] == {"critical"}  # scaling's --noise is a variance
+    # training steps and mini-batches (train) are not Lanczos steps and probe batches (spectrum)
+    assert where["--steps"] == {"train"} and where["--batch-size"] == {"train"}
+    assert where["--lanczos-steps"] == {"spectrum"} and where["--probe-batch"] == {"spectrum"}
 
 
 # ---- JAX's persistent compilation cache (set by the CLI only) ----

@@ -161,7 +161,7 @@ def test_slq_on_a_mesh_is_the_single_device_program(one_device):
 
 
 RMT_ARGS = ["rmt", "--dims", "3", "--samples", "500", "--spectrum-dims", "none", "--rare", "none", "--no-plots"]
-SPEC_ARGS = ["spectrum", "--model", "goe", "--dim", "20", "--probes", "4", "--steps", "5", "--no-plots"]
+SPEC_ARGS = ["spectrum", "--model", "goe", "--dim", "20", "--probes", "4", "--lanczos-steps", "5", "--no-plots"]
 
 
 @pytest.mark.parametrize("args", [RMT_ARGS, SPEC_ARGS], ids=["rmt", "spectrum"])
@@ -222,7 +222,7 @@ def test_cli_two_cpu_devices_write_the_same_csv(tmp_path):
         "3",
         "--no-plots",
     ]
-    spec_args = [*SPEC_ARGS, "--batch-size", "1", "--seed", "3"]
+    spec_args = [*SPEC_ARGS, "--probe-batch", "1", "--seed", "3"]
     for args, files in (
         (rmt_args, ("rmt.csv", "rmt_index_hist.csv", "rmt_spectrum.csv")),
         (spec_args, ("density.csv", "ritz.csv")),

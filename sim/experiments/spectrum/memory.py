@@ -57,6 +57,6 @@ def check_memory(config: SpectrumConfig, available: int) -> None:
         raise ValueError(
             f"N = {n:,} with {config.steps} steps x {min(config.batch_size or config.probes, config.probes)} probes "
             f"at once{' and the exact dense Hessian' if exact else ''} needs about {need / 2**30:.1f} GiB, more than "
-            f"the {available / 2**30:.1f} GiB available; use fewer --steps, a smaller --batch-size, "
+            f"the {available / 2**30:.1f} GiB available; use fewer --lanczos-steps, a smaller --probe-batch, "
             f"--reortho none{', --exact no' if exact else ''} or a smaller model"
         )
