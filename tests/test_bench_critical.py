@@ -1,0 +1,43 @@
+"""benchmarks/bench_critical.py's numpy port follows hdsim's finder start by start, escape steps included."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+pytest.importorskip("scipy")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import bench_critical  # noqa: E402
+
+from sim import critical, landscapes  # noqa: E402
+
+
+def test_port_matches_hdsim_with_escapes():
+    # n = 12, 48 starts: not the benchmark's n = 32; several runs here converge only after an escape
+    n, starts, max_steps, patience = 12, 48, 100, 10
+    land = landscapes.GRF()
+    params = land.sample(jax.random.key(3), n)
+    key = jax.random.key(4)
+    cp = jax.tree.map(np.asarray, critical.find_critical_points(key, land, params, starts, max_steps=max_steps,
+                                                                patience=patience))
+    field = bench_critical.NumpyGRF(params, np)
+    x0 = np.asarray(critical.starts(key, land, params, starts))
+    gtol = 1e-8 * float(land.grad_scale(params))
+    radius = 0.5 * float(land.distance_scale(params))
+
+    def port(escapes):
+        return bench_critical.port_search(field, x0, gtol, radius, max_steps=max_steps, patience=patience,
+                                          escapes=escapes, max_evals=1 + 4 * max_steps)
+
+    xp, cpo = port(critical.DEFAULT_ESCAPES)
+    assert np.array_equal(cpo, cp.converged)
+    both = cpo & cp.converged
+    assert np.all(np.linalg.norm(xp[both] - cp.x[both], axis=1) <= 1e-6 * float(land.distance_scale(params)))
+    # the escapes matter on this instance: the port without them (the old method) converges less often
+    _, c0 = port(0)
+    assert c0.sum() < cpo.sum()
