@@ -29,7 +29,10 @@ Sides, all given the same start points:
 * numpy port: hdsim's iteration, line by line, one start at a time, escapes included: the same
   algorithm without JAX. It checks that hdsim's batched run gives the per-start results (the share of
   starts with the same converged flag is printed; the run fails below 95%) and counts hdsim's
-  evaluations.
+  evaluations. Flags differ only where rounding decides the accept test: on 512 starts 3-4 runs
+  (99.2-99.4%, also between hdsim's own 1- and 2-thread runs) reach a trial whose |grad| equals the
+  current one to 12-13 digits (a heavily damped, tiny step near a stall), and XLA's and OpenBLAS's
+  roundings take different sides; the escapes keep runs longer in such places than plain LM did.
 
 Speed is quoted per run (the ratio), per gradient+Hessian evaluation and per critical point found
 (converged start, and distinct point), since the methods converge from different starts.
@@ -294,7 +297,8 @@ def worker(args):
           f"{close}")
     assert same >= 0.95 and close, "the numpy port no longer follows hdsim's iteration"
     info["port"] = {"converged": int(cpo.sum()), "unique": len(unique_points(xp, cpo, tol)), "evals": ev_port}
-    # hdsim's useful evaluations are the port's (same iteration, same starts; checked above)
+    # hdsim's useful evaluations are the port's (same iteration, same starts; checked above, up to the
+    # few runs where rounding decides an accept test)
     info["hdsim"]["evals"] = ev_port
     for name, x, c, ev, it in (("scipy", xs, cs, ev_sp, it_sp), ("scipy-minpack", xm, cm, ev_mp, it_mp)):
         u = unique_points(x, c, tol)

@@ -12,9 +12,9 @@ import pytest
 pytest.importorskip("scipy")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-import bench_critical  # noqa: E402
+import bench_critical
 
-from sim import critical, landscapes  # noqa: E402
+from sim import critical, landscapes
 
 
 def test_port_matches_hdsim_with_escapes():
