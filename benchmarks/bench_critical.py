@@ -102,8 +102,18 @@ def scipy_search(field, x0, gtol, *, max_steps, patience, max_evals, hdsim_rules
 
     xs, conv, evals, iters = [], [], 0, 0
     for x_start in x0:
-        run = {"evals": 0, "iters": 0, "best": np.inf, "ref": np.inf, "x": x_start, "ok": False,
-               "at": None, "g": None, "h": None, "jac_at": None}
+        run = {
+            "evals": 0,
+            "iters": 0,
+            "best": np.inf,
+            "ref": np.inf,
+            "x": x_start,
+            "ok": False,
+            "at": None,
+            "g": None,
+            "h": None,
+            "jac_at": None,
+        }
 
         def fun(x, run=run):
             if run["at"] is not None and np.array_equal(run["at"], x):
@@ -142,8 +152,13 @@ def scipy_search(field, x0, gtol, *, max_steps, patience, max_evals, hdsim_rules
 
         try:
             # maxiter (MINPACK's maxfev) above the cap: the wrapper's own count of evaluations rules
-            scipy.optimize.root(fun, x_start, jac=jac, method="lm",
-                                options={"xtol": 1e-15, "ftol": 1e-15, "gtol": 0.0, "maxiter": 2 * max_evals})
+            scipy.optimize.root(
+                fun,
+                x_start,
+                jac=jac,
+                method="lm",
+                options={"xtol": 1e-15, "ftol": 1e-15, "gtol": 0.0, "maxiter": 2 * max_evals},
+            )
         except _Stop:
             pass
         xs.append(run["x"])
@@ -254,14 +269,18 @@ def worker(args):
     x0 = np.asarray(critical.starts(key, land, params, starts))
     gtol = 1e-8 * float(land.grad_scale(params))
     tol = 1e-6 * land.distance_scale(params)
-    print(f"GRF n={n}, features={params.freq.shape[0]}, starts={starts}, float64, gtol={gtol:.2e}, "
-          f"at most {max_steps} iterations / {max_evals} evaluations per start, progress rule over {patience}; "
-          f"hdsim and the port take up to {escapes} escape steps before a run stalls")
+    print(
+        f"GRF n={n}, features={params.freq.shape[0]}, starts={starts}, float64, gtol={gtol:.2e}, "
+        f"at most {max_steps} iterations / {max_evals} evaluations per start, progress rule over {patience}; "
+        f"hdsim and the port take up to {escapes} escape steps before a run stalls"
+    )
 
     def hdsim():
-        return jax.block_until_ready(critical.find_critical_points(key, land, params, starts, slots=args.slots,
-                                                                    max_steps=max_steps, patience=patience,
-                                                                    escapes=escapes))
+        return jax.block_until_ready(
+            critical.find_critical_points(
+                key, land, params, starts, slots=args.slots, max_steps=max_steps, patience=patience, escapes=escapes
+            )
+        )
 
     times, info = {}, {}
     times["hdsim"], cp = _report.timed(hdsim, args.repeat)
@@ -270,8 +289,9 @@ def worker(args):
 
     def run_scipy(rules):
         field.evals = 0
-        out = scipy_search(field, x0, gtol, max_steps=max_steps, patience=patience, max_evals=max_evals,
-                           hdsim_rules=rules)
+        out = scipy_search(
+            field, x0, gtol, max_steps=max_steps, patience=patience, max_evals=max_evals, hdsim_rules=rules
+        )
         assert out[2] == field.evals  # every gradient+Hessian evaluation is counted
         return out
 
@@ -280,21 +300,27 @@ def worker(args):
 
     def run_port():
         field.evals = 0
-        return port_search(field, x0, gtol, 0.5 * land.distance_scale(params), max_steps=max_steps,
-                           patience=patience, escapes=escapes, max_evals=max_evals), field.evals
+        return port_search(
+            field,
+            x0,
+            gtol,
+            0.5 * land.distance_scale(params),
+            max_steps=max_steps,
+            patience=patience,
+            escapes=escapes,
+            max_evals=max_evals,
+        ), field.evals
 
     times["port"], ((xp, cpo), ev_port) = _report.timed(run_port, min(args.repeat, 1))
 
     # agreement: converged points are critical points (numpy recomputation); same index-energy law
-    for name, x, c in (("hdsim", cp.x, cp.converged), ("scipy", xs, cs), ("scipy-minpack", xm, cm),
-                       ("port", xp, cpo)):
+    for name, x, c in (("hdsim", cp.x, cp.converged), ("scipy", xs, cs), ("scipy-minpack", xm, cm), ("port", xp, cpo)):
         gmax = max((np.linalg.norm(field.grad(x[i])) for i in np.flatnonzero(c)), default=0.0)
         assert gmax <= 1.0001 * gtol, (name, gmax)
     same = float(np.mean(cpo == cp.converged))
     both = cpo & cp.converged
     close = bool(np.all(np.linalg.norm(xp[both] - cp.x[both], axis=1) <= tol))
-    print(f"port against hdsim: same converged flag on {same:.1%} of starts, same points where both converged: "
-          f"{close}")
+    print(f"port against hdsim: same converged flag on {same:.1%} of starts, same points where both converged: {close}")
     assert same >= 0.95 and close, "the numpy port no longer follows hdsim's iteration"
     info["port"] = {"converged": int(cpo.sum()), "unique": len(unique_points(xp, cpo, tol)), "evals": ev_port}
     # hdsim's useful evaluations are the port's (same iteration, same starts; checked above, up to the
@@ -306,18 +332,24 @@ def worker(args):
         e = np.array([field.energy(x[i]) / n for i in u])
         fr = np.array([np.sum(np.linalg.eigvalsh(field.grad_hess(x[i])[1]) < 0) for i in u]) / n
         both = sum(any(np.linalg.norm(x[i] - cp.x[j]) <= tol for j in np.flatnonzero(cp.unique)) for i in u)
-        print(f"{name}: {len(u)} distinct critical points ({both} also found by hdsim), minima {np.mean(fr == 0):.3f},"
-              f" mean index fraction {fr.mean():.3f} (theory F(eps) at the same energies "
-              f"{grf_index_fraction(e).mean():.3f}), Spearman(index, energy) {scipy.stats.spearmanr(fr, e)[0]:.3f}")
+        print(
+            f"{name}: {len(u)} distinct critical points ({both} also found by hdsim), minima {np.mean(fr == 0):.3f},"
+            f" mean index fraction {fr.mean():.3f} (theory F(eps) at the same energies "
+            f"{grf_index_fraction(e).mean():.3f}), Spearman(index, energy) {scipy.stats.spearmanr(fr, e)[0]:.3f}"
+        )
         assert abs(fr.mean() - grf_index_fraction(e).mean()) < 0.05
     e_hd = cp.energy[cp.unique]
     fr_hd = cp.index[cp.unique] / n
-    print(f"hdsim: {cp.unique.sum()} distinct critical points, minima {np.mean(fr_hd == 0):.3f}, mean index fraction "
-          f"{fr_hd.mean():.3f} (theory {grf_index_fraction(e_hd).mean():.3f})")
+    print(
+        f"hdsim: {cp.unique.sum()} distinct critical points, minima {np.mean(fr_hd == 0):.3f}, mean index fraction "
+        f"{fr_hd.mean():.3f} (theory {grf_index_fraction(e_hd).mean():.3f})"
+    )
     for name, d in info.items():
-        print(f"{name:>13}: first {times[name]['first']:7.3f} s, warm {times[name]['warm']:7.3f} s; converged "
-              f"{d['converged']}/{starts}, distinct {d['unique']}, gradient+Hessian evaluations {d['evals']} "
-              f"({d['evals'] / starts:.1f} per start)")
+        print(
+            f"{name:>13}: first {times[name]['first']:7.3f} s, warm {times[name]['warm']:7.3f} s; converged "
+            f"{d['converged']}/{starts}, distinct {d['unique']}, gradient+Hessian evaluations {d['evals']} "
+            f"({d['evals'] / starts:.1f} per start)"
+        )
     _report.emit({"env": _report.environment(), "times": times, "info": info, "starts": starts})
 
 

@@ -23,16 +23,25 @@ def test_port_matches_hdsim_with_escapes():
     land = landscapes.GRF()
     params = land.sample(jax.random.key(3), n)
     key = jax.random.key(4)
-    cp = jax.tree.map(np.asarray, critical.find_critical_points(key, land, params, starts, max_steps=max_steps,
-                                                                patience=patience))
+    cp = jax.tree.map(
+        np.asarray, critical.find_critical_points(key, land, params, starts, max_steps=max_steps, patience=patience)
+    )
     field = bench_critical.NumpyGRF(params, np)
     x0 = np.asarray(critical.starts(key, land, params, starts))
     gtol = 1e-8 * float(land.grad_scale(params))
     radius = 0.5 * float(land.distance_scale(params))
 
     def port(escapes):
-        return bench_critical.port_search(field, x0, gtol, radius, max_steps=max_steps, patience=patience,
-                                          escapes=escapes, max_evals=1 + 4 * max_steps)
+        return bench_critical.port_search(
+            field,
+            x0,
+            gtol,
+            radius,
+            max_steps=max_steps,
+            patience=patience,
+            escapes=escapes,
+            max_evals=1 + 4 * max_steps,
+        )
 
     xp, cpo = port(critical.DEFAULT_ESCAPES)
     # at most one start may go the other way where rounding decides an accept test (|grad| values equal
