@@ -162,9 +162,19 @@ def bench(n, samples, seed, *, jax_eigh, ldl_subset):
         c += 1
     # compile-inclusive total: the first call of the first chunk in place of its warm call
     times = {s: {"first": total[s] - warm0[s] + first[s], "warm": total[s]} for s in sides}
-    return {"n": n, "samples": samples, "chunk": chunk, "chunks": c, "times": times, "mismatch": mismatch,
-            "index_mean": float(np.dot(np.arange(n + 1), hist) / samples), "p_min": float(hist[0] / samples),
-            "ldl_subset": ldl_m, "ldl_per_matrix": ldl_t / max(ldl_m, 1), "ldl_mismatch": ldl_bad}
+    return {
+        "n": n,
+        "samples": samples,
+        "chunk": chunk,
+        "chunks": c,
+        "times": times,
+        "mismatch": mismatch,
+        "index_mean": float(np.dot(np.arange(n + 1), hist) / samples),
+        "p_min": float(hist[0] / samples),
+        "ldl_subset": ldl_m,
+        "ldl_per_matrix": ldl_t / max(ldl_m, 1),
+        "ldl_mismatch": ldl_bad,
+    }
 
 
 def worker(args):
@@ -186,11 +196,16 @@ def worker(args):
         r = bench(n, samples, args.seed, jax_eigh=args.jax_eigh, ldl_subset=args.ldl_subset)
         out[n] = r
         t = r["times"]
-        print(f"N={n}: {samples} matrices in {r['chunks']} chunks of {r['chunk']}; "
-              + "; ".join(f"{s} {t[s]['warm']:.3f} s (with the first call, incl. hdsim's compile: {t[s]['first']:.3f})" for s in t)
-              + f"; mismatches against dsytrf {r['mismatch']}; mean index {r['index_mean']:.3f}, "
-              f"P(index 0) {r['p_min']:.2e}; scipy.linalg.ldl {r['ldl_per_matrix'] * 1e6:.0f} us per matrix "
-              f"on {r['ldl_subset']} matrices ({r['ldl_mismatch']} mismatches)", flush=True)
+        print(
+            f"N={n}: {samples} matrices in {r['chunks']} chunks of {r['chunk']}; "
+            + "; ".join(
+                f"{s} {t[s]['warm']:.3f} s (with the first call, incl. hdsim's compile: {t[s]['first']:.3f})" for s in t
+            )
+            + f"; mismatches against dsytrf {r['mismatch']}; mean index {r['index_mean']:.3f}, "
+            f"P(index 0) {r['p_min']:.2e}; scipy.linalg.ldl {r['ldl_per_matrix'] * 1e6:.0f} us per matrix "
+            f"on {r['ldl_subset']} matrices ({r['ldl_mismatch']} mismatches)",
+            flush=True,
+        )
         assert all(v == 0 for v in r["mismatch"].values()) and r["ldl_mismatch"] == 0, "index counts differ"
     _report.emit({"env": _report.environment(), "per_n": out, "numpy": np.__version__})
 
@@ -226,8 +241,10 @@ def main(argv=None):
         for t, r in runs.items():
             rn = r["per_n"][n]
             hd = rn["times"]["hdsim-ldl"]["warm"] / rn["samples"]
-            print(f"{t} thread(s): scipy.linalg.ldl {rn['ldl_per_matrix'] * 1e6:.1f} us per matrix against hdsim-ldl "
-                  f"{hd * 1e6:.2f} us (warm): {_report.format_speedup(rn['ldl_per_matrix'] / hd)}")
+            print(
+                f"{t} thread(s): scipy.linalg.ldl {rn['ldl_per_matrix'] * 1e6:.1f} us per matrix against hdsim-ldl "
+                f"{hd * 1e6:.2f} us (warm): {_report.format_speedup(rn['ldl_per_matrix'] / hd)}"
+            )
     print(f"{_report.format_load()} (at the end)")
     _report.save_runs(args.json, f"benchmarks/{Path(__file__).name}", argv, runs)
     return runs
