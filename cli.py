@@ -11,7 +11,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, NoReturn
 
 import typer
 from typer.core import TyperGroup
@@ -29,8 +29,9 @@ class _OneLineErrors(TyperGroup):
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         try:
-            rv = super().main(args=args, prog_name=prog_name or "hdsim", complete_var=complete_var,
-                              standalone_mode=False, **extra)
+            rv = super().main(
+                args=args, prog_name=prog_name or "hdsim", complete_var=complete_var, standalone_mode=False, **extra
+            )
         except _UsageError as e:
             if type(e).__name__ == "NoArgsIsHelpError" and e.ctx is not None:  # bare `hdsim`: show help
                 typer.echo(e.ctx.get_help(), err=True)
@@ -60,7 +61,7 @@ def _with_value(e, args) -> str:
             return f"{msg} (got {argv[i + 1]!r})"
         for opt in opts:
             if a.startswith(opt + "="):
-                return f"{msg} (got {a[len(opt) + 1:]!r})"
+                return f"{msg} (got {a[len(opt) + 1 :]!r})"
     return msg
 
 
@@ -78,7 +79,7 @@ app = typer.Typer(
 DIMS_HELP = "Dimensions: comma list (1e3 allowed), A:B (every integer), A:B:K (K log-spaced)."
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     raise _UsageError(message)
 
 
@@ -146,8 +147,14 @@ def _available_memory() -> int:
 def _progress(total: int, label: str):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    p = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True,
-                 disable=not sys.stderr.isatty())
+    p = Progress(
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        transient=True,
+        disable=not sys.stderr.isatty(),
+    )
     return p, p.add_task(label, total=total)
 
 
@@ -161,11 +168,17 @@ def _version(value: bool):
 
 @app.callback()
 def _root(
-    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True,
-                                                    help="Print the version and exit.")] = None,
-    compile_cache: Annotated[bool, typer.Option(help="Keep compiled programs in ~/.cache/hdsim/jax (or "
-                                                "$HDSIM_CACHE_DIR) so the next run skips compilation; also "
-                                                "HDSIM_NO_COMPILE_CACHE=1.")] = True,
+    version: Annotated[
+        bool | None, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = None,
+    compile_cache: Annotated[
+        bool,
+        typer.Option(
+            help="Keep compiled programs in ~/.cache/hdsim/jax (or "
+            "$HDSIM_CACHE_DIR) so the next run skips compilation; also "
+            "HDSIM_NO_COMPILE_CACHE=1."
+        ),
+    ] = True,
 ):
     """hdsim: high-dimensional geometry simulator."""
     _OPTIONS["compile_cache"] = compile_cache
@@ -240,16 +253,46 @@ def _as_option(msg: str, aliases: dict[str, str]) -> str:
         return f"{option(prefix)}: {rest}"
     for key in sorted(set(aliases) | _FIELD_NAMES, key=len, reverse=True):
         if rest.startswith(key + " ") or rest.startswith(key + ":"):
-            return option(key) + rest[len(key):]
+            return option(key) + rest[len(key) :]
     return msg
 
 
 #: field names of the experiment configs and laws that are spelled as options (see ``_as_option``)
 _FIELD_NAMES = {
-    "dims", "points", "seed", "chunk", "dtype", "devices", "platform", "samples", "shifts", "ensemble", "aspect",
-    "rare", "index_method", "min_minima", "ti_chains", "ti_sweeps", "spectrum_samples", "spectrum_dims",
-    "landscape", "starts", "instances", "p", "features", "features_per_dim", "length_scale", "confine", "d_in",
-    "num_samples", "weight_decay", "max_steps", "method", "descent_steps", "spectra", "df",
+    "dims",
+    "points",
+    "seed",
+    "chunk",
+    "dtype",
+    "devices",
+    "platform",
+    "samples",
+    "shifts",
+    "ensemble",
+    "aspect",
+    "rare",
+    "index_method",
+    "min_minima",
+    "ti_chains",
+    "ti_sweeps",
+    "spectrum_samples",
+    "spectrum_dims",
+    "landscape",
+    "starts",
+    "instances",
+    "p",
+    "features",
+    "features_per_dim",
+    "length_scale",
+    "confine",
+    "d_in",
+    "num_samples",
+    "weight_decay",
+    "max_steps",
+    "method",
+    "descent_steps",
+    "spectra",
+    "df",
 }
 
 
@@ -308,11 +351,12 @@ def _report_plot_error(error: str | None, out: Path) -> None:
 
 
 # options of every command that splits its work over devices and processes
-PlatformOption = Annotated[Optional[str], typer.Option(help="Backend: cpu, gpu or tpu (default: JAX's choice).")]
-CoordinatorOption = Annotated[Optional[str], typer.Option(
-    help="Multi-process run: HOST:PORT of process 0 (jax.distributed).")]
-ProcessesOption = Annotated[Optional[int], typer.Option(help="Multi-process run: number of processes P.")]
-ProcessIdOption = Annotated[Optional[int], typer.Option(help="Multi-process run: this process, 0..P-1 (only 0 writes).")]
+PlatformOption = Annotated[str | None, typer.Option(help="Backend: cpu, gpu or tpu (default: JAX's choice).")]
+CoordinatorOption = Annotated[
+    str | None, typer.Option(help="Multi-process run: HOST:PORT of process 0 (jax.distributed).")
+]
+ProcessesOption = Annotated[int | None, typer.Option(help="Multi-process run: number of processes P.")]
+ProcessIdOption = Annotated[int | None, typer.Option(help="Multi-process run: this process, 0..P-1 (only 0 writes).")]
 
 
 def _parse_scale(devices, platform, coordinator, num_processes, process_id):
@@ -382,24 +426,31 @@ def _deviation(row) -> str:
 
 @app.command()
 def distances(
-    dist: Annotated[str, typer.Option(help="Laws, comma list: gaussian uniform rademacher student-t cauchy "
-                                      "lognormal powerlaw init.")] = "gaussian,uniform,cauchy",
-    metric: Annotated[str, typer.Option(help="Metrics, comma list: euclidean sqeuclidean cityblock minkowski "
-                                        "chebyshev cosine.")] = "euclidean",
+    dist: Annotated[
+        str,
+        typer.Option(help="Laws, comma list: gaussian uniform rademacher student-t cauchy lognormal powerlaw init."),
+    ] = "gaussian,uniform,cauchy",
+    metric: Annotated[
+        str, typer.Option(help="Metrics, comma list: euclidean sqeuclidean cityblock minkowski chebyshev cosine.")
+    ] = "euclidean",
     dims: Annotated[str, typer.Option(help=DIMS_HELP)] = "10,100,1000,10000",
     points: Annotated[int, typer.Option(help="Random vectors per (law, d), >= 2.")] = 256,
     seed: Annotated[int, typer.Option(help="Seed (integer >= 0).")] = 0,
-    minkowski_p: Annotated[Optional[float], typer.Option(help="Exponent p > 0 of --metric minkowski.")] = None,
+    minkowski_p: Annotated[float | None, typer.Option(help="Exponent p > 0 of --metric minkowski.")] = None,
     df: Annotated[float, typer.Option(help="Student-t degrees of freedom, > 0.")] = 5.0,
     lognormal_sigma: Annotated[float, typer.Option(help="Lognormal sigma, > 0.")] = 1.0,
     a: Annotated[float, typer.Option(help="powerlaw: eigenvalues i^-a, a >= 0.")] = 1.0,
     init_scheme: Annotated[str, typer.Option(help="Init scheme: he, lecun, glorot.")] = "he",
-    init_io: Annotated[str, typer.Option(help="init: MLP input,output widths (2 hidden layers fitted to d).")] = "784,10",
-    chunk: Annotated[Optional[int], typer.Option(help="Coordinates per chunk: 4096 x 2^k (default: auto).")] = None,
+    init_io: Annotated[
+        str, typer.Option(help="init: MLP input,output widths (2 hidden layers fitted to d).")
+    ] = "784,10",
+    chunk: Annotated[int | None, typer.Option(help="Coordinates per chunk: 4096 x 2^k (default: auto).")] = None,
     dtype: Annotated[str, typer.Option(help="Sample dtype: float32 or float64.")] = "float32",
     out: Annotated[Path, typer.Option(help="Output directory (created if needed).")] = Path("out/distances"),
     plots: Annotated[bool, typer.Option(help="Write the figures (PNG and SVG).")] = True,
-    devices: Annotated[Optional[int], typer.Option(help="Devices to split the work over (default: all); same numbers for any count.")] = None,
+    devices: Annotated[
+        int | None, typer.Option(help="Devices to split the work over (default: all); same numbers for any count.")
+    ] = None,
     platform: PlatformOption = None,
     coordinator: CoordinatorOption = None,
     num_processes: ProcessesOption = None,
@@ -426,13 +477,23 @@ def distances(
         for law in ("student-t", "lognormal", "powerlaw"):  # every law option is checked, used or not
             make_distribution(law, df=df, sigma=lognormal_sigma, a=a)
         laws = tuple(
-            Init(widths=(io_w[0], 1, 1, io_w[1]), scheme=init_scheme) if n == "init"
+            Init(widths=(io_w[0], 1, 1, io_w[1]), scheme=init_scheme)
+            if n == "init"
             else make_distribution(n, df=df, sigma=lognormal_sigma, a=a)
             for n in names
         )
         metrics = tuple(make_metric(m, minkowski_p if m == "minkowski" else None) for m in metric_names)
-        config = exp.DistancesConfig(dists=laws, metrics=metrics, dims=tuple(dim_list), points=points, seed=seed,
-                                     chunk=chunk, dtype=dtype, devices=devices, platform=platform)
+        config = exp.DistancesConfig(
+            dists=laws,
+            metrics=metrics,
+            dims=tuple(dim_list),
+            points=points,
+            seed=seed,
+            chunk=chunk,
+            dtype=dtype,
+            devices=devices,
+            platform=platform,
+        )
         exp.check_memory(config, _available_memory())
     _setup_jax()
     used = _setup_scale(devices, platform, coordinator, num_processes, process_id)
@@ -452,14 +513,18 @@ def distances(
     if result.tables["angles"]:
         tables["distances_angles.csv"] = result.tables["angles"]
     meta = run_metadata("hdsim distances", config.to_json(), seed=seed, wall_seconds=wall, info=result.info)
-    written, error = _write_run(out, "distances.json", tables, meta,
-                                (lambda o: _distance_plots(o, result, metrics)) if plots else None)
+    written, error = _write_run(
+        out, "distances.json", tables, meta, (lambda o: _distance_plots(o, result, metrics)) if plots else None
+    )
     for r in result.rows:
-        typer.echo(f"{r['dist_params']:>24} {r['metric']:>11} d={r['dim']:<12} mean={r['mean']:<12.6g} "
-                   f"rel_std={r['rel_std']:<10.4g} theory={r['theory_rel_std']:.4g}{_deviation(r)}")
+        typer.echo(
+            f"{r['dist_params']:>24} {r['metric']:>11} d={r['dim']:<12} mean={r['mean']:<12.6g} "
+            f"rel_std={r['rel_std']:<10.4g} theory={r['theory_rel_std']:.4g}{_deviation(r)}"
+        )
     where = f"{len(used)} {used[0].platform} device(s)" + (f" in {num_processes} processes" if multi else "")
-    typer.echo(f"{result.info['coordinates_per_second']:.3g} coordinates/s on {where}; "
-               f"wrote {len(written)} files to {out}")
+    typer.echo(
+        f"{result.info['coordinates_per_second']:.3g} coordinates/s on {where}; wrote {len(written)} files to {out}"
+    )
     _report_plot_error(error, out)
 
 
@@ -472,21 +537,22 @@ def _parse_init_io(text: str) -> tuple[int, int]:
         widths = ()
     if len(widths) != 2 or min(widths) < 1:
         _fail(f"--init-io {text!r}: give two positive integers 'input,output', e.g. 784,10")
-    return widths
+    return widths[0], widths[1]
 
 
 def _distance_plots(o, result, metrics):
     from sim.experiments.distances import ANGLE_EDGES, HIST_EDGES
-    from sim.plots import save, style
     from sim.plots import distances as pd
+    from sim.plots import save, style
 
     with style():
         for m in metrics:
             if len({r["dim"] for r in result.rows}) >= 2:
                 save(pd.fig_rel_std(result.rows, m.name), o, f"distances_rel_std_{m.name}")
                 save(pd.fig_rel_contrast(result.rows, m.name), o, f"distances_rel_contrast_{m.name}")
-            save(pd.fig_histograms(result.rows, result.tables["hist"], HIST_EDGES, m.name), o,
-                 f"distances_hist_{m.name}")
+            save(
+                pd.fig_histograms(result.rows, result.tables["hist"], HIST_EDGES, m.name), o, f"distances_hist_{m.name}"
+            )
         if result.tables["angles"]:
             save(pd.fig_angles(result.tables["angles"], result.tables["hist"], ANGLE_EDGES), o, "distances_angles")
 
@@ -495,7 +561,7 @@ def _distance_plots(o, result, metrics):
 def figures(
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("figures"),
     quick: Annotated[bool, typer.Option(help="Reduced sizes (a smoke run in under 2 minutes).")] = False,
-    only: Annotated[Optional[str], typer.Option(help="Comma list of figure names to regenerate (see --list).")] = None,
+    only: Annotated[str | None, typer.Option(help="Comma list of figure names to regenerate (see --list).")] = None,
     list_: Annotated[bool, typer.Option("--list", help="List the figures and exit.")] = False,
 ):
     """Regenerate the figure gallery (default: every figure, into figures/)."""
@@ -530,6 +596,7 @@ def figures(
 
 # ---- hdsim rmt (random-matrix Hessians, issue 3) ----
 
+
 def _parse_shifts(text: str) -> list[float]:
     items = [s.strip() for s in text.split(",")]
     if not text.strip() or any(not s for s in items):
@@ -548,29 +615,38 @@ def _parse_shifts(text: str) -> list[float]:
 
 @app.command()
 def rmt(
-    ensemble: Annotated[str, typer.Option(help="Matrix ensemble: goe, wigner-rademacher, wigner-uniform, "
-                                          "wishart.")] = "goe",
-    dims: Annotated[str, typer.Option(help="Matrix sizes N <= 2048: comma list, A:B (every integer), A:B:K "
-                                      "(K log-spaced).")] = "2:50",
+    ensemble: Annotated[
+        str, typer.Option(help="Matrix ensemble: goe, wigner-rademacher, wigner-uniform, wishart.")
+    ] = "goe",
+    dims: Annotated[
+        str, typer.Option(help="Matrix sizes N <= 2048: comma list, A:B (every integer), A:B:K (K log-spaced).")
+    ] = "2:50",
     samples: Annotated[int, typer.Option(help="Monte Carlo matrices per (N, shift), >= 1.")] = 100_000,
-    shift: Annotated[str, typer.Option(help="Shifts s of H/sqrt(N) + s I, comma list of numbers "
-                                       "(e.g. -1,0,0.5).")] = "0",
+    shift: Annotated[
+        str, typer.Option(help="Shifts s of H/sqrt(N) + s I, comma list of numbers (e.g. -1,0,0.5).")
+    ] = "0",
     seed: Annotated[int, typer.Option(help="Seed (integer >= 0).")] = 0,
-    rare: Annotated[str, typer.Option(help="log P(min) when Monte Carlo sees too few minima (GOE, s = 0): ti, exact "
-                                      "or none.")] = "ti",
+    rare: Annotated[
+        str, typer.Option(help="log P(min) when Monte Carlo sees too few minima (GOE, s = 0): ti, exact or none.")
+    ] = "ti",
     min_minima: Annotated[int, typer.Option(help="Use --rare below this many Monte Carlo minima, >= 1.")] = 100,
     ti_chains: Annotated[int, typer.Option(help="Thermodynamic integration: chains per node, >= 2.")] = 32,
     ti_sweeps: Annotated[int, typer.Option(help="Thermodynamic integration: sweeps per chain, >= 1.")] = 400,
     aspect: Annotated[float, typer.Option(help="Wishart rows/columns m/N, > 0.")] = 2.0,
-    index_method: Annotated[str, typer.Option(help="Index counting: auto (ldl for continuous entries), eigh, "
-                                              "ldl.")] = "auto",
+    index_method: Annotated[
+        str, typer.Option(help="Index counting: auto (ldl for continuous entries), eigh, ldl.")
+    ] = "auto",
     dtype: Annotated[str, typer.Option(help="Matrix dtype: float32 or float64.")] = "float32",
-    spectrum_dims: Annotated[str, typer.Option(help="Sizes with a spectrum table: auto (3 of --dims), none, or "
-                                               "a --dims list.")] = "auto",
+    spectrum_dims: Annotated[
+        str, typer.Option(help="Sizes with a spectrum table: auto (3 of --dims), none, or a --dims list.")
+    ] = "auto",
     spectrum_samples: Annotated[int, typer.Option(help="Matrices per spectrum, >= 1.")] = 2000,
     out: Annotated[Path, typer.Option(help="Output directory (created if needed).")] = Path("out/rmt"),
     plots: Annotated[bool, typer.Option(help="Write the figures (PNG and SVG).")] = True,
-    devices: Annotated[Optional[int], typer.Option(help="Devices to split the matrices over (default: all); same numbers for any count.")] = None,
+    devices: Annotated[
+        int | None,
+        typer.Option(help="Devices to split the matrices over (default: all); same numbers for any count."),
+    ] = None,
     platform: PlatformOption = None,
     coordinator: CoordinatorOption = None,
     num_processes: ProcessesOption = None,
@@ -580,8 +656,11 @@ def rmt(
     dim_list = _parse_dims(dims)
     shifts = _parse_shifts(shift)
     if spectrum_dims in ("auto", "none"):
-        spec = () if spectrum_dims == "none" else tuple(dim_list[i] for i in sorted({0, len(dim_list) // 2,
-                                                                                     len(dim_list) - 1}))
+        spec = (
+            ()
+            if spectrum_dims == "none"
+            else tuple(dim_list[i] for i in sorted({0, len(dim_list) // 2, len(dim_list) - 1}))
+        )
     else:
         from sim.dims import DimsError, parse_dims
 
@@ -596,12 +675,24 @@ def rmt(
     from sim.experiments import rmt as exp
 
     with _ConfigErrors({"shifts": "--shift"}):
-        config = exp.RmtConfig(ensemble=ensemble, dims=tuple(dim_list), samples=samples, shifts=tuple(shifts),
-                               seed=seed, aspect=aspect, dtype=dtype,
-                               index_method=None if index_method == "auto" else index_method,
-                               rare=rare, min_minima=min_minima, ti_chains=ti_chains, ti_sweeps=ti_sweeps,
-                               spectrum_dims=spec, spectrum_samples=spectrum_samples, devices=devices,
-                               platform=platform)
+        config = exp.RmtConfig(
+            ensemble=ensemble,
+            dims=tuple(dim_list),
+            samples=samples,
+            shifts=tuple(shifts),
+            seed=seed,
+            aspect=aspect,
+            dtype=dtype,
+            index_method=None if index_method == "auto" else index_method,
+            rare=rare,
+            min_minima=min_minima,
+            ti_chains=ti_chains,
+            ti_sweeps=ti_sweeps,
+            spectrum_dims=spec,
+            spectrum_samples=spectrum_samples,
+            devices=devices,
+            platform=platform,
+        )
         exp.check_memory(config, _available_memory())
     _setup_jax()
     used = _setup_scale(devices, platform, coordinator, num_processes, process_id)
@@ -619,23 +710,30 @@ def rmt(
         return
     tables = {"rmt.csv": result.rows, **{f"rmt_{name}.csv": t for name, t in result.tables.items() if t}}
     meta = run_metadata("hdsim rmt", config.to_json(), seed=seed, wall_seconds=wall, info=result.info)
-    written, error = _write_run(out, "rmt.json", tables, meta,
-                                (lambda o: _rmt_plots(o, result)) if plots else None)
-    typer.echo(f"{'ensemble':>17} {'N':>5} {'shift':>6} {'index fraction':>22} {'theory':>8} "
-               f"{'ln P(min)':>20} {'theory -θN²':>12} {'exact':>10}  method")
+    written, error = _write_run(out, "rmt.json", tables, meta, (lambda o: _rmt_plots(o, result)) if plots else None)
+    typer.echo(
+        f"{'ensemble':>17} {'N':>5} {'shift':>6} {'index fraction':>22} {'theory':>8} "
+        f"{'ln P(min)':>20} {'theory -θN²':>12} {'exact':>10}  method"
+    )
     for r in result.rows:
-        typer.echo(f"{r['ensemble']:>17} {r['dim']:>5} {r['shift']:>6.3g} "
-                   f"{r['mean_index_fraction']:>12.5f} ± {r['mean_index_fraction_stderr']:<7.2g} "
-                   f"{_finite(r['theory_index_fraction_finite_n'], r['theory_index_fraction']):>8.5f} "
-                   f"{r['log_p_min']:>10.4g} ± {r['log_p_min_stderr']:<7.2g} "
-                   f"{r['theory_log_p_min']:>12.4g} {r['exact_log_p_min']:>10.4g}  {r['method']}")
+        typer.echo(
+            f"{r['ensemble']:>17} {r['dim']:>5} {r['shift']:>6.3g} "
+            f"{r['mean_index_fraction']:>12.5f} ± {r['mean_index_fraction_stderr']:<7.2g} "
+            f"{_finite(r['theory_index_fraction_finite_n'], r['theory_index_fraction']):>8.5f} "
+            f"{r['log_p_min']:>10.4g} ± {r['log_p_min_stderr']:<7.2g} "
+            f"{r['theory_log_p_min']:>12.4g} {r['exact_log_p_min']:>10.4g}  {r['method']}"
+        )
     fit = result.info.get("theta_fit")
     if fit is not None:
-        typer.echo(f"fit -ln P = θN² + bN + c over N = {min(fit['dims'])}..{max(fit['dims'])}: θ = {fit['theta']:.4f} "
-                   f"[{fit['ci_low']:.4f}, {fit['ci_high']:.4f}] (95%), b = {fit['b']:.3f}; theory θ = ln3/4 = 0.27465")
+        typer.echo(
+            f"fit -ln P = θN² + bN + c over N = {min(fit['dims'])}..{max(fit['dims'])}: θ = {fit['theta']:.4f} "
+            f"[{fit['ci_low']:.4f}, {fit['ci_high']:.4f}] (95%), b = {fit['b']:.3f}; theory θ = ln3/4 = 0.27465"
+        )
     where = f"{len(used)} {used[0].platform} device(s)" + (f" in {num_processes} processes" if multi else "")
-    typer.echo(f"{result.info['matrices_per_second']:.3g} matrices/s on {where}; wrote {len(written)} files to "
-               f"{out} in {wall:.1f} s")
+    typer.echo(
+        f"{result.info['matrices_per_second']:.3g} matrices/s on {where}; wrote {len(written)} files to "
+        f"{out} in {wall:.1f} s"
+    )
     _report_plot_error(error, out)
 
 
@@ -664,36 +762,68 @@ def _rmt_plots(o, result):
 
 # ---- hdsim critical (critical points of random losses, issue 4) ----
 
-CRITICAL_POINT_COLUMNS = ("landscape", "dim", "start", "converged", "grad_norm", "energy", "index", "index_fraction",
-                          "min_eig", "max_eig")
-CRITICAL_SUMMARY_COLUMNS = ("landscape", "dim", "found", "converged", "unique", "minima_fraction",
-                            "mean_index_fraction")
+CRITICAL_POINT_COLUMNS = (
+    "landscape",
+    "dim",
+    "start",
+    "converged",
+    "grad_norm",
+    "energy",
+    "index",
+    "index_fraction",
+    "min_eig",
+    "max_eig",
+)
+CRITICAL_SUMMARY_COLUMNS = (
+    "landscape",
+    "dim",
+    "found",
+    "converged",
+    "unique",
+    "minima_fraction",
+    "mean_index_fraction",
+)
 
 
 @app.command()
 def critical(
     landscape: Annotated[str, typer.Option(help="Random loss: grf, pspin or mlp.")] = "grf",
-    dims: Annotated[str, typer.Option(help="Sizes N (mlp: hidden widths): 2,4,8 or A:B or A:B:K (K log-spaced).")] = "2,4,8,16,32",
+    dims: Annotated[
+        str, typer.Option(help="Sizes N (mlp: hidden widths): 2,4,8 or A:B or A:B:K (K log-spaced).")
+    ] = "2,4,8,16,32",
     starts: Annotated[int, typer.Option(help="Random starts per instance, >= 1.")] = 512,
     instances: Annotated[int, typer.Option(help="Random landscapes per size, >= 1.")] = 1,
     seed: Annotated[int, typer.Option(help="Seed (integer >= 0).")] = 0,
     p: Annotated[int, typer.Option(help="pspin: order p >= 2 (n**p <= 2^24 couplings).")] = 3,
-    features: Annotated[Optional[int], typer.Option(help="grf: random features, >= 1 (default: features-per-dim x N).")] = None,
+    features: Annotated[
+        int | None, typer.Option(help="grf: random features, >= 1 (default: features-per-dim x N).")
+    ] = None,
     features_per_dim: Annotated[int, typer.Option(help="grf: random features per dimension, >= 1.")] = 16,
     length_scale: Annotated[float, typer.Option(help="grf: correlation length s > 0 (per sqrt(N)).")] = 1.0,
-    confine: Annotated[float, typer.Option(help="grf: confining term (confine/2)|x|^2, >= 0 (no theory if > 0).")] = 0.0,
+    confine: Annotated[
+        float, typer.Option(help="grf: confining term (confine/2)|x|^2, >= 0 (no theory if > 0).")
+    ] = 0.0,
     d_in: Annotated[int, typer.Option(help="mlp: input dimension, >= 1.")] = 2,
     num_samples: Annotated[int, typer.Option(help="mlp: training samples, >= 1.")] = 64,
     weight_decay: Annotated[float, typer.Option(help="mlp: weight decay >= 0.")] = 1e-3,
     noise: Annotated[float, typer.Option("--noise-std", help="mlp: label noise standard deviation >= 0.")] = 0.0,
-    max_steps: Annotated[Optional[int], typer.Option(help="Newton iterations per start, >= 1 (default 100; mlp 300).")] = None,
-    method: Annotated[str, typer.Option(help="Finder step rule: lm (Levenberg-Marquardt) or newton (uphill steps too; n <= 32).")] = "lm",
-    descent: Annotated[bool, typer.Option(help="Also run gradient descent from the same starts (minima energies).")] = True,
+    max_steps: Annotated[
+        int | None, typer.Option(help="Newton iterations per start, >= 1 (default 100; mlp 300).")
+    ] = None,
+    method: Annotated[
+        str, typer.Option(help="Finder step rule: lm (Levenberg-Marquardt) or newton (uphill steps too; n <= 32).")
+    ] = "lm",
+    descent: Annotated[
+        bool, typer.Option(help="Also run gradient descent from the same starts (minima energies).")
+    ] = True,
     descent_steps: Annotated[int, typer.Option(help="Gradient-descent iteration cap, >= 1.")] = 20000,
     spectra: Annotated[int, typer.Option(help="Saddles per size whose Hessian spectrum is kept, >= 0.")] = 4,
     out: Annotated[Path, typer.Option(help="Output directory (created if needed).")] = Path("out/critical"),
     plots: Annotated[bool, typer.Option(help="Write the figures (PNG and SVG).")] = True,
-    devices: Annotated[Optional[int], typer.Option(help="Devices to spread the instances over (default: all); same numbers for any count.")] = None,
+    devices: Annotated[
+        int | None,
+        typer.Option(help="Devices to spread the instances over (default: all); same numbers for any count."),
+    ] = None,
     platform: PlatformOption = None,
 ):
     """Critical points of random losses (Newton from random starts): index against energy, minima fraction."""
@@ -704,10 +834,26 @@ def critical(
 
     with _ConfigErrors({"noise": "--noise-std"}):
         config = exp.CriticalConfig(
-            landscape=landscape, dims=tuple(dim_list), starts=starts, seed=seed, instances=instances, p=p,
-            features=features, features_per_dim=features_per_dim, length_scale=length_scale, confine=confine,
-            d_in=d_in, num_samples=num_samples, weight_decay=weight_decay, noise=noise, max_steps=max_steps,
-            method=method, descent=descent, descent_steps=descent_steps, spectra=spectra, devices=devices,
+            landscape=landscape,
+            dims=tuple(dim_list),
+            starts=starts,
+            seed=seed,
+            instances=instances,
+            p=p,
+            features=features,
+            features_per_dim=features_per_dim,
+            length_scale=length_scale,
+            confine=confine,
+            d_in=d_in,
+            num_samples=num_samples,
+            weight_decay=weight_decay,
+            noise=noise,
+            max_steps=max_steps,
+            method=method,
+            descent=descent,
+            descent_steps=descent_steps,
+            spectra=spectra,
+            devices=devices,
             platform=platform,
         )
     _setup_jax()
@@ -735,27 +881,34 @@ def critical(
         if result.tables[name]:
             tables[f"critical_{name}.csv"] = result.tables[name]
     meta = run_metadata("hdsim critical", dataclasses.asdict(config), seed=seed, wall_seconds=wall, info=result.info)
-    written, error = _write_run(out, "critical.json", tables, meta,
-                                (lambda o: _critical_plots(o, config, result)) if plots else None)
-    typer.echo(f"{'landscape':>9} {'dim':>5} {'found':>6} {'converged':>9} {'not conv.':>9} {'unique':>6} "
-               f"{'minima frac':>11} {'mean index frac':>15} {'spearman':>8}")
+    written, error = _write_run(
+        out, "critical.json", tables, meta, (lambda o: _critical_plots(o, config, result)) if plots else None
+    )
+    typer.echo(
+        f"{'landscape':>9} {'dim':>5} {'found':>6} {'converged':>9} {'not conv.':>9} {'unique':>6} "
+        f"{'minima frac':>11} {'mean index frac':>15} {'spearman':>8}"
+    )
     for s in summary:
         mf = "n/a" if s["minima_fraction"] is None else f"{s['minima_fraction']:.4f}"
         mi = "n/a" if s["mean_index_fraction"] is None else f"{s['mean_index_fraction']:.4f}"
         rho = s["spearman"]
         rho = "n/a" if rho is None or not math.isfinite(rho) else f"{rho:.3f}"
-        typer.echo(f"{s['landscape']:>9} {s['dim']:>5} {s['found']:>6} {s['converged']:>9} {s['not_converged']:>9} "
-                   f"{s['unique']:>6} {mf:>11} {mi:>15} {rho:>8}")
+        typer.echo(
+            f"{s['landscape']:>9} {s['dim']:>5} {s['found']:>6} {s['converged']:>9} {s['not_converged']:>9} "
+            f"{s['unique']:>6} {mf:>11} {mi:>15} {rho:>8}"
+        )
     bad = sum(s["not_converged"] for s in summary)
-    typer.echo(f"{bad} of {sum(s['found'] for s in summary)} starts did not converge (reported in "
-               f"critical_points.csv, excluded from the statistics); wrote {len(written)} files to {out} "
-               f"in {wall:.0f} s on {len(used)} {used[0].platform} device(s)")
+    typer.echo(
+        f"{bad} of {sum(s['found'] for s in summary)} starts did not converge (reported in "
+        f"critical_points.csv, excluded from the statistics); wrote {len(written)} files to {out} "
+        f"in {wall:.0f} s on {len(used)} {used[0].platform} device(s)"
+    )
     _report_plot_error(error, out)
 
 
 def _critical_plots(o, config, result):
-    from sim.plots import save, style
     from sim.plots import critical as pc
+    from sim.plots import save, style
     from sim.theory import landscapes as th
 
     summary = result.tables["summary"]
@@ -775,43 +928,89 @@ def _critical_plots(o, config, result):
             save(pc.fig_descent_energy(summary, result.tables["descent"], config.p), o, "critical_descent_energy")
 
 
-
 # ---- hdsim spectrum (Hessian spectra from Hessian-vector products, issue 5) ----
 
 
 @app.command()
 def spectrum(
-    model: Annotated[str, typer.Option(help="Operator: mlp (MSE loss Hessian), goe, grf or pspin (landscape Hessian at --point).")] = "mlp",
+    model: Annotated[
+        str, typer.Option(help="Operator: mlp (MSE loss Hessian), goe, grf or pspin (landscape Hessian at --point).")
+    ] = "mlp",
     width: Annotated[int, typer.Option(min=1, help="mlp: hidden width.")] = 64,
     depth: Annotated[int, typer.Option(min=1, help="mlp: number of hidden layers.")] = 2,
     input_dim: Annotated[int, typer.Option(min=1, help="mlp: input dimension of the teacher task.")] = 16,
-    samples: Annotated[int, typer.Option("--num-samples", min=1, help="mlp: training samples (teacher-student regression).")] = 256,
-    train_steps: Annotated[int, typer.Option(min=0, help="mlp: gradient-descent steps before the spectrum (0: at initialisation).")] = 0,
-    lr: Annotated[Optional[float], typer.Option(help="mlp: GD step > 0 (default: 1 / largest Hessian eigenvalue at init).")] = None,
-    dim: Annotated[Optional[int], typer.Option(help="goe: matrix size (default 1000); grf/pspin: landscape size n (default 100).")] = None,
-    shift: Annotated[float, typer.Option(help="goe: spectrum of H + shift*I (negative fraction -> semicircle CDF at -shift).")] = 0.0,
-    p: Annotated[int, typer.Option(min=2, help="pspin: order p >= 2 (n**p couplings are stored: p = 3 allows n <= 256).")] = 3,
-    point: Annotated[str, typer.Option(help="grf/pspin: Hessian at a 'critical' point (first converged Newton start, n <= 256) or a 'random' one.")] = "critical",
+    samples: Annotated[
+        int, typer.Option("--num-samples", min=1, help="mlp: training samples (teacher-student regression).")
+    ] = 256,
+    train_steps: Annotated[
+        int, typer.Option(min=0, help="mlp: gradient-descent steps before the spectrum (0: at initialisation).")
+    ] = 0,
+    lr: Annotated[
+        float | None, typer.Option(help="mlp: GD step > 0 (default: 1 / largest Hessian eigenvalue at init).")
+    ] = None,
+    dim: Annotated[
+        int | None, typer.Option(help="goe: matrix size (default 1000); grf/pspin: landscape size n (default 100).")
+    ] = None,
+    shift: Annotated[
+        float, typer.Option(help="goe: spectrum of H + shift*I (negative fraction -> semicircle CDF at -shift).")
+    ] = 0.0,
+    p: Annotated[
+        int, typer.Option(min=2, help="pspin: order p >= 2 (n**p couplings are stored: p = 3 allows n <= 256).")
+    ] = 3,
+    point: Annotated[
+        str,
+        typer.Option(
+            help="grf/pspin: Hessian at a 'critical' point (first converged Newton start, n <= 256) or a 'random' one."
+        ),
+    ] = "critical",
     starts: Annotated[int, typer.Option(min=1, help="grf/pspin --point critical: Newton starts (float64).")] = 8,
     probes: Annotated[int, typer.Option(help="SLQ random probes, >= 2 (the error bar is their spread).")] = 16,
-    steps: Annotated[int, typer.Option("--lanczos-steps", help="Lanczos steps per probe, >= 1 (<= N with --reortho full).")] = 80,
-    batch_size: Annotated[Optional[int], typer.Option("--probe-batch", help="Probes run at once (default all); memory ~ batch x steps x N.")] = None,
-    reortho: Annotated[str, typer.Option(help="Reorthogonalisation: full (O(steps*N) memory) or none (O(N), ghost Ritz values).")] = "full",
+    steps: Annotated[
+        int, typer.Option("--lanczos-steps", help="Lanczos steps per probe, >= 1 (<= N with --reortho full).")
+    ] = 80,
+    batch_size: Annotated[
+        int | None,
+        typer.Option("--probe-batch", help="Probes run at once (default all); memory ~ batch x steps x N."),
+    ] = None,
+    reortho: Annotated[
+        str, typer.Option(help="Reorthogonalisation: full (O(steps*N) memory) or none (O(N), ghost Ritz values).")
+    ] = "full",
     probe: Annotated[str, typer.Option(help="Probe law: rademacher or gaussian.")] = "rademacher",
     threshold: Annotated[float, typer.Option(help="Also report the fraction of eigenvalues below this value.")] = 0.0,
-    sigma: Annotated[Optional[float], typer.Option(help="Density kernel width > 0 (default: eigenvalue range / steps).")] = None,
-    exact: Annotated[str, typer.Option(help="Exact comparison (dense Hessian + eigvalsh): auto (N <= --exact-max), yes or no.")] = "auto",
+    sigma: Annotated[
+        float | None, typer.Option(help="Density kernel width > 0 (default: eigenvalue range / steps).")
+    ] = None,
+    exact: Annotated[
+        str, typer.Option(help="Exact comparison (dense Hessian + eigvalsh): auto (N <= --exact-max), yes or no.")
+    ] = "auto",
     exact_max: Annotated[int, typer.Option(min=1, help="Largest N for --exact auto.")] = 4096,
     dtype: Annotated[str, typer.Option(help="Parameters, probes and Lanczos dtype: float32 or float64.")] = "float32",
     seed: Annotated[int, typer.Option(min=0, help="Seed (integer >= 0).")] = 0,
     out: Annotated[Path, typer.Option(help="Output directory (created if needed).")] = Path("out/spectrum"),
     plots: Annotated[bool, typer.Option(help="Write the density figure (PNG and SVG).")] = True,
-    devices: Annotated[Optional[int], typer.Option(help="Devices to split the probe batches over (default: all; use --probe-batch <= probes/devices); same numbers for any count.")] = None,
+    devices: Annotated[
+        int | None,
+        typer.Option(
+            help="Devices to split the probe batches over (default: all; use --probe-batch <= probes/devices); same numbers for any count."
+        ),
+    ] = None,
     platform: PlatformOption = None,
-    eps: Annotated[Optional[str], typer.Option(help="Counts N-(eps), N0(eps), N+(eps) at these thresholds >= 0 (comma list, e.g. 0.1,0.01,0.001): counts.csv, with brackets.")] = None,
+    eps: Annotated[
+        str | None,
+        typer.Option(
+            help="Counts N-(eps), N0(eps), N+(eps) at these thresholds >= 0 (comma list, e.g. 0.1,0.01,0.001): counts.csv, with brackets."
+        ),
+    ] = None,
     eps_rel: Annotated[bool, typer.Option("--eps-rel", help="--eps in units of the spectral norm ||H||.")] = False,
-    degree: Annotated[int, typer.Option(help="Counts: Chebyshev degree, even >= 2 (degree/2 products per probe; resolution ~ bulk half-width * pi / degree).")] = 1000,
-    count_probes: Annotated[Optional[int], typer.Option(help="Counts: probes of the stochastic trace, >= 2 (default: --probes).")] = None,
+    degree: Annotated[
+        int,
+        typer.Option(
+            help="Counts: Chebyshev degree, even >= 2 (degree/2 products per probe; resolution ~ bulk half-width * pi / degree)."
+        ),
+    ] = 1000,
+    count_probes: Annotated[
+        int | None, typer.Option(help="Counts: probes of the stochastic trace, >= 2 (default: --probes).")
+    ] = None,
 ):
     """Hessian spectrum from Hessian-vector products (SLQ): density.csv, spectrum.json and a figure;
     with --eps, eigenvalue counts with error brackets (counts.csv)."""
@@ -838,8 +1037,14 @@ def spectrum(
     if count_probes is not None and count_probes < 2:
         _fail(f"--count-probes {count_probes}: need >= 2 probes (the error bar is their spread)")
 
-    for name, value, valid in (("--model", model, exp.MODELS), ("--point", point, exp.POINTS), ("--reortho", reortho, REORTHO), ("--probe", probe, PROBES),
-                               ("--exact", exact, ("auto", "yes", "no")), ("--dtype", dtype, ("float32", "float64"))):
+    for name, value, valid in (
+        ("--model", model, exp.MODELS),
+        ("--point", point, exp.POINTS),
+        ("--reortho", reortho, REORTHO),
+        ("--probe", probe, PROBES),
+        ("--exact", exact, ("auto", "yes", "no")),
+        ("--dtype", dtype, ("float32", "float64")),
+    ):
         _choice(name, value, valid)
     if probes < 2:
         _fail(f"--probes {probes}: need >= 2 probes (the error bar is their spread)")
@@ -851,20 +1056,45 @@ def spectrum(
         _fail(f"--dim {dim}: must be an integer >= {2 if model == 'pspin' else 1}")
     _positive("--lr", lr)
     _positive("--sigma", sigma)
-    for name, value in (("--shift", shift), ("--threshold", threshold)):
-        if not math.isfinite(value):
-            _fail(f"{name} must be a finite number, got {value}")
+    for option, number in (("--shift", shift), ("--threshold", threshold)):
+        if not math.isfinite(number):
+            _fail(f"{option} must be a finite number, got {number}")
     if dim is None:
         dim = 1000 if model == "goe" else 100
     _parse_scale(devices, platform, None, None, None)
     _setup_jax()  # before the config: dtype float64 needs x64 (no backend is initialised here)
     try:
         config = exp.SpectrumConfig(
-            model=model, width=width, depth=depth, input_dim=input_dim, num_samples=samples, train_steps=train_steps,
-            learning_rate=lr, dim=dim, shift=shift, p=p, point=point, starts=starts, probes=probes, steps=steps,
-            probe=probe, reortho=reortho, batch_size=batch_size, threshold=threshold, sigma=sigma, exact=exact,
-            exact_max=exact_max, dtype=dtype, seed=seed, devices=devices, platform=platform, eps=tuple(eps_list),
-            eps_rel=eps_rel, degree=degree, count_probes=count_probes)
+            model=model,
+            width=width,
+            depth=depth,
+            input_dim=input_dim,
+            num_samples=samples,
+            train_steps=train_steps,
+            learning_rate=lr,
+            dim=dim,
+            shift=shift,
+            p=p,
+            point=point,
+            starts=starts,
+            probes=probes,
+            steps=steps,
+            probe=probe,
+            reortho=reortho,
+            batch_size=batch_size,
+            threshold=threshold,
+            sigma=sigma,
+            exact=exact,
+            exact_max=exact_max,
+            dtype=dtype,
+            seed=seed,
+            devices=devices,
+            platform=platform,
+            eps=tuple(eps_list),
+            eps_rel=eps_rel,
+            degree=degree,
+            count_probes=count_probes,
+        )
     except ValueError as e:
         msg = str(e).removeprefix("spectrum: ")
         _fail(f"--dim {dim} --p {p}: {msg}" if msg.startswith(f"{model}:") else msg)
@@ -887,13 +1117,24 @@ def spectrum(
             result = exp.run(config, progress=lambda k: bar.advance(task, k))
     except RuntimeError as e:  # e.g. no Newton start converged: nothing is written
         typer.echo(f"Error: {' '.join(str(e).removeprefix('spectrum: ').split())}", err=True)
-        raise typer.Exit(1)
+        raise typer.Exit(1) from None
     wall = time.perf_counter() - t0
     info = result.info
-    keys = ("negative_fraction", "negative_fraction_stderr", "negative_fraction_lower", "negative_fraction_upper",
-            "min_eigenvalue", "min_eigenvalue_residual", "max_eigenvalue", "max_eigenvalue_residual",
-            "exact_negative_fraction", "exact_min_eigenvalue", "exact_max_eigenvalue", "density_l1",
-            "theory_negative_fraction")
+    keys = (
+        "negative_fraction",
+        "negative_fraction_stderr",
+        "negative_fraction_lower",
+        "negative_fraction_upper",
+        "min_eigenvalue",
+        "min_eigenvalue_residual",
+        "max_eigenvalue",
+        "max_eigenvalue_residual",
+        "exact_negative_fraction",
+        "exact_min_eigenvalue",
+        "exact_max_eigenvalue",
+        "density_l1",
+        "theory_negative_fraction",
+    )
     top = {k: info[k] for k in keys if k in info}
     with Output(out) as o:
         o.csv("density.csv", result.rows)
@@ -915,15 +1156,21 @@ def spectrum(
         o.json("spectrum.json", {**top, "num_params": n, "timings": info["seconds"], **meta})
         written = o.staged_names()
     exact_txt = f" (exact {info['exact_negative_fraction']:.4f})" if "exact_negative_fraction" in info else ""
-    typer.echo(f"{model} N={n:,}: negative fraction {info['negative_fraction']:.4f} +- "
-               f"{info['negative_fraction_stderr']:.4f}{exact_txt}; eigenvalues in [{info['min_eigenvalue']:.5g}, "
-               f"{info['max_eigenvalue']:.5g}]")
+    typer.echo(
+        f"{model} N={n:,}: negative fraction {info['negative_fraction']:.4f} +- "
+        f"{info['negative_fraction_stderr']:.4f}{exact_txt}; eigenvalues in [{info['min_eigenvalue']:.5g}, "
+        f"{info['max_eigenvalue']:.5g}]"
+    )
     for r in result.tables.get("counts", []):
-        typer.echo(f"eps {r['eps']:.3g}{' ||H||' if eps_rel else ''}: N- {r['negative_fraction']:.4f} "
-                   f"[{r['negative_fraction_lower']:.4f}, {r['negative_fraction_upper']:.4f}], N0 {r['zero_fraction']:.4f} "
-                   f"[{r['zero_fraction_lower']:.4f}, {r['zero_fraction_upper']:.4f}], N+ {r['positive_fraction']:.4f}")
-    typer.echo(f"{info['seconds'].get('slq_run', 0.0):.2f} s SLQ ({probes} probes x {steps} steps on {len(used)} "
-               f"{used[0].platform} device(s)); wrote {len(written)} files to {out}")
+        typer.echo(
+            f"eps {r['eps']:.3g}{' ||H||' if eps_rel else ''}: N- {r['negative_fraction']:.4f} "
+            f"[{r['negative_fraction_lower']:.4f}, {r['negative_fraction_upper']:.4f}], N0 {r['zero_fraction']:.4f} "
+            f"[{r['zero_fraction_lower']:.4f}, {r['zero_fraction_upper']:.4f}], N+ {r['positive_fraction']:.4f}"
+        )
+    typer.echo(
+        f"{info['seconds'].get('slq_run', 0.0):.2f} s SLQ ({probes} probes x {steps} steps on {len(used)} "
+        f"{used[0].platform} device(s)); wrote {len(written)} files to {out}"
+    )
 
 
 # ---- hdsim scaling (learning curves and power laws, issue 11) ----
@@ -941,22 +1188,43 @@ def _parse_sizes(name: str, text: str):
 
 @app.command()
 def scaling(
-    data: Annotated[str, typer.Option(help="Data: powerlaw (lambda_i = i^-alpha, target power i^-beta), isotropic "
-                                      "(alpha = 0, |w|^2 = 1), digits (scikit-learn's), mnist1d (pip install mnist1d).")] = "powerlaw",
-    learner: Annotated[str, typer.Option(help="Learner: linear (ridge / min-norm least squares), features (P random "
-                                         "features), kernel (kernel ridge regression).")] = "linear",
+    data: Annotated[
+        str,
+        typer.Option(
+            help="Data: powerlaw (lambda_i = i^-alpha, target power i^-beta), isotropic "
+            "(alpha = 0, |w|^2 = 1), digits (scikit-learn's), mnist1d (pip install mnist1d)."
+        ),
+    ] = "powerlaw",
+    learner: Annotated[
+        str,
+        typer.Option(
+            help="Learner: linear (ridge / min-norm least squares), features (P random "
+            "features), kernel (kernel ridge regression)."
+        ),
+    ] = "linear",
     alpha: Annotated[float, typer.Option(help="powerlaw: covariance eigenvalues i^-alpha, alpha > 0.")] = 1.5,
     beta: Annotated[float, typer.Option(help="powerlaw: target power per mode i^-beta, beta > 1.")] = 2.0,
     noise: Annotated[float, typer.Option(help="Label-noise variance sigma^2 >= 0 (synthetic data only).")] = 0.0,
     ridge: Annotated[float, typer.Option(help="Ridge delta >= 0 added to the Gram matrix (0: minimum norm).")] = 0.0,
-    n: Annotated[str, typer.Option("--n", help="Training-set sizes >= 2: comma list, A:B, A:B:K (K log-spaced).")] = "16:1024:7",
-    params: Annotated[str, typer.Option(help="Features P (linear on synthetic data: the data dimension; features: "
-                                        "random features; ignored by kernel and by linear on real data).")] = "4096",
+    n: Annotated[
+        str, typer.Option("--n", help="Training-set sizes >= 2: comma list, A:B, A:B:K (K log-spaced).")
+    ] = "16:1024:7",
+    params: Annotated[
+        str,
+        typer.Option(
+            help="Features P (linear on synthetic data: the data dimension; features: "
+            "random features; ignored by kernel and by linear on real data)."
+        ),
+    ] = "4096",
     seeds: Annotated[int, typer.Option(help="Independent draws per point, >= 1 (>= 2 for error bars).")] = 10,
     seed: Annotated[int, typer.Option(help="Seed (integer >= 0).")] = 0,
-    modes: Annotated[int, typer.Option(help="powerlaw/isotropic with features or kernel: data dimension, >= 1.")] = 2048,
+    modes: Annotated[
+        int, typer.Option(help="powerlaw/isotropic with features or kernel: data dimension, >= 1.")
+    ] = 2048,
     activation: Annotated[str, typer.Option(help="features: relu, tanh or linear (random projections).")] = "relu",
-    kernel: Annotated[str, typer.Option(help="kernel: auto (linear on synthetic data, rbf on real data), linear, rbf.")] = "auto",
+    kernel: Annotated[
+        str, typer.Option(help="kernel: auto (linear on synthetic data, rbf on real data), linear, rbf.")
+    ] = "auto",
     n_test: Annotated[int, typer.Option(help="Test samples per draw, >= 1.")] = 500,
     out: Annotated[Path, typer.Option(help="Output directory (created if needed).")] = Path("out/scaling"),
     plots: Annotated[bool, typer.Option(help="Write the figures (PNG and SVG).")] = True,
@@ -969,9 +1237,22 @@ def scaling(
     ns = _parse_sizes("--n", n)
     ps = _parse_sizes("--params", params)
     try:
-        config = exp.ScalingConfig(data=data, learner=learner, alpha=alpha, beta=beta, noise=noise, ridge=ridge,
-                                   ns=tuple(ns), params=tuple(ps), modes=modes, activation=activation, kernel=kernel,
-                                   seeds=seeds, seed=seed, n_test=n_test)
+        config = exp.ScalingConfig(
+            data=data,
+            learner=learner,
+            alpha=alpha,
+            beta=beta,
+            noise=noise,
+            ridge=ridge,
+            ns=tuple(ns),
+            params=tuple(ps),
+            modes=modes,
+            activation=activation,
+            kernel=kernel,
+            seeds=seeds,
+            seed=seed,
+            n_test=n_test,
+        )
     except ValueError as e:
         _fail(str(e))
     _setup_jax()
@@ -997,24 +1278,37 @@ def scaling(
                 if len({r["params"] for r in result.rows}) >= 2:
                     save(psc.fig_params(result.rows), o, "scaling_params")
         meta = run_metadata("hdsim scaling", config.to_json(), seed=seed, wall_seconds=wall, info=info)
-        o.json("scaling.json", {"exponent_n": info["exponent_n"], "theory_exponent_n": info["theory_exponent_n"],
-                                "exponent_params": info.get("exponent_params"), **meta})
+        o.json(
+            "scaling.json",
+            {
+                "exponent_n": info["exponent_n"],
+                "theory_exponent_n": info["theory_exponent_n"],
+                "exponent_params": info.get("exponent_params"),
+                **meta,
+            },
+        )
         written = o.staged_names()
     typer.echo(f"{'P':>6} {'n':>7} {'excess risk':>24} {'theory':>10} {'test loss':>10} {'train loss':>10}")
     for r in result.rows:
-        typer.echo(f"{r['params']:>6} {r['n']:>7} {r['excess_risk']:>12.5g} ± {r['excess_risk_stderr']:<9.2g} "
-                   f"{r['theory_excess_risk']:>10.5g} {r['test_loss']:>10.5g} {r['train_loss']:>10.3g}")
+        typer.echo(
+            f"{r['params']:>6} {r['n']:>7} {r['excess_risk']:>12.5g} ± {r['excess_risk_stderr']:<9.2g} "
+            f"{r['theory_excess_risk']:>10.5g} {r['test_loss']:>10.5g} {r['train_loss']:>10.3g}"
+        )
     b_th = info["theory_exponent_n"]
     for p, f in info["exponent_n"].items():
         if f["exponent"] is not None:
-            typer.echo(f"P = {p}: excess risk ~ n^-b, b = {f['exponent']:.3f} [{f['ci_low']:.3f}, {f['ci_high']:.3f}] (95%); "
-                       f"theory {'n/a' if b_th is None else f'{b_th:.3f}'} ({info['theory_regime']})"
-                       + (f", theory's slope over these n {f['theory_slope_over_range']:.3f}"
-                          if f["theory_slope_over_range"] is not None else ""))
+            typer.echo(
+                f"P = {p}: excess risk ~ n^-b, b = {f['exponent']:.3f} [{f['ci_low']:.3f}, {f['ci_high']:.3f}] (95%); "
+                f"theory {'n/a' if b_th is None else f'{b_th:.3f}'} ({info['theory_regime']})"
+                + (
+                    f", theory's slope over these n {f['theory_slope_over_range']:.3f}"
+                    if f["theory_slope_over_range"] is not None
+                    else ""
+                )
+            )
     for note in info["notes"]:
         typer.echo(note)
     typer.echo(f"wrote {len(written)} files to {out} in {wall:.1f} s")
-
 
 
 # ---- hdsim train (networks trained on real data, issue 12) ----
@@ -1022,9 +1316,16 @@ def scaling(
 
 @app.command()
 def train(
-    data: Annotated[str, typer.Option(help="Data: digits (scikit-learn's), mnist1d (pip install mnist1d), teacher "
-                                      "(Gaussian inputs labelled by a random tanh MLP).")] = "digits",
-    widths: Annotated[str, typer.Option(help="Hidden widths: comma list, A:B, A:B:K (K log-spaced).")] = "32,64,128,256",
+    data: Annotated[
+        str,
+        typer.Option(
+            help="Data: digits (scikit-learn's), mnist1d (pip install mnist1d), teacher "
+            "(Gaussian inputs labelled by a random tanh MLP)."
+        ),
+    ] = "digits",
+    widths: Annotated[
+        str, typer.Option(help="Hidden widths: comma list, A:B, A:B:K (K log-spaced).")
+    ] = "32,64,128,256",
     depth: Annotated[int, typer.Option(help="Hidden layers, >= 1.")] = 1,
     param: Annotated[str, typer.Option(help="Parameterisation: standard, ntk or mup (mean field).")] = "ntk",
     optimizer: Annotated[str, typer.Option(help="gd (full batch), sgd or adam (optax).")] = "gd",
@@ -1046,13 +1347,41 @@ def train(
 
     _choice("--data", data, exp.DATA)
     ws = _parse_sizes("--widths", widths)
-    names = ("data", "widths", "depth", "param", "optimizer", "lr", "steps", "seeds", "seed", "n_train", "n_test",
-             "batch_size", "checkpoints", "hessian_steps", "hessian_probes")
+    names = (
+        "data",
+        "widths",
+        "depth",
+        "param",
+        "optimizer",
+        "lr",
+        "steps",
+        "seeds",
+        "seed",
+        "n_train",
+        "n_test",
+        "batch_size",
+        "checkpoints",
+        "hessian_steps",
+        "hessian_probes",
+    )
     with _ConfigErrors({n: "--" + n.replace("_", "-") for n in names}):
-        config = exp.TrainConfig(data=data, widths=tuple(ws), depth=depth, param=param, optimizer=optimizer, lr=lr,
-                                 steps=steps, seeds=seeds, seed=seed, n_train=n_train, n_test=n_test,
-                                 batch_size=batch_size, checkpoints=checkpoints, hessian_steps=hessian_steps,
-                                 hessian_probes=hessian_probes)
+        config = exp.TrainConfig(
+            data=data,
+            widths=tuple(ws),
+            depth=depth,
+            param=param,
+            optimizer=optimizer,
+            lr=lr,
+            steps=steps,
+            seeds=seeds,
+            seed=seed,
+            n_train=n_train,
+            n_test=n_test,
+            batch_size=batch_size,
+            checkpoints=checkpoints,
+            hessian_steps=hessian_steps,
+            hessian_probes=hessian_probes,
+        )
     _setup_jax()
     _out_dir(out)
 
@@ -1082,20 +1411,30 @@ def train(
     tables = {"train.csv": result.rows}
     if result.tables["index"]:
         tables["train_index.csv"] = result.tables["index"]
-    written, error = _write_run(out, "train.json", tables,
-                                {"exponent": info["exponent"], "theory_exponent": info["theory_exponent"], **meta},
-                                plot if plots else None)
-    typer.echo(f"{'width':>6} {'params':>8} {'train':>9} {'test':>9} {'error':>6} {'rel.change':>10} "
-               f"{'pair T/0':>8} {'barrier':>9} {'aligned':>9} {'neg.frac':>14}")
+    written, error = _write_run(
+        out,
+        "train.json",
+        tables,
+        {"exponent": info["exponent"], "theory_exponent": info["theory_exponent"], **meta},
+        plot if plots else None,
+    )
+    typer.echo(
+        f"{'width':>6} {'params':>8} {'train':>9} {'test':>9} {'error':>6} {'rel.change':>10} "
+        f"{'pair T/0':>8} {'barrier':>9} {'aligned':>9} {'neg.frac':>14}"
+    )
     for r in result.rows:
         ratio = r["pair_dist_trained"] / r["pair_dist_init"] if r["pair_dist_init"] == r["pair_dist_init"] else math.nan
-        typer.echo(f"{r['width']:>6} {r['params']:>8} {r['train_loss']:>9.4g} {r['test_loss']:>9.4g} "
-                   f"{r['test_error']:>6.3f} {r['rel_change']:>10.4g} {ratio:>8.4f} {r['barrier']:>9.3g} "
-                   f"{r['barrier_aligned']:>9.3g} {r['negative_fraction']:>7.3f} ± {r['negative_fraction_stderr']:<5.2g}")
+        typer.echo(
+            f"{r['width']:>6} {r['params']:>8} {r['train_loss']:>9.4g} {r['test_loss']:>9.4g} "
+            f"{r['test_error']:>6.3f} {r['rel_change']:>10.4g} {ratio:>8.4f} {r['barrier']:>9.3g} "
+            f"{r['barrier_aligned']:>9.3g} {r['negative_fraction']:>7.3f} ± {r['negative_fraction_stderr']:<5.2g}"
+        )
     f, th = info["exponent"], info["theory_exponent"]
     if f:
-        typer.echo(f"rel_change ~ width^b: b = {f['exponent']:.3f} [{f['ci_low']:.3f}, {f['ci_high']:.3f}] (95%); "
-                   f"theory {'none' if th is None else f'{th:g}'}")
+        typer.echo(
+            f"rel_change ~ width^b: b = {f['exponent']:.3f} [{f['ci_low']:.3f}, {f['ci_high']:.3f}] (95%); "
+            f"theory {'none' if th is None else f'{th:g}'}"
+        )
     for note in info["notes"]:
         typer.echo(note)
     _report_plot_error(error, out)

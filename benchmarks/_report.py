@@ -103,12 +103,23 @@ def thread_counts(spec: str) -> list[int]:
 
 def add_arguments(parser: argparse.ArgumentParser, *, repeat: int = 3) -> None:
     """Add the common options: ``--threads``, ``--repeat``, ``--json`` and the internal ``--worker``/``--worker-threads``."""
-    parser.add_argument("--threads", default="1,all",
-                        help="thread/core counts to run both sides with, comma-separated or 'all' (default 1,all)")
-    parser.add_argument("--repeat", type=int, default=repeat,
-                        help=f"warm timed runs of each side after the first call; the shortest counts (default {repeat})")
-    parser.add_argument("--json", default=None, metavar="PATH",
-                        help="also write every worker's results (times, environment, arguments) to PATH")
+    parser.add_argument(
+        "--threads",
+        default="1,all",
+        help="thread/core counts to run both sides with, comma-separated or 'all' (default 1,all)",
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=repeat,
+        help=f"warm timed runs of each side after the first call; the shortest counts (default {repeat})",
+    )
+    parser.add_argument(
+        "--json",
+        default=None,
+        metavar="PATH",
+        help="also write every worker's results (times, environment, arguments) to PATH",
+    )
     parser.add_argument(WORKER_FLAG, action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--worker-threads", type=int, default=None, help=argparse.SUPPRESS)
 
@@ -162,7 +173,7 @@ def run_worker(argv: list[str], threads: int, *, echo: bool = True) -> dict:
         assert proc.stdout is not None
         for line in proc.stdout:
             if line.startswith(MARKER):
-                result = json.loads(line[len(MARKER):])
+                result = json.loads(line[len(MARKER) :])
             elif echo:
                 print(f"  [{threads} thr] {line}", end="", flush=True)
         rc = proc.wait()
@@ -254,8 +265,18 @@ def environment() -> dict:
         from threadpoolctl import threadpool_info
 
         env["threadpools"] = [
-            {k: p.get(k) for k in ("internal_api", "prefix", "version", "num_threads", "threading_layer",
-                                   "architecture", "filepath")}
+            {
+                k: p.get(k)
+                for k in (
+                    "internal_api",
+                    "prefix",
+                    "version",
+                    "num_threads",
+                    "threading_layer",
+                    "architecture",
+                    "filepath",
+                )
+            }
             for p in threadpool_info()
         ]
     except ImportError:
@@ -290,11 +311,15 @@ def format_environment(env: Mapping[str, Any]) -> str:
         lines.append("BLAS/LAPACK: threadpoolctl found no loaded BLAS/OpenMP library")
     else:
         for p in pools:
-            lines.append(f"BLAS/LAPACK: {p['internal_api']} {p['version']} ({p.get('threading_layer')}, "
-                         f"{p.get('architecture')}), {p['num_threads']} threads, {p['filepath']}")
+            lines.append(
+                f"BLAS/LAPACK: {p['internal_api']} {p['version']} ({p.get('threading_layer')}, "
+                f"{p.get('architecture')}), {p['num_threads']} threads, {p['filepath']}"
+            )
     if "jax_devices" in env:
-        lines.append(f"JAX devices {env['jax_devices']}, x64 {env['jax_x64']}, persistent compilation cache "
-                     f"{env['jax_compilation_cache_dir'] or 'off'}")
+        lines.append(
+            f"JAX devices {env['jax_devices']}, x64 {env['jax_x64']}, persistent compilation cache "
+            f"{env['jax_compilation_cache_dir'] or 'off'}"
+        )
     return "\n".join(lines)
 
 
@@ -314,8 +339,9 @@ def format_speedup(r: float) -> str:
     return shown if r >= 1 else f"{shown} (hdsim {1 / r:.3g}x slower)"
 
 
-def format_comparison(runs: Mapping[int, Mapping[str, Any]], hdsim: str, baseline: str, *,
-                      key: str = "times", unit: str = "s") -> str:
+def format_comparison(
+    runs: Mapping[int, Mapping[str, Any]], hdsim: str, baseline: str, *, key: str = "times", unit: str = "s"
+) -> str:
     """Per thread count and at each side's best: warm and first-call times and both speed-ups.
 
     ``runs`` maps a thread count to a worker's result, whose ``[key][side]`` is a ``timed`` dict.
@@ -329,7 +355,8 @@ def format_comparison(runs: Mapping[int, Mapping[str, Any]], hdsim: str, baselin
             f"{threads} thread(s): {hdsim} warm {th['warm']:.4g} {unit} (first call incl. compile {th['first']:.4g}), "
             f"{baseline} warm {tb['warm']:.4g} (first {tb['first']:.4g}); speed-up warm "
             f"{format_speedup(speedup(tb['warm'], th['warm']))}, compile-inclusive "
-            f"{format_speedup(speedup(tb['first'], th['first']))}; load {_fmt_load(r)}")
+            f"{format_speedup(speedup(tb['first'], th['first']))}; load {_fmt_load(r)}"
+        )
         for side, t in ((hdsim, th), (baseline, tb)):
             for what in ("warm", "first"):
                 if (side, what) not in best or t[what] < best[side, what][0]:
@@ -337,8 +364,10 @@ def format_comparison(runs: Mapping[int, Mapping[str, Any]], hdsim: str, baselin
     if len(runs) > 1:
         for what in ("warm", "first"):
             (h, ht), (b, bt) = best[hdsim, what], best[baseline, what]
-            lines.append(f"each at its best ({what}): {hdsim} {h:.4g} {unit} on {ht} thread(s), {baseline} "
-                         f"{b:.4g} on {bt}: speed-up {format_speedup(speedup(b, h))}")
+            lines.append(
+                f"each at its best ({what}): {hdsim} {h:.4g} {unit} on {ht} thread(s), {baseline} "
+                f"{b:.4g} on {bt}: speed-up {format_speedup(speedup(b, h))}"
+            )
     return "\n".join(lines)
 
 

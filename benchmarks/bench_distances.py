@@ -83,8 +83,11 @@ def machine_limits(threads: int) -> dict:
         t = time.perf_counter()
         a @ b
         best = min(best, time.perf_counter() - t)
-    return {"gauss_per_s_one_core": gauss_per_s, "gauss_per_s": gauss_per_s * threads,
-            "gemm_flops": 2 * 1024 * 8192 * 1024 / best}
+    return {
+        "gauss_per_s_one_core": gauss_per_s,
+        "gauss_per_s": gauss_per_s * threads,
+        "gemm_flops": 2 * 1024 * 8192 * 1024 / best,
+    }
 
 
 def limit_seconds(limits: dict, n: int, d: int) -> float:
@@ -122,39 +125,61 @@ def worker(args) -> None:
                 iu = np.triu_indices(n, 1)
                 agree = float(np.max(np.abs(got[iu] - ref[iu]) / ref[iu]))
                 del x, ref, got
-            rows.append({"n": n, "d": d, "hdsim": t_h, "numpy": t_b, "limit": limit_seconds(limits, n, d),
-                         "agree": agree, "rel_std": [float(st_h[1] / st_h[0]), float(st_b[1] / st_b[0])]})
+            rows.append(
+                {
+                    "n": n,
+                    "d": d,
+                    "hdsim": t_h,
+                    "numpy": t_b,
+                    "limit": limit_seconds(limits, n, d),
+                    "agree": agree,
+                    "rel_std": [float(st_h[1] / st_h[0]), float(st_b[1] / st_b[0])],
+                }
+            )
             r = rows[-1]
-            print(f"n={n:>5} d={d:>7}: hdsim first {t_h['first']:.3f} s warm {t_h['warm']:.3f} s, numpy "
-                  f"{t_b['warm']:.3f} s, limit {r['limit']:.3f} s, same-vector rel diff {agree:.1e}", flush=True)
+            print(
+                f"n={n:>5} d={d:>7}: hdsim first {t_h['first']:.3f} s warm {t_h['warm']:.3f} s, numpy "
+                f"{t_b['warm']:.3f} s, limit {r['limit']:.3f} s, same-vector rel diff {agree:.1e}",
+                flush=True,
+            )
     _report.emit({"env": _report.environment(), "limits": limits, "rows": rows})
 
 
 def report(run: dict) -> None:
     lim = run["limits"]
-    print(f"\n{run['threads']} thread(s), CPUs {run['cpus']}: limit rates {lim['gauss_per_s'] / 1e6:.0f} M Gaussians/s "
-          f"({lim['gauss_per_s_one_core'] / 1e6:.0f} M/s numpy PCG64 on one core x {run['threads']}), "
-          f"float32 GEMM {lim['gemm_flops'] / 1e9:.1f} GFLOP/s")
-    print(f"{'n':>5} {'d':>7} {'hdsim first':>12} {'hdsim warm':>11} {'numpy':>8} {'limit':>8} {'warm ratio':>11} "
-          f"{'first ratio':>12} {'of limit':>9} {'agree':>8}")
+    print(
+        f"\n{run['threads']} thread(s), CPUs {run['cpus']}: limit rates {lim['gauss_per_s'] / 1e6:.0f} M Gaussians/s "
+        f"({lim['gauss_per_s_one_core'] / 1e6:.0f} M/s numpy PCG64 on one core x {run['threads']}), "
+        f"float32 GEMM {lim['gemm_flops'] / 1e9:.1f} GFLOP/s"
+    )
+    print(
+        f"{'n':>5} {'d':>7} {'hdsim first':>12} {'hdsim warm':>11} {'numpy':>8} {'limit':>8} {'warm ratio':>11} "
+        f"{'first ratio':>12} {'of limit':>9} {'agree':>8}"
+    )
     for n in sorted({r["n"] for r in run["rows"]}):
         rows = [r for r in run["rows"] if r["n"] == n]
         for r in rows:
             h, b = r["hdsim"], r["numpy"]
-            print(f"{n:>5} {r['d']:>7} {h['first']:>12.3f} {h['warm']:>11.3f} {b['warm']:>8.3f} {r['limit']:>8.3f} "
-                  f"{b['warm'] / h['warm']:>10.2f}x {b['first'] / h['first']:>11.2f}x "
-                  f"{r['limit'] / h['warm']:>8.0%} {r['agree']:>8.1e}")
+            print(
+                f"{n:>5} {r['d']:>7} {h['first']:>12.3f} {h['warm']:>11.3f} {b['warm']:>8.3f} {r['limit']:>8.3f} "
+                f"{b['warm'] / h['warm']:>10.2f}x {b['first'] / h['first']:>11.2f}x "
+                f"{r['limit'] / h['warm']:>8.0%} {r['agree']:>8.1e}"
+            )
         first = sum(r["hdsim"]["first"] for r in rows)
         warm = sum(r["hdsim"]["warm"] for r in rows)
         base = sum(r["numpy"]["warm"] for r in rows)
         base_first = sum(r["numpy"]["first"] for r in rows)
         limit = sum(r["limit"] for r in rows)
         worst = max(r["agree"] for r in rows)
-        print(f"n={n} sweep total: hdsim first {first:.2f} s, warm {warm:.2f} s; numpy warm {base:.2f} s "
-              f"(first {base_first:.2f} s); limit {limit:.2f} s")
-        print(f"  speed-up warm {_report.format_speedup(base / warm)} (goal >= 1.5x), compile-inclusive "
-              f"{_report.format_speedup(base_first / first)} (goal >= 1x); hdsim at {limit / warm:.0%} of the "
-              f"limit; same-vector agreement {worst:.1e} ({'OK' if worst < 1e-5 else 'FAIL'}: goal < 1e-5)")
+        print(
+            f"n={n} sweep total: hdsim first {first:.2f} s, warm {warm:.2f} s; numpy warm {base:.2f} s "
+            f"(first {base_first:.2f} s); limit {limit:.2f} s"
+        )
+        print(
+            f"  speed-up warm {_report.format_speedup(base / warm)} (goal >= 1.5x), compile-inclusive "
+            f"{_report.format_speedup(base_first / first)} (goal >= 1x); hdsim at {limit / warm:.0%} of the "
+            f"limit; same-vector agreement {worst:.1e} ({'OK' if worst < 1e-5 else 'FAIL'}: goal < 1e-5)"
+        )
 
 
 def main() -> None:

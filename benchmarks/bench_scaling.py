@@ -46,13 +46,21 @@ def _blas_report() -> str:
         try:
             from threadpoolctl import threadpool_info
 
-            lines = [f"{i.get('internal_api')} {i.get('version')} threads={i.get('num_threads')} "
-                     f"({i.get('filepath')})" for i in threadpool_info()]
+            lines = [
+                f"{i.get('internal_api')} {i.get('version')} threads={i.get('num_threads')} ({i.get('filepath')})"
+                for i in threadpool_info()
+            ]
         except ImportError:
             lines = ["threadpoolctl not installed: BLAS configuration unknown"]
         env = {k: v for k, v in os.environ.items() if k.startswith(("OMP_", "OPENBLAS_", "MKL_", "XLA_"))}
-        return "\n".join(lines + [f"thread variables: {env or 'none set'}", f"cpus: {os.cpu_count()}, load "
-                                  f"{os.getloadavg()[0]:.1f}", f"jax {jax.__version__}, numpy {np.__version__}"])
+        return "\n".join(
+            lines
+            + [
+                f"thread variables: {env or 'none set'}",
+                f"cpus: {os.cpu_count()}, load {os.getloadavg()[0]:.1f}",
+                f"jax {jax.__version__}, numpy {np.__version__}",
+            ]
+        )
 
 
 def _numpy_curve(x, y, xt, yt, ft, ns, driver):
@@ -65,8 +73,11 @@ def _numpy_curve(x, y, xt, yt, ft, ns, driver):
         else:
             w = scipy.linalg.lstsq(x[:n], y[:n], lapack_driver="gelsy", check_finite=False)[0]
         pt = xt @ w
-        out[:, j] = (np.mean(np.sum((pt - yt) ** 2, 1)), np.mean(np.sum((pt - ft) ** 2, 1)),
-                     np.mean(np.sum((x[:n] @ w - y[:n]) ** 2, 1)))
+        out[:, j] = (
+            np.mean(np.sum((pt - yt) ** 2, 1)),
+            np.mean(np.sum((pt - ft) ** 2, 1)),
+            np.mean(np.sum((x[:n] @ w - y[:n]) ** 2, 1)),
+        )
     return out
 
 
@@ -85,13 +96,16 @@ def main() -> None:
     p, n_max = args.params, max(ns)
     lam, v2 = dm.powerlaw_spectrum(p, 1.5, 2.0)
     print(_blas_report())
-    print(f"\nworkload: {len(ns)} sizes {ns[0]}..{ns[-1]}, P = {p}, {args.seeds} seeds, {args.n_test} test samples, "
-          f"float64, minimum-norm least squares")
+    print(
+        f"\nworkload: {len(ns)} sizes {ns[0]}..{ns[-1]}, P = {p}, {args.seeds} seeds, {args.n_test} test samples, "
+        f"float64, minimum-norm least squares"
+    )
 
     # lax.map: seeds one after another in one program (vmapped, i.e. batched, Cholesky factorisations
     # deadlocked XLA:CPU's thread pool on the loaded 2-core machine; see sim/experiments/scaling.py)
-    curve = jax.jit(lambda d: jax.lax.map(
-        lambda e: ridge_curve(e.x_train, e.y_train, e.x_test, e.y_test, e.f_test, ns, 0.0), d))
+    curve = jax.jit(
+        lambda d: jax.lax.map(lambda e: ridge_curve(e.x_train, e.y_train, e.x_test, e.y_test, e.f_test, ns, 0.0), d)
+    )
     draw = jax.jit(jax.vmap(lambda k: dm.gaussian(k, n_max, args.n_test, lam, v2, noise=0.1)))
     root = jax.random.key(0)
     t_hd = t_np = t_sp = 0.0
@@ -123,20 +137,29 @@ def main() -> None:
                 interp = np.array(ns) < p
                 rel[2, interp] = np.abs(hd[i][2, interp] - r[2, interp]) / r[0, interp]
                 worst = max(worst, float(np.max(rel)))
-        print(f"  seeds {start}..{min(start + b, args.seeds) - 1}: hdsim {t_hd:.1f} s, numpy {t_np:.1f} s, "
-              f"scipy gelsy {t_sp:.1f} s (cumulative)", flush=True)
+        print(
+            f"  seeds {start}..{min(start + b, args.seeds) - 1}: hdsim {t_hd:.1f} s, numpy {t_np:.1f} s, "
+            f"scipy gelsy {t_sp:.1f} s (cumulative)",
+            flush=True,
+        )
     # seeds beyond args.seeds in the last batch were computed by hdsim too: charge it only its share
     share = args.seeds / (-(-args.seeds // b) * b)
     t_hd *= share
     base, name = (t_np, "numpy lstsq (gelsd)") if t_np <= t_sp else (t_sp, "scipy lstsq (gelsy)")
     warm_call = t_hd / (-(-args.seeds // b))
-    print(f"\nhdsim: {t_hd:.2f} s warm for {args.seeds} seeds; compile + first call {first:.2f} s "
-          f"(compile about {max(first - warm_call, 0):.2f} s, not in the ratio)")
+    print(
+        f"\nhdsim: {t_hd:.2f} s warm for {args.seeds} seeds; compile + first call {first:.2f} s "
+        f"(compile about {max(first - warm_call, 0):.2f} s, not in the ratio)"
+    )
     print(f"numpy lstsq (gelsd): {t_np:.2f} s; scipy lstsq (gelsy): {t_sp:.2f} s; baseline = {name}")
-    print(f"ratio baseline/hdsim = {base / t_hd:.2f}x ({'hdsim faster' if base > t_hd else 'hdsim SLOWER'}); "
-          f"with compile: {base / (t_hd + max(first - warm_call, 0)):.2f}x")
-    print(f"largest relative difference of any loss, hdsim vs both baselines: {worst:.2e} "
-          f"({'within' if worst <= 1e-8 else 'OUTSIDE'} 1e-8)")
+    print(
+        f"ratio baseline/hdsim = {base / t_hd:.2f}x ({'hdsim faster' if base > t_hd else 'hdsim SLOWER'}); "
+        f"with compile: {base / (t_hd + max(first - warm_call, 0)):.2f}x"
+    )
+    print(
+        f"largest relative difference of any loss, hdsim vs both baselines: {worst:.2e} "
+        f"({'within' if worst <= 1e-8 else 'OUTSIDE'} 1e-8)"
+    )
 
 
 if __name__ == "__main__":

@@ -319,8 +319,11 @@ def blas_report() -> str:
     try:
         from threadpoolctl import threadpool_info
 
-        libs = "; ".join(f"{i.get('internal_api')} {i.get('version')} ({i.get('num_threads')} threads, "
-                         f"{i.get('threading_layer', '')})" for i in threadpool_info())
+        libs = "; ".join(
+            f"{i.get('internal_api')} {i.get('version')} ({i.get('num_threads')} threads, "
+            f"{i.get('threading_layer', '')})"
+            for i in threadpool_info()
+        )
     except ImportError:
         libs = "threadpoolctl not installed"
     return f"BLAS: {libs or 'none loaded yet'}; env {env or '{}'}"
@@ -337,8 +340,10 @@ def counts_bench(args):
     params, task = build(widths, args.samples, args.seed, jnp.float32)
     n = num_params(params)
     rel = np.array([1e-1, 1e-2, 1e-3])
-    print(f"MLP widths {widths}: N = {n:,}; {args.samples} samples; cpus {os.cpu_count()}, load average "
-          f"{os.getloadavg()[0]:.1f}; jax {jax.__version__}")
+    print(
+        f"MLP widths {widths}: N = {n:,}; {args.samples} samples; cpus {os.cpu_count()}, load average "
+        f"{os.getloadavg()[0]:.1f}; jax {jax.__version__}"
+    )
 
     # exact: dense float64 Hessian (HVPs of the identity), then scipy.linalg.eigvalsh
     t = time.perf_counter()
@@ -354,13 +359,23 @@ def counts_bench(args):
     norm = float(np.max(np.abs(evals)))
     exact = {e: float(np.mean(evals < -e * norm)) for e in rel}
     print(blas_report())
-    print(f"exact: dense float64 Hessian {t_dense:.1f} s + scipy.linalg.eigvalsh {t_eig:.1f} s = {t_dense + t_eig:.1f} s; "
-          f"||H|| = {norm:.4g}")
+    print(
+        f"exact: dense float64 Hessian {t_dense:.1f} s + scipy.linalg.eigvalsh {t_eig:.1f} s = {t_dense + t_eig:.1f} s; "
+        f"||H|| = {norm:.4g}"
+    )
 
     def f(params, task, key):
         mv = hessian_matvec(lambda p: mse_loss(p, task), params)
-        return moments(key, mv, n, degree=args.degree, num_probes=args.count_probes, lanczos_steps=80,
-                       bounds_steps=40, dtype=jnp.float32)
+        return moments(
+            key,
+            mv,
+            n,
+            degree=args.degree,
+            num_probes=args.count_probes,
+            lanczos_steps=80,
+            bounds_steps=40,
+            dtype=jnp.float32,
+        )
 
     key = jax.random.key(args.seed + 2)
     t = time.perf_counter()
@@ -370,23 +385,32 @@ def counts_bench(args):
     mom = jax.block_until_ready(comp(params, task, key))
     t_run = time.perf_counter() - t
     c = counts(mom, -rel * float(mom.norm))
-    print(f"hdsim counts: degree {args.degree}, {args.count_probes} probes, {int(mom.num_deflated)} outliers deflated; "
-          f"compile {t_compile:.1f} s, run {t_run:.1f} s ({120 + args.count_probes * args.degree // 2} HVPs)")
+    print(
+        f"hdsim counts: degree {args.degree}, {args.count_probes} probes, {int(mom.num_deflated)} outliers deflated; "
+        f"compile {t_compile:.1f} s, run {t_run:.1f} s ({120 + args.count_probes * args.degree // 2} HVPs)"
+    )
     for e, fr, se, lo, hi in zip(rel, c.fraction, c.stderr, c.lower, c.upper):
-        print(f"  N-({e:g} ||H||): {fr:.4f} +- {se:.4f} bracket [{lo:.4f}, {hi:.4f}]  exact {exact[e]:.4f}  "
-              f"err {fr - exact[e]:+.4f}  {'inside' if lo <= exact[e] <= hi else 'OUTSIDE'}")
-    print(f"  time ratio exact (dense + eigvalsh) / hdsim run = {(t_dense + t_eig) / t_run:.2f}; "
-          f"with compile {(t_dense + t_eig) / (t_run + t_compile):.2f}; eigvalsh alone / hdsim run = {t_eig / t_run:.2f}")
+        print(
+            f"  N-({e:g} ||H||): {fr:.4f} +- {se:.4f} bracket [{lo:.4f}, {hi:.4f}]  exact {exact[e]:.4f}  "
+            f"err {fr - exact[e]:+.4f}  {'inside' if lo <= exact[e] <= hi else 'OUTSIDE'}"
+        )
+    print(
+        f"  time ratio exact (dense + eigvalsh) / hdsim run = {(t_dense + t_eig) / t_run:.2f}; "
+        f"with compile {(t_dense + t_eig) / (t_run + t_compile):.2f}; eigvalsh alone / hdsim run = {t_eig / t_run:.2f}"
+    )
     try:
-        import torch  # noqa: F401
         import pyhessian  # noqa: F401
+        import torch  # noqa: F401
     except ImportError:
         print("PyHessian: not installed (pip install torch==2.13.0; pip install --no-deps pyhessian)")
         return
-    eigs, weights, _, t_density, t_setup, _ = pyhessian_run(params, task, args.probes, args.steps, 5,
-                                                           args.torch_threads)
-    print(f"PyHessian density: {args.probes} probes x {args.steps} Lanczos steps in {t_density:.1f} s (setup "
-          f"{t_setup:.2f} s), torch threads {args.torch_threads}; {blas_report()}")
+    eigs, weights, _, t_density, t_setup, _ = pyhessian_run(
+        params, task, args.probes, args.steps, 5, args.torch_threads
+    )
+    print(
+        f"PyHessian density: {args.probes} probes x {args.steps} Lanczos steps in {t_density:.1f} s (setup "
+        f"{t_setup:.2f} s), torch threads {args.torch_threads}; {blas_report()}"
+    )
     for e in rel:
         below = np.sum(np.where(eigs < -e * norm, weights, 0.0), axis=1)  # per probe: quadrature mass below -eps
         m, s = below.mean(), below.std(ddof=1) / math.sqrt(below.size)
@@ -396,7 +420,9 @@ def counts_bench(args):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--counts", action="store_true", help="eigenvalue counts at N ~ 8,000 against eigvalsh and PyHessian")
+    ap.add_argument(
+        "--counts", action="store_true", help="eigenvalue counts at N ~ 8,000 against eigvalsh and PyHessian"
+    )
     ap.add_argument("--counts-width", type=int, default=80, help="hidden width of --counts (80: N = 7,921)")
     ap.add_argument("--degree", type=int, default=2000, help="--counts: Chebyshev degree")
     ap.add_argument("--count-probes", type=int, default=16, help="--counts: probes")

@@ -87,8 +87,10 @@ def main():
     ap.add_argument("--quick", action="store_true", help="d = 10^7 gaussian, 10^9 rademacher")
     a = ap.parse_args()
     dg, dr = (10**7, 10**9) if a.quick else (int(a.gaussian_dim), int(a.rademacher_dim))
-    print(f"jax {jax.__version__} on {jax.devices()[0].platform} ({len(jax.devices())} device(s)), "
-          f"numpy {np.__version__}; 2 points, squared Euclidean distance, numpy chunk {CHUNK}")
+    print(
+        f"jax {jax.__version__} on {jax.devices()[0].platform} ({len(jax.devices())} device(s)), "
+        f"numpy {np.__version__}; 2 points, squared Euclidean distance, numpy chunk {CHUNK}"
+    )
 
     # exact agreement on the same vectors (hdsim's own samples)
     key = jax.random.key(0)
@@ -104,8 +106,13 @@ def main():
     print(f"{'law':<11} {'d':>9} {'impl':<22} {'seconds':>8} {'coords/s':>10} {'S/(2d)-1':>10} {'z':>6}")
     for law, d, sd, baselines in (
         (Gaussian(), dg, math.sqrt(8 * dg), [("numpy standard_normal", numpy_gaussian)]),
-        (Rademacher(), dr, 2 * math.sqrt(dr), [("numpy int8 +-1", numpy_rademacher_int8)]
-         + ([("numpy uint64 popcount", numpy_rademacher_packed)] if have_popcount else [])),
+        (
+            Rademacher(),
+            dr,
+            2 * math.sqrt(dr),
+            [("numpy int8 +-1", numpy_rademacher_int8)]
+            + ([("numpy uint64 popcount", numpy_rademacher_packed)] if have_popcount else []),
+        ),
     ):
         t0 = time.perf_counter()
         hdsim_s(jax.random.key(1), law, d, a.devices)  # compile (same shapes as the timed call)
@@ -121,7 +128,9 @@ def main():
             rows.append((name, v, tb))
         for name, v, tt in rows:
             z = (v - 2 * d) / sd
-            print(f"{law.name:<11} {d:>9.3g} {name:<22} {tt:>8.2f} {2 * d / tt:>10.3g} {v / (2 * d) - 1:>+10.2e} {z:>+6.2f}")
+            print(
+                f"{law.name:<11} {d:>9.3g} {name:<22} {tt:>8.2f} {2 * d / tt:>10.3g} {v / (2 * d) - 1:>+10.2e} {z:>+6.2f}"
+            )
             assert abs(z) < 5, f"{name}: S is {z:.1f} standard deviations from 2d"
         for name, _, tb in rows[1:]:
             print(f"  speed ratio hdsim / {name}: {tb / t:.2f}x   (hdsim compile {compile_s:.1f} s, not timed)")

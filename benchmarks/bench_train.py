@@ -78,11 +78,20 @@ def worker(args):
     if not math.isfinite(t_pt["warm"]):  # one PyTorch run only (no compilation to separate): first = warm
         t_pt["warm"] = t_pt["first"]
     rel = float(np.max(np.abs(loss_hd - loss_pt) / np.abs(loss_pt)))
-    print(f"final training loss: hdsim mean {loss_hd.mean():.6g}, PyTorch mean {loss_pt.mean():.6g}; largest relative "
-          f"difference over seeds {rel:.2e}")
+    print(
+        f"final training loss: hdsim mean {loss_hd.mean():.6g}, PyTorch mean {loss_pt.mean():.6g}; largest relative "
+        f"difference over seeds {rel:.2e}"
+    )
     print(f"hdsim compile (first call - warm): {t_hd['first'] - t_hd['warm']:.2f} s")
-    _report.emit({"env": _report.environment(), "times": {"hdsim": t_hd, "pytorch": t_pt}, "max_rel_loss_diff": rel,
-                  "torch": torch.__version__, "torch_threads": torch.get_num_threads()})
+    _report.emit(
+        {
+            "env": _report.environment(),
+            "times": {"hdsim": t_hd, "pytorch": t_pt},
+            "max_rel_loss_diff": rel,
+            "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(),
+        }
+    )
 
 
 def main():
@@ -96,8 +105,10 @@ def main():
     args = p.parse_args()
     if args.worker:
         return worker(args)
-    print(f"workload: {args.seeds} seeds x width {args.width} MLP (NTK), {args.n_train} digits, {args.steps} full-batch "
-          f"GD steps, float32")
+    print(
+        f"workload: {args.seeds} seeds x width {args.width} MLP (NTK), {args.n_train} digits, {args.steps} full-batch "
+        f"GD steps, float32"
+    )
     runs = {t: _report.run_worker(_report.worker_argv(__file__), t) for t in _report.thread_counts(args.threads)}
     print(_report.format_environment(next(iter(runs.values()))["env"]))
     print(_report.format_comparison(runs, "hdsim", "pytorch"))

@@ -193,10 +193,14 @@ def _propose(landscape, params, state: NewtonState, max_step: float, method: str
     if method == "newton":
         mu = state.damping
     else:  # an escape evaluation takes the undamped (Newton) step
-        mu = jnp.where(state.trial == _ESCAPE, _REG,
-                       state.damping * 10.0 ** jnp.minimum(state.trial, _CANDIDATES - 1).astype(state.x.dtype))
-    return landscape.retract(state.x, newton_step(landscape, params, state.x, state.grad, state.hess, mu,
-                                                  max_step=max_step))
+        mu = jnp.where(
+            state.trial == _ESCAPE,
+            _REG,
+            state.damping * 10.0 ** jnp.minimum(state.trial, _CANDIDATES - 1).astype(state.x.dtype),
+        )
+    return landscape.retract(
+        state.x, newton_step(landscape, params, state.x, state.grad, state.hess, mu, max_step=max_step)
+    )
 
 
 def _update(state: NewtonState, y, gy, hy, gtol, patience: int, method: str, escapes: int = 0) -> NewtonState:
@@ -213,7 +217,6 @@ def _update(state: NewtonState, y, gy, hy, gtol, patience: int, method: str, esc
     frozen = state.converged | state.stalled
     gny = jnp.linalg.norm(gy)
     finite = jnp.isfinite(gny)
-    zero = jnp.zeros_like(state.trial)
     escaping = jnp.zeros_like(frozen)
     if method == "newton":
         take = ~frozen & finite
@@ -224,8 +227,11 @@ def _update(state: NewtonState, y, gy, hy, gtol, patience: int, method: str, esc
         last = state.trial >= _CANDIDATES - 1
         ends = ~frozen & (take | last)
         tried = state.damping * 10.0 ** jnp.minimum(state.trial, _CANDIDATES - 1).astype(state.damping.dtype)
-        mu = jnp.where(take, jnp.maximum(tried * _MU_SUCCESS, _MU_MIN),
-                       jnp.where(ends, state.damping * 10.0**_CANDIDATES, state.damping))
+        mu = jnp.where(
+            take,
+            jnp.maximum(tried * _MU_SUCCESS, _MU_MIN),
+            jnp.where(ends, state.damping * 10.0**_CANDIDATES, state.damping),
+        )
         mu = jnp.where(escaping, _MU_INIT[method], mu)
         mu = jnp.where(frozen, state.damping, mu)
         trial = jnp.where(ends | frozen, 0, state.trial + 1).astype(jnp.int32)
@@ -260,8 +266,14 @@ def _update(state: NewtonState, y, gy, hy, gtol, patience: int, method: str, esc
     )
 
 
-def build_newton_kernel(landscape: Landscape, *, max_step: float = 0.5, patience: int = 10, method: str = "lm",
-                        escapes: int = DEFAULT_ESCAPES):
+def build_newton_kernel(
+    landscape: Landscape,
+    *,
+    max_step: float = 0.5,
+    patience: int = 10,
+    method: str = "lm",
+    escapes: int = DEFAULT_ESCAPES,
+):
     """Return ``kernel(params, state, gtol) -> (state, info)``: one evaluation of the finder (for "lm"
     one damping trial; ``state.steps`` counts iterations, see the module docstring).
 
@@ -279,8 +291,16 @@ def build_newton_kernel(landscape: Landscape, *, max_step: float = 0.5, patience
 
 
 def newton_solve(
-    landscape: Landscape, params, x0, gtol, *, max_steps: int = 100, max_step: float = 0.5, patience: int = 10,
-    method: str = "lm", escapes: int = DEFAULT_ESCAPES,
+    landscape: Landscape,
+    params,
+    x0,
+    gtol,
+    *,
+    max_steps: int = 100,
+    max_step: float = 0.5,
+    patience: int = 10,
+    method: str = "lm",
+    escapes: int = DEFAULT_ESCAPES,
 ):
     """Run the finder from one start ``x0`` until converged, stalled or ``max_steps``: -> NewtonState.
 
@@ -365,7 +385,7 @@ class CriticalPoints(NamedTuple):
     steps: jax.Array
     converged: jax.Array
     stalled: jax.Array
-    index: jax.Array
+    index: jax.Array  # type: ignore[assignment]  # the Hessian index (shadows tuple.index: public API)
     n_zero: jax.Array
     eigenvalues: jax.Array
     unique: jax.Array
@@ -432,8 +452,19 @@ class Runs(NamedTuple):
     stalled: jax.Array
 
 
-def search(landscape: Landscape, params, x0, gtol, *, slots: int, max_steps: int = 100, max_step: float = 0.5,
-           patience: int = 10, method: str = "lm", escapes: int = DEFAULT_ESCAPES) -> Runs:
+def search(
+    landscape: Landscape,
+    params,
+    x0,
+    gtol,
+    *,
+    slots: int,
+    max_steps: int = 100,
+    max_step: float = 0.5,
+    patience: int = 10,
+    method: str = "lm",
+    escapes: int = DEFAULT_ESCAPES,
+) -> Runs:
     """Run the finder from every start in ``x0`` (shape (S, dim)), ``slots`` runs at a time: -> ``Runs``.
 
     A queue on the device: ``slots`` runs advance together (one ``vmap``-ed iteration); a run that
@@ -459,13 +490,20 @@ def search(landscape: Landscape, params, x0, gtol, *, slots: int, max_steps: int
         point = jnp.where(load[:, None], x0[jnp.clip(owner, 0, last)], propose(state))
         g, h = gh(point)
         begun = _fresh(point, g, h, gtol, method)
-        state = jax.tree.map(lambda a, b: jnp.where(load.reshape(load.shape + (1,) * (a.ndim - 1)), a, b),
-                             begun, update(state, point, g, h))
+        state = jax.tree.map(
+            lambda a, b: jnp.where(load.reshape(load.shape + (1,) * (a.ndim - 1)), a, b),
+            begun,
+            update(state, point, g, h),
+        )
         # finished runs are written out; their slots take the next pending starts
         done = (state.converged | state.stalled | (state.steps >= max_steps)) & (owner >= 0)
         target = jnp.where(done, owner, s_total)  # out of range: dropped
-        out = Runs(*(o.at[target].set(v, mode="drop") for o, v in
-                     zip(out, (state.x, state.grad_norm, state.steps, state.converged, state.stalled))))
+        out = Runs(
+            *(
+                o.at[target].set(v, mode="drop")
+                for o, v in zip(out, (state.x, state.grad_norm, state.steps, state.converged, state.stalled))
+            )
+        )
         nxt = pending + jnp.cumsum(done, dtype=jnp.int32) - 1
         owner = jnp.where(done, jnp.where(nxt < s_total, nxt, jnp.int32(-1)), owner)
         pending = jnp.minimum(pending + jnp.sum(done, dtype=jnp.int32), jnp.int32(s_total))
@@ -473,8 +511,13 @@ def search(landscape: Landscape, params, x0, gtol, *, slots: int, max_steps: int
 
     # placeholder runs: every slot loads its first start in the first iteration
     state = _fresh(x0[:b], jnp.zeros((b, dim), x0.dtype), jnp.zeros((b, dim, dim), x0.dtype), gtol, method)
-    out = Runs(x0, jnp.zeros((s_total,), x0.dtype), jnp.zeros((s_total,), jnp.int32),
-               jnp.zeros((s_total,), bool), jnp.zeros((s_total,), bool))
+    out = Runs(
+        x0,
+        jnp.zeros((s_total,), x0.dtype),
+        jnp.zeros((s_total,), jnp.int32),
+        jnp.zeros((s_total,), bool),
+        jnp.zeros((s_total,), bool),
+    )
     carry = (state, jnp.arange(b, dtype=jnp.int32), jnp.ones((b,), bool), jnp.int32(b), out)
 
     def busy(c):
@@ -537,8 +580,15 @@ def find_critical_points(
     Returns:
         ``CriticalPoints`` with one entry per start (converged or not).
     """
-    _check("find_critical_points", landscape, n_starts, rtol=rtol, zero_tol=zero_tol, dedup_tol=dedup_tol,
-           max_step=max_step)
+    _check(
+        "find_critical_points",
+        landscape,
+        n_starts,
+        rtol=rtol,
+        zero_tol=zero_tol,
+        dedup_tol=dedup_tol,
+        max_step=max_step,
+    )
     for name, v, lo in (("max_steps", max_steps, 1), ("patience", patience, 1), ("escapes", escapes, 0)):
         if isinstance(v, bool) or int(v) != v or v < lo:
             raise ValueError(f"find_critical_points: {name} must be an integer >= {lo}, got {v!r}")
@@ -547,17 +597,41 @@ def find_critical_points(
     if method not in METHODS:
         raise ValueError(f"find_critical_points: method must be one of {', '.join(METHODS)}, got {method!r}")
     slots = DEFAULT_SLOTS if slots is None else int(slots)
-    return _find(as_key(key), landscape, params, int(n_starts), int(max_steps), float(rtol), float(zero_tol),
-                 float(dedup_tol), float(max_step), int(patience), min(slots, int(n_starts)), method, int(escapes))
+    return _find(
+        as_key(key),
+        landscape,
+        params,
+        int(n_starts),
+        int(max_steps),
+        float(rtol),
+        float(zero_tol),
+        float(dedup_tol),
+        float(max_step),
+        int(patience),
+        min(slots, int(n_starts)),
+        method,
+        int(escapes),
+    )
 
 
 @functools.partial(jax.jit, static_argnums=(1, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12))
-def _find(key, landscape, params, n_starts, max_steps, rtol, zero_tol, dedup_tol, max_step, patience, slots, method,
-          escapes):
+def _find(
+    key, landscape, params, n_starts, max_steps, rtol, zero_tol, dedup_tol, max_step, patience, slots, method, escapes
+):
     x0 = _starts(key, landscape, params, n_starts)
     gtol = rtol * landscape.grad_scale(params)
-    runs = search(landscape, params, x0, gtol, slots=slots, max_steps=max_steps, max_step=max_step,
-                  patience=patience, method=method, escapes=escapes)
+    runs = search(
+        landscape,
+        params,
+        x0,
+        gtol,
+        slots=slots,
+        max_steps=max_steps,
+        max_step=max_step,
+        patience=patience,
+        method=method,
+        escapes=escapes,
+    )
     return _analyse(landscape, params, runs, gtol, runs.steps, zero_tol, dedup_tol)
 
 
@@ -614,18 +688,31 @@ def minimise(
     Returns:
         ``CriticalPoints`` with one entry per start.
     """
-    _check("minimise", landscape, n_starts, descent_rtol=descent_rtol, rtol=rtol, zero_tol=zero_tol,
-           dedup_tol=dedup_tol)
+    _check(
+        "minimise", landscape, n_starts, descent_rtol=descent_rtol, rtol=rtol, zero_tol=zero_tol, dedup_tol=dedup_tol
+    )
     for name, v in (("descent_steps", descent_steps), ("max_steps", max_steps), ("patience", patience)):
         if isinstance(v, bool) or int(v) != v or v < 1:
             raise ValueError(f"minimise: {name} must be an integer >= 1, got {v!r}")
-    return _minimise(as_key(key), landscape, params, int(n_starts), int(descent_steps), float(descent_rtol),
-                     int(max_steps), float(rtol), float(zero_tol), float(dedup_tol), int(patience))
+    return _minimise(
+        as_key(key),
+        landscape,
+        params,
+        int(n_starts),
+        int(descent_steps),
+        float(descent_rtol),
+        int(max_steps),
+        float(rtol),
+        float(zero_tol),
+        float(dedup_tol),
+        int(patience),
+    )
 
 
 @functools.partial(jax.jit, static_argnums=(1, 3, 4, 5, 6, 7, 8, 9, 10))
-def _minimise(key, landscape, params, n_starts, descent_steps, descent_rtol, max_steps, rtol, zero_tol, dedup_tol,
-              patience):
+def _minimise(
+    key, landscape, params, n_starts, descent_steps, descent_rtol, max_steps, rtol, zero_tol, dedup_tol, patience
+):
     x0 = _starts(key, landscape, params, n_starts)
     scale = landscape.grad_scale(params)
     x1, it = jax.vmap(lambda x: _descent(landscape, params, x, descent_rtol * scale, descent_steps))(x0)

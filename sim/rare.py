@@ -452,8 +452,13 @@ def log_p_positive_definite_ti(
         Dumitriu & Edelman (2002) for the tridiagonal model; Dean & Majumdar (2006) for theta.
     """
     fn = "log_p_positive_definite_ti"
-    for name, v, lo in (("n", n, 1), ("chains", chains, 2), ("sweeps", sweeps, 1), ("nodes_bulk", nodes_bulk, 1),
-                        ("nodes_edge", nodes_edge, 1)):
+    for name, v, lo in (
+        ("n", n, 1),
+        ("chains", chains, 2),
+        ("sweeps", sweeps, 1),
+        ("nodes_bulk", nodes_bulk, 1),
+        ("nodes_edge", nodes_edge, 1),
+    ):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or int(v) < lo:
             raise ValueError(f"{fn}: {name} must be an integer >= {lo}, got {v!r}")
     burn = int(sweeps) if burn is None else burn
@@ -462,8 +467,9 @@ def log_p_positive_definite_ti(
     dtype = float_dtype(dtype, fn=fn)
     n, chains, sweeps, burn = int(n), int(chains), int(sweeps), int(burn)
     nodes, weights = _quadrature(n, int(nodes_bulk), int(nodes_edge))
-    means, acc = _run_chains(as_key(key), jnp.asarray(nodes, dtype), jnp.asarray(n, jnp.int32), _bucket(n),
-                             chains, burn, sweeps)
+    means, acc = _run_chains(
+        as_key(key), jnp.asarray(nodes, dtype), jnp.asarray(n, jnp.int32), _bucket(n), chains, burn, sweeps
+    )
     means = np.asarray(means, np.float64)
     acc = float(np.mean(np.asarray(acc, np.float64)))
     mean_tr = means.mean(axis=1)

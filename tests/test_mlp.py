@@ -17,8 +17,9 @@ def test_standard_and_ntk_are_the_same_function_at_init(depth):
     x = jax.random.normal(jax.random.key(1), (7, 5), jnp.float64)
     outs = {}
     for param in ("standard", "ntk"):
-        p = mlp.init(jax.random.key(0), 5, 33, depth, 4, parameterization=param, sigma_w=1.3, sigma_b=0.2,
-                     dtype=jnp.float64)
+        p = mlp.init(
+            jax.random.key(0), 5, 33, depth, 4, parameterization=param, sigma_w=1.3, sigma_b=0.2, dtype=jnp.float64
+        )
         outs[param] = mlp.apply(p, x, parameterization=param, sigma_w=1.3, sigma_b=0.2)
         assert ravel_pytree(p)[0].shape[0] == mlp.num_params(5, 33, depth, 4)
     np.testing.assert_allclose(outs["standard"], outs["ntk"], rtol=1e-12, atol=1e-12)

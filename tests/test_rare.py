@@ -169,8 +169,10 @@ def test_ti_full_range_against_exact_and_theta():
         se.append(r.stderr)
         z.append((r.log_p - exact) / r.stderr)
     z = np.array(z)
-    print(f"\nTI n=2..50: {time.perf_counter() - t0:.0f} s; z mean {z.mean():.2f}, z std {z.std():.2f}, "
-          f"max |z| {np.abs(z).max():.2f}; n=50: {est[-1]:.2f} +- {se[-1]:.2f}")
+    print(
+        f"\nTI n=2..50: {time.perf_counter() - t0:.0f} s; z mean {z.mean():.2f}, z std {z.std():.2f}, "
+        f"max |z| {np.abs(z).max():.2f}; n=50: {est[-1]:.2f} +- {se[-1]:.2f}"
+    )
     assert np.all(np.abs(z) <= Z)
     assert abs(z.mean()) <= Z / math.sqrt(len(z))  # no bias on average
     big = ns >= 10

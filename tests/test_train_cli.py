@@ -20,9 +20,32 @@ def _invoke(*args):
 @pytest.fixture(scope="module")
 def teacher_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("train")
-    r = _invoke("train", "--data", "teacher", "--widths", "16,64", "--steps", "60", "--seeds", "3", "--lr", "0.5",
-                "--n-train", "32", "--n-test", "16", "--checkpoints", "2", "--hessian-steps", "20",
-                "--hessian-probes", "3", "--no-plots", "--out", out)
+    r = _invoke(
+        "train",
+        "--data",
+        "teacher",
+        "--widths",
+        "16,64",
+        "--steps",
+        "60",
+        "--seeds",
+        "3",
+        "--lr",
+        "0.5",
+        "--n-train",
+        "32",
+        "--n-test",
+        "16",
+        "--checkpoints",
+        "2",
+        "--hessian-steps",
+        "20",
+        "--hessian-probes",
+        "3",
+        "--no-plots",
+        "--out",
+        out,
+    )
     assert r.exit_code == 0, r.output
     return out, r.output
 
@@ -48,17 +71,20 @@ def test_train_writes_the_issue_columns(teacher_run):
     assert "train_index.csv" in meta["files"]
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["--widths", "0"], "--widths"),
-    (["--widths", "8", "--param", "lazy"], "--param"),
-    (["--widths", "8", "--optimizer", "lbfgs"], "--optimizer"),
-    (["--widths", "8", "--lr", "-1"], "--lr"),
-    (["--widths", "8", "--steps", "0"], "--steps"),
-    (["--widths", "8", "--data", "cifar"], "--data"),
-    (["--widths", "8", "--n-train", "5000"], "--n-train"),
-    (["--widths", "8", "--steps", "3", "--checkpoints", "5"], "--checkpoints"),
-    (["--widths", "8", "--seeds", "0"], "--seeds"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--widths", "0"], "--widths"),
+        (["--widths", "8", "--param", "lazy"], "--param"),
+        (["--widths", "8", "--optimizer", "lbfgs"], "--optimizer"),
+        (["--widths", "8", "--lr", "-1"], "--lr"),
+        (["--widths", "8", "--steps", "0"], "--steps"),
+        (["--widths", "8", "--data", "cifar"], "--data"),
+        (["--widths", "8", "--n-train", "5000"], "--n-train"),
+        (["--widths", "8", "--steps", "3", "--checkpoints", "5"], "--checkpoints"),
+        (["--widths", "8", "--seeds", "0"], "--seeds"),
+    ],
+)
 def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path, args, needle):
     out = tmp_path / "o"
     r = _invoke("train", *args, "--out", out)

@@ -84,7 +84,9 @@ def test_pairs_as_far_apart_as_init(runs, param):
     take = lambda tree, i: jax.tree.map(lambda a: a[i], tree)  # noqa: E731
     ratios, init_ratio = [], []
     for s in range(0, SEEDS, 2):
-        pd = G.pair_distances(take(run.params0, s), take(run.params0, s + 1), take(run.params, s), take(run.params, s + 1))
+        pd = G.pair_distances(
+            take(run.params0, s), take(run.params0, s + 1), take(run.params, s), take(run.params, s + 1)
+        )
         ch = G.change(take(run.params0, s), take(run.params, s))
         ratios.append(float(pd["trained"] / pd["init"]))
         init_ratio.append(float(pd["init"] / ch["init_norm"]))
@@ -127,8 +129,12 @@ def test_weight_matching_recovers_a_known_permutation():
     shuffle = [rng.permutation(40), rng.permutation(40)]
     b = G.permute(a, shuffle)  # b's unit i is a's unit shuffle[i]
     x = jax.random.normal(jax.random.key(8), (16, 5), jnp.float64)
-    np.testing.assert_allclose(mlp.apply(b, x, parameterization="standard", sigma_b=0.5),
-                               mlp.apply(a, x, parameterization="standard", sigma_b=0.5), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(
+        mlp.apply(b, x, parameterization="standard", sigma_b=0.5),
+        mlp.apply(a, x, parameterization="standard", sigma_b=0.5),
+        rtol=1e-12,
+        atol=1e-12,
+    )
     perms, sweeps, conv = G.weight_matching(a, b)
     assert conv
     inverse = [np.argsort(s) for s in shuffle]

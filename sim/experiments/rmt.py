@@ -65,10 +65,27 @@ RARE_METHODS = ("ti", "exact", "none")
 METHOD_NAMES = {"ti": "ti-tridiagonal-gibbs", "exact": "exact-debruijn-pfaffian"}
 
 COLUMNS = (
-    "ensemble", "dim", "samples", "shift", "mean_index_fraction", "std_index_fraction",
-    "mean_index_fraction_stderr", "var_index", "p_min", "p_min_stderr", "log_p_min", "log_p_min_stderr",
-    "method", "mc_minima", "mc_p_min", "mc_p_min_upper95", "theory_index_fraction",
-    "theory_index_fraction_finite_n", "theory_index_variance", "theory_log_p_min", "exact_log_p_min",
+    "ensemble",
+    "dim",
+    "samples",
+    "shift",
+    "mean_index_fraction",
+    "std_index_fraction",
+    "mean_index_fraction_stderr",
+    "var_index",
+    "p_min",
+    "p_min_stderr",
+    "log_p_min",
+    "log_p_min_stderr",
+    "method",
+    "mc_minima",
+    "mc_p_min",
+    "mc_p_min_upper95",
+    "theory_index_fraction",
+    "theory_index_fraction_finite_n",
+    "theory_index_variance",
+    "theory_log_p_min",
+    "exact_log_p_min",
     "seconds",
 )
 
@@ -137,8 +154,10 @@ class RmtConfig:
             if self.index_method is not None:
                 check_choice("index_method", self.index_method, rmt.INDEX_METHODS)
             if self.index_method == "ldl" and not rmt.Ensemble.from_label(self.ensemble, aspect=self.aspect).continuous:
-                raise ConfigError(f"index_method 'ldl' is not valid for {self.ensemble} (discrete entries make "
-                                 "leading minors vanish); use eigh")
+                raise ConfigError(
+                    f"index_method 'ldl' is not valid for {self.ensemble} (discrete entries make "
+                    "leading minors vanish); use eigh"
+                )
             check_int("min_minima", self.min_minima, 1)
             check_int("ti_chains", self.ti_chains, 2)
             check_int("ti_sweeps", self.ti_sweeps, 1)
@@ -166,16 +185,23 @@ def check_memory(config: RmtConfig, available: int) -> None:
     """Raise ValueError when a chunk needs more than half of ``available`` bytes."""
     need = memory_estimate(config)
     if need > available // 2:
-        raise ValueError(f"dims: N = {max(config.dims)} needs about {need / 2**30:.1f} GiB per chunk, more than "
-                         f"half of the {available / 2**30:.1f} GiB available")
+        raise ValueError(
+            f"dims: N = {max(config.dims)} needs about {need / 2**30:.1f} GiB per chunk, more than "
+            f"half of the {available / 2**30:.1f} GiB available"
+        )
 
 
 def theta_fit(rows, *, min_dim: int = 10, seed: int = 0):
     """``sim.fit.fit_theta`` on the measured ln P(min) of the GOE rows at shift 0 (Monte Carlo or
     rare-event values, never the exact ones); None with fewer than 4 usable sizes."""
     rs = [r for r in rows if r["ensemble"] == "goe" and float(r["shift"]) == 0.0]
-    return fit_theta([r["dim"] for r in rs], [r["log_p_min"] for r in rs], [r["log_p_min_stderr"] for r in rs],
-                     min_dim=min_dim, seed=seed)
+    return fit_theta(
+        [r["dim"] for r in rs],
+        [r["log_p_min"] for r in rs],
+        [r["log_p_min_stderr"] for r in rs],
+        min_dim=min_dim,
+        seed=seed,
+    )
 
 
 def _shift_bits(s: float) -> int:
@@ -229,9 +255,17 @@ def run(config: RmtConfig, *, progress: Progress | None = None) -> Result:
     for n in dims:
         for s in shifts:
             t0 = time.perf_counter()
-            counts = rmt.index_histogram(_key(config.seed, n, s, 0), ens, n, int(config.samples), shift=s,
-                                         method=config.index_method, dtype=dtype, devices=mesh,
-                                         progress=progress)
+            counts = rmt.index_histogram(
+                _key(config.seed, n, s, 0),
+                ens,
+                n,
+                int(config.samples),
+                shift=s,
+                method=config.index_method,
+                dtype=dtype,
+                devices=mesh,
+                progress=progress,
+            )
             t_mc += time.perf_counter() - t0
             st = rmt.index_summary(counts)
             f, fn, var, lp_theory = _theory(ens, n, s)
@@ -244,32 +278,64 @@ def run(config: RmtConfig, *, progress: Progress | None = None) -> Result:
                     if config.rare == "exact":
                         rare_cache[n] = (exact(n), 0.0, METHOD_NAMES["exact"])
                     else:
-                        r = rare.log_p_positive_definite_ti(_key(config.seed, n, 0.0, 1), n,
-                                                            chains=config.ti_chains, sweeps=config.ti_sweeps)
+                        r = rare.log_p_positive_definite_ti(
+                            _key(config.seed, n, 0.0, 1), n, chains=config.ti_chains, sweeps=config.ti_sweeps
+                        )
                         rare_cache[n] = (r.log_p, r.stderr, METHOD_NAMES["ti"])
                     dt = time.perf_counter() - t1
                     t_rare += dt
-                    rare_rows.append({
-                        "dim": n, "method": rare_cache[n][2], "log_p_min": rare_cache[n][0],
-                        "log_p_min_stderr": rare_cache[n][1], "exact_log_p_min": exact(n),
-                        "chains": config.ti_chains if config.rare == "ti" else 0,
-                        "sweeps": config.ti_sweeps if config.rare == "ti" else 0, "seconds": dt,
-                    })
+                    rare_rows.append(
+                        {
+                            "dim": n,
+                            "method": rare_cache[n][2],
+                            "log_p_min": rare_cache[n][0],
+                            "log_p_min_stderr": rare_cache[n][1],
+                            "exact_log_p_min": exact(n),
+                            "chains": config.ti_chains if config.rare == "ti" else 0,
+                            "sweeps": config.ti_sweeps if config.rare == "ti" else 0,
+                            "seconds": dt,
+                        }
+                    )
                 lp, lp_se, method = rare_cache[n]
                 p = math.exp(lp)
                 p_se = p * lp_se
-            rows.append({
-                "ensemble": ens.label, "dim": n, "samples": st["samples"], "shift": s,
-                "mean_index_fraction": st["mean_index_fraction"], "std_index_fraction": st["std_index_fraction"],
-                "mean_index_fraction_stderr": st["mean_index_fraction_stderr"], "var_index": st["var_index"],
-                "p_min": p, "p_min_stderr": p_se, "log_p_min": lp, "log_p_min_stderr": lp_se, "method": method,
-                "mc_minima": int(counts[0]), "mc_p_min": st["p_min"], "mc_p_min_upper95": st["p_min_upper95"],
-                "theory_index_fraction": f, "theory_index_fraction_finite_n": fn, "theory_index_variance": var,
-                "theory_log_p_min": lp_theory, "exact_log_p_min": ex, "seconds": time.perf_counter() - t0,
-            })
+            rows.append(
+                {
+                    "ensemble": ens.label,
+                    "dim": n,
+                    "samples": st["samples"],
+                    "shift": s,
+                    "mean_index_fraction": st["mean_index_fraction"],
+                    "std_index_fraction": st["std_index_fraction"],
+                    "mean_index_fraction_stderr": st["mean_index_fraction_stderr"],
+                    "var_index": st["var_index"],
+                    "p_min": p,
+                    "p_min_stderr": p_se,
+                    "log_p_min": lp,
+                    "log_p_min_stderr": lp_se,
+                    "method": method,
+                    "mc_minima": int(counts[0]),
+                    "mc_p_min": st["p_min"],
+                    "mc_p_min_upper95": st["p_min_upper95"],
+                    "theory_index_fraction": f,
+                    "theory_index_fraction_finite_n": fn,
+                    "theory_index_variance": var,
+                    "theory_log_p_min": lp_theory,
+                    "exact_log_p_min": ex,
+                    "seconds": time.perf_counter() - t0,
+                }
+            )
             for k in np.nonzero(counts)[0]:
-                hist_rows.append({"ensemble": ens.label, "dim": n, "shift": s, "index": int(k),
-                                  "count": int(counts[k]), "fraction": counts[k] / st["samples"]})
+                hist_rows.append(
+                    {
+                        "ensemble": ens.label,
+                        "dim": n,
+                        "shift": s,
+                        "index": int(k),
+                        "count": int(counts[k]),
+                        "fraction": counts[k] / st["samples"],
+                    }
+                )
             if n in config.spectrum_dims:
                 spec_rows += _spectrum(config, ens, n, s, dtype, mesh)
     info = {
@@ -301,15 +367,24 @@ def _spectrum(config: RmtConfig, ens: rmt.Ensemble, n: int, s: float, dtype, mes
         lo, hi = -2.5 + s, 2.5 + s
         dens = lambda x: th.semicircle_density(x - s)
     edges = np.linspace(lo, hi, config.spectrum_bins + 1)
-    counts = rmt.eigenvalue_histogram(_key(config.seed, n, s, 2), ens, n, config.spectrum_samples, edges, shift=s,
-                                      dtype=dtype, devices=mesh)
+    counts = rmt.eigenvalue_histogram(
+        _key(config.seed, n, s, 2), ens, n, config.spectrum_samples, edges, shift=s, dtype=dtype, devices=mesh
+    )
     width = np.diff(edges)
     out = []
     for i in range(edges.size - 1):
         # theory: the bin average of the density (midpoint rule on 8 sub-points)
         x = np.linspace(edges[i], edges[i + 1], 9)[:-1] + width[i] / 16
-        out.append({"ensemble": ens.label, "dim": n, "shift": s, "x_left": float(edges[i]),
-                    "x_right": float(edges[i + 1]),
-                    "count": int(counts[i]), "density": counts[i] / (config.spectrum_samples * n * width[i]),
-                    "theory_density": float(np.mean(dens(x)))})
+        out.append(
+            {
+                "ensemble": ens.label,
+                "dim": n,
+                "shift": s,
+                "x_left": float(edges[i]),
+                "x_right": float(edges[i + 1]),
+                "count": int(counts[i]),
+                "density": counts[i] / (config.spectrum_samples * n * width[i]),
+                "theory_density": float(np.mean(dens(x))),
+            }
+        )
     return out

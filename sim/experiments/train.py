@@ -33,6 +33,7 @@ import dataclasses
 import functools
 import math
 import time
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -42,9 +43,27 @@ from sim.experiments.base import Progress, Result, carried, check_choice, check_
 
 __all__ = ["TrainConfig", "run", "COLUMNS", "DATA", "theory_exponent", "TEACHER_WIDTHS"]
 
-COLUMNS = ("data", "param", "width", "depth", "params", "seed", "steps", "train_loss", "test_loss", "test_error",
-           "init_norm", "rel_change", "cos_init_final", "pair_dist_trained", "pair_dist_init", "barrier",
-           "barrier_aligned", "negative_fraction", "negative_fraction_stderr")
+COLUMNS = (
+    "data",
+    "param",
+    "width",
+    "depth",
+    "params",
+    "seed",
+    "steps",
+    "train_loss",
+    "test_loss",
+    "test_error",
+    "init_norm",
+    "rel_change",
+    "cos_init_final",
+    "pair_dist_trained",
+    "pair_dist_init",
+    "barrier",
+    "barrier_aligned",
+    "negative_fraction",
+    "negative_fraction_stderr",
+)
 DATA = ("digits", "mnist1d", "teacher")
 #: the teacher of ``--data teacher``: (inputs, hidden, outputs), tanh
 TEACHER_WIDTHS = (16, 32, 1)
@@ -117,13 +136,20 @@ class TrainConfig:
                 raise ValueError(f"data mnist1d: {mnist1d_unavailable()}")
             rd = read_real(self.data)
             if self.n_train > rd.x_pool.shape[0]:
-                raise ValueError(f"n_train: {self.data} has {rd.x_pool.shape[0]} training samples, asked for {self.n_train}")
+                raise ValueError(
+                    f"n_train: {self.data} has {rd.x_pool.shape[0]} training samples, asked for {self.n_train}"
+                )
             if self.n_test > rd.x_test.shape[0]:
                 raise ValueError(f"n_test: {self.data} has {rd.x_test.shape[0]} test samples, asked for {self.n_test}")
-        big = self.seeds * max(widths) ** 2 * max(self.depth - 1, 0) * 4 * 8 + self.seeds * self.n_train * max(widths) * 4 * 8
+        big = (
+            self.seeds * max(widths) ** 2 * max(self.depth - 1, 0) * 4 * 8
+            + self.seeds * self.n_train * max(widths) * 4 * 8
+        )
         if big > 8 << 30:
-            raise ValueError(f"widths {max(widths)} with {self.seeds} seeds needs about {big / 2**30:.0f} GiB; "
-                             "use fewer seeds or smaller widths")
+            raise ValueError(
+                f"widths {max(widths)} with {self.seeds} seeds needs about {big / 2**30:.0f} GiB; "
+                "use fewer seeds or smaller widths"
+            )
 
     def to_json(self) -> dict:
         d = dataclasses.asdict(self)
@@ -146,19 +172,20 @@ def _data(config: TrainConfig, dtype):
     return load(config.data, key, config.n_train, config.n_test, dtype=dtype)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _negfrac_fn(model, num_steps, num_probes):
     from sim.learning import geometry as G
 
     @jax.jit
     def f(key, params, x, y):
-        return G.negative_fraction(key, lambda p: model.loss(p, x, y), params, num_steps=num_steps,
-                                   num_probes=num_probes)
+        return G.negative_fraction(
+            key, lambda p: model.loss(p, x, y), params, num_steps=num_steps, num_probes=num_probes
+        )
 
     return f
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _barrier_fn(model, num):
     from sim.learning import geometry as G
 
@@ -186,28 +213,49 @@ def run(config: TrainConfig, progress: Progress = no_progress) -> Result:
     labels = data.labels_test
     key = jax.random.key(config.seed)
     k_train, k_hess = jax.random.fold_in(key, 1), jax.random.fold_in(key, 2)
-    rows, index_rows, notes = [], [], []
+    rows: list[dict[str, Any]] = []
+    index_rows: list[dict[str, Any]] = []
+    notes: list[str] = []
     seconds = {"train": 0.0, "measure": 0.0}
     S = config.seeds
     for width in sorted(set(int(w) for w in config.widths)):
         model = T.Model(d_in, width, config.depth, d_out, config.param, config.activation)
         t0 = time.perf_counter()
-        run_ = T.train(k_train, data, model, optimizer=config.optimizer, lr=config.lr, steps=config.steps, seeds=S,
-                       batch_size=config.batch_size, checkpoints=config.checkpoints, dtype=dtype)
+        run_ = T.train(
+            k_train,
+            data,
+            model,
+            optimizer=config.optimizer,
+            lr=config.lr,
+            steps=config.steps,
+            seeds=S,
+            batch_size=config.batch_size,
+            checkpoints=config.checkpoints,
+            dtype=dtype,
+        )
         jax.block_until_ready(run_.params)
         seconds["train"] += time.perf_counter() - t0
         t0 = time.perf_counter()
-        tr_loss, _ = T.evaluate(model, run_.params, data.x_train, data.y_train,
-                                jnp.zeros(data.x_train.shape[0], jnp.int32))
-        te_loss, te_err = T.evaluate(model, run_.params, data.x_test, data.y_test,
-                                     labels if labels is not None else jnp.zeros(data.x_test.shape[0], jnp.int32))
+        tr_loss, _ = T.evaluate(
+            model, run_.params, data.x_train, data.y_train, jnp.zeros(data.x_train.shape[0], jnp.int32)
+        )
+        te_loss, te_err = T.evaluate(
+            model,
+            run_.params,
+            data.x_test,
+            data.y_test,
+            labels if labels is not None else jnp.zeros(data.x_test.shape[0], jnp.int32),
+        )
         ch = jax.vmap(G.change)(run_.params0, run_.params)
         finite = np.isfinite(np.asarray(tr_loss))
         if not finite.all():
-            notes.append(f"width {width}: {int((~finite).sum())} of {S} seeds diverged (non-finite loss; "
-                         f"lr {config.lr} too large for this width and parameterisation)")
-        scales = [(mw, mb) for mw, _, mb, _ in mlp.multipliers(mlp.widths_of(d_in, width, config.depth, d_out),
-                                                                  config.param)]
+            notes.append(
+                f"width {width}: {int((~finite).sum())} of {S} seeds diverged (non-finite loss; "
+                f"lr {config.lr} too large for this width and parameterisation)"
+            )
+        scales = [
+            (mw, mb) for mw, _, mb, _ in mlp.multipliers(mlp.widths_of(d_in, width, config.depth, d_out), config.param)
+        ]
         bar = _barrier_fn(model, config.barrier_points)
         hess = _negfrac_fn(model, config.hessian_steps, config.hessian_probes) if config.hessian_steps else None
         unconverged = 0
@@ -226,42 +274,82 @@ def run(config: TrainConfig, progress: Progress = no_progress) -> Result:
             nf = se = math.nan
             if hess is not None and finite[s]:
                 nf, se = hess(jax.random.fold_in(k_hess, s), a, data.x_train, data.y_train)
-            rows.append({
-                "data": config.data, "param": config.param, "width": width, "depth": config.depth,
-                "params": model.num_params, "seed": s, "steps": config.steps,
-                "train_loss": carried(tr_loss[s], dtype), "test_loss": carried(te_loss[s], dtype),
-                "test_error": carried(te_err[s], dtype) if labels is not None else math.nan,
-                "init_norm": carried(ch["init_norm"][s], dtype), "rel_change": carried(ch["rel_change"][s], dtype),
-                "cos_init_final": carried(ch["cos"][s], dtype),
-                "pair_dist_trained": carried(pd["trained"], dtype), "pair_dist_init": carried(pd["init"], dtype),
-                "barrier": carried(b_naive, dtype), "barrier_aligned": carried(b_al, dtype),
-                "negative_fraction": carried(nf, dtype), "negative_fraction_stderr": carried(se, dtype),
-            })
+            rows.append(
+                {
+                    "data": config.data,
+                    "param": config.param,
+                    "width": width,
+                    "depth": config.depth,
+                    "params": model.num_params,
+                    "seed": s,
+                    "steps": config.steps,
+                    "train_loss": carried(tr_loss[s], dtype),
+                    "test_loss": carried(te_loss[s], dtype),
+                    "test_error": carried(te_err[s], dtype) if labels is not None else math.nan,
+                    "init_norm": carried(ch["init_norm"][s], dtype),
+                    "rel_change": carried(ch["rel_change"][s], dtype),
+                    "cos_init_final": carried(ch["cos"][s], dtype),
+                    "pair_dist_trained": carried(pd["trained"], dtype),
+                    "pair_dist_init": carried(pd["init"], dtype),
+                    "barrier": carried(b_naive, dtype),
+                    "barrier_aligned": carried(b_al, dtype),
+                    "negative_fraction": carried(nf, dtype),
+                    "negative_fraction_stderr": carried(se, dtype),
+                }
+            )
         if unconverged:
-            notes.append(f"width {width}: weight matching did not converge in 100 sweeps for {unconverged} pairs "
-                         "(their aligned barrier uses the last permutations)")
+            notes.append(
+                f"width {width}: weight matching did not converge in 100 sweeps for {unconverged} pairs "
+                "(their aligned barrier uses the last permutations)"
+            )
         if hess is not None and finite[0]:
             for j, step in enumerate(run_.checkpoint_steps):
                 p = _take(_take(run_.checkpoints, 0), j)
                 nf, se = hess(jax.random.fold_in(k_hess, 10_000 + j), p, data.x_train, data.y_train)
                 loss = model.loss(p, data.x_train.astype(dtype), data.y_train.astype(dtype))
-                index_rows.append({"data": config.data, "param": config.param, "width": width, "seed": 0, "step": step,
-                                   "train_loss": carried(loss, dtype), "negative_fraction": carried(nf, dtype),
-                                   "negative_fraction_stderr": carried(se, dtype)})
+                index_rows.append(
+                    {
+                        "data": config.data,
+                        "param": config.param,
+                        "width": width,
+                        "seed": 0,
+                        "step": step,
+                        "train_loss": carried(loss, dtype),
+                        "negative_fraction": carried(nf, dtype),
+                        "negative_fraction_stderr": carried(se, dtype),
+                    }
+                )
         seconds["measure"] += time.perf_counter() - t0
         progress(1)
-    info = {"theory_exponent": theory_exponent(config.param, config.depth), "exponent": None, "notes": notes,
-            "seconds": seconds, "d_in": d_in, "d_out": d_out}
+    info: dict[str, Any] = {
+        "theory_exponent": theory_exponent(config.param, config.depth),
+        "exponent": None,
+        "notes": notes,
+        "seconds": seconds,
+        "d_in": d_in,
+        "d_out": d_out,
+    }
     ok = [r for r in rows if math.isfinite(r["rel_change"]) and r["rel_change"] > 0]
     if len({r["width"] for r in ok}) >= 2 and len(ok) >= 3:
-        f = fit_power_law(jax.random.fold_in(key, 3), np.array([r["width"] for r in ok], float),
-                          np.array([r["rel_change"] for r in ok], float))
-        info["exponent"] = {"exponent": f.exponent, "ci_low": f.ci_low, "ci_high": f.ci_high, "level": f.level,
-                            "prefactor": f.prefactor, "stderr": f.stderr}
+        f = fit_power_law(
+            jax.random.fold_in(key, 3),
+            np.array([r["width"] for r in ok], float),
+            np.array([r["rel_change"] for r in ok], float),
+        )
+        info["exponent"] = {
+            "exponent": f.exponent,
+            "ci_low": f.ci_low,
+            "ci_high": f.ci_high,
+            "level": f.level,
+            "prefactor": f.prefactor,
+            "stderr": f.stderr,
+        }
         th = info["theory_exponent"]
         if th is not None and not f.ci_low <= th <= f.ci_high:
-            notes.append(f"the theory's exponent {th:g} lies outside the fitted interval "
-                         f"[{f.ci_low:.3f}, {f.ci_high:.3f}] (finite widths / finite training time)")
+            notes.append(
+                f"the theory's exponent {th:g} lies outside the fitted interval "
+                f"[{f.ci_low:.3f}, {f.ci_high:.3f}] (finite widths / finite training time)"
+            )
     else:
         notes.append("no exponent fitted: at least two widths with finite relative changes are needed")
     return Result(rows, {"index": index_rows}, info)

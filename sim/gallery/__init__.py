@@ -15,8 +15,8 @@ import dataclasses
 import importlib
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from sim.io import Output, run_metadata
 
@@ -66,8 +66,13 @@ def make_figures(out_dir, names=None, *, quick=False, progress: Callable[[str], 
         t0 = time.perf_counter()
         with Output(out_dir) as out:
             caption, params, seed, extra = spec.make(out, quick)
-            meta = run_metadata(f"hdsim figures --only {name}" + (" --quick" if quick else ""), params, seed=seed,
-                                wall_seconds=time.perf_counter() - t0, info={"caption": caption, **extra})
+            meta = run_metadata(
+                f"hdsim figures --only {name}" + (" --quick" if quick else ""),
+                params,
+                seed=seed,
+                wall_seconds=time.perf_counter() - t0,
+                info={"caption": caption, **extra},
+            )
             out.json(f"{name}.json", meta)
             files = out.staged_names()
         done.append({"name": name, "files": files, "caption": caption})

@@ -99,8 +99,8 @@ class Data(NamedTuple):
 def _zeta(s: float, terms: int = 100_000) -> float:
     """Riemann zeta(s), s > 1: a partial sum plus the Euler-Maclaurin tail (error < 1e-15 relative)."""
     n = terms
-    head = math.fsum(k ** -s for k in range(1, n))
-    return head + n ** (1 - s) / (s - 1) + 0.5 * n ** -s + s * n ** (-s - 1) / 12
+    head = math.fsum(k**-s for k in range(1, n))
+    return head + n ** (1 - s) / (s - 1) + 0.5 * n**-s + s * n ** (-s - 1) / 12
 
 
 def powerlaw_spectrum(dim: int, alpha: float, beta: float) -> tuple[np.ndarray, np.ndarray]:
@@ -138,7 +138,7 @@ def _gaussian(key, eigenvalues, target_power, noise, *, n_train, n_test, dtype):
     d = eigenvalues.shape[0]
     lam = eigenvalues.astype(dtype)
     w = jnp.sqrt(target_power.astype(dtype) / lam)  # lambda_i w_i^2 = v_i^2 (positive signs: the risk
-    sd = jnp.sqrt(lam)                               # of a Gaussian design depends on v_i^2 only)
+    sd = jnp.sqrt(lam)  # of a Gaussian design depends on v_i^2 only)
     k_xtr, k_xte, k_etr, k_ete = (jax.random.fold_in(key, j) for j in range(4))
     x_tr = _rows(k_xtr, n_train, d, dtype) * sd[None, :]
     x_te = _rows(k_xte, n_test, d, dtype) * sd[None, :]
@@ -155,8 +155,9 @@ def _check_sizes(fn, n_train, n_test):
             raise ValueError(f"{fn}: {name} must be an integer >= {least}, got {v}")
 
 
-def gaussian(key, n_train: int, n_test: int, eigenvalues, target_power, *, noise: float = 0.0,
-             dtype=jnp.float64) -> Data:
+def gaussian(
+    key, n_train: int, n_test: int, eigenvalues, target_power, *, noise: float = 0.0, dtype=jnp.float64
+) -> Data:
     """Gaussian features with covariance ``diag(eigenvalues)`` and a linear target of power
     ``target_power`` per mode, plus label noise of variance ``noise`` (on train and test labels).
 
@@ -176,19 +177,23 @@ def gaussian(key, n_train: int, n_test: int, eigenvalues, target_power, *, noise
     lam = np.asarray(eigenvalues, np.float64)
     v2 = np.asarray(target_power, np.float64)
     if lam.ndim != 1 or lam.shape != v2.shape or lam.size == 0:
-        raise ValueError(f"gaussian: eigenvalues and target_power must be 1-D of one length, got {lam.shape}, {v2.shape}")
+        raise ValueError(
+            f"gaussian: eigenvalues and target_power must be 1-D of one length, got {lam.shape}, {v2.shape}"
+        )
     if not (np.all(lam > 0) and np.all(np.isfinite(lam))):
         raise ValueError("gaussian: eigenvalues must be finite and > 0")
     if not (np.all(v2 >= 0) and np.all(np.isfinite(v2))):
         raise ValueError("gaussian: target_power must be finite and >= 0")
     if not (math.isfinite(noise) and noise >= 0):
         raise ValueError(f"gaussian: noise must be a finite variance >= 0, got {noise}")
-    return _gaussian(as_key(key), jnp.asarray(lam), jnp.asarray(v2), float(noise), n_train=int(n_train),
-                     n_test=int(n_test), dtype=dt)
+    return _gaussian(
+        as_key(key), jnp.asarray(lam), jnp.asarray(v2), float(noise), n_train=int(n_train), n_test=int(n_test), dtype=dt
+    )
 
 
-def powerlaw(key, n_train: int, n_test: int, *, dim: int, alpha: float, beta: float, noise: float = 0.0,
-             dtype=jnp.float64) -> Data:
+def powerlaw(
+    key, n_train: int, n_test: int, *, dim: int, alpha: float, beta: float, noise: float = 0.0, dtype=jnp.float64
+) -> Data:
     """``gaussian`` on ``powerlaw_spectrum(dim, alpha, beta)`` (alpha > 0; alpha = 0 is ``isotropic``)."""
     if not (math.isfinite(alpha) and alpha > 0):
         raise ValueError(f"powerlaw: alpha must be > 0 (use isotropic for alpha = 0), got {alpha}")
@@ -196,8 +201,9 @@ def powerlaw(key, n_train: int, n_test: int, *, dim: int, alpha: float, beta: fl
     return gaussian(key, n_train, n_test, lam, v2, noise=noise, dtype=dtype)
 
 
-def isotropic(key, n_train: int, n_test: int, *, dim: int, r2: float = 1.0, noise: float = 0.0,
-              dtype=jnp.float64) -> Data:
+def isotropic(
+    key, n_train: int, n_test: int, *, dim: int, r2: float = 1.0, noise: float = 0.0, dtype=jnp.float64
+) -> Data:
     """``gaussian`` on ``isotropic_spectrum(dim, r2)``: identity covariance, |w|^2 = r2."""
     lam, v2 = isotropic_spectrum(dim, r2)
     return gaussian(key, n_train, n_test, lam, v2, noise=noise, dtype=dtype)
@@ -209,9 +215,9 @@ def isotropic(key, n_train: int, n_test: int, *, dim: int, r2: float = 1.0, nois
 class RealData(NamedTuple):
     """Arrays of a real data set as read (float64 inputs, int labels), split into fixed pools."""
 
-    x_pool: np.ndarray       # (N_train_pool, d) training pool, standardised with its own statistics
+    x_pool: np.ndarray  # (N_train_pool, d) training pool, standardised with its own statistics
     labels_pool: np.ndarray  # (N_train_pool,)
-    x_test: np.ndarray       # (N_test_pool, d) test pool, standardised with the training pool's statistics
+    x_test: np.ndarray  # (N_test_pool, d) test pool, standardised with the training pool's statistics
     labels_test: np.ndarray
     classes: int
     source: str
@@ -233,7 +239,7 @@ def _standardise(pool, test):
     return (pool - mu) / sd, (test - mu) / sd
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def read_real(name: str) -> RealData:
     """Read a real data set from its installed package (the only I/O in this module; cached).
 
@@ -253,7 +259,7 @@ def read_real(name: str) -> RealData:
         x = np.asarray(x, np.float64)
         y = np.asarray(y, np.int64)
         perm = np.random.default_rng(SPLIT_SEED).permutation(x.shape[0])
-        te, tr = perm[: TEST_POOL["digits"]], perm[TEST_POOL["digits"]:]
+        te, tr = perm[: TEST_POOL["digits"]], perm[TEST_POOL["digits"] :]
         xp, xt = _standardise(x[tr], x[te])
         return RealData(xp, y[tr], xt, y[te], 10, f"sklearn.datasets.load_digits (split seed {SPLIT_SEED})")
     if name == "mnist1d":
@@ -273,8 +279,14 @@ def read_real(name: str) -> RealData:
             np.random.set_state(np_state)
             random.setstate(py_state)
         xp, xt = _standardise(np.asarray(d["x"], np.float64), np.asarray(d["x_test"], np.float64))
-        return RealData(xp, np.asarray(d["y"], np.int64), xt, np.asarray(d["y_test"], np.int64), 10,
-                        f"mnist1d.data.make_dataset (seed {MNIST1D_SEED})")
+        return RealData(
+            xp,
+            np.asarray(d["y"], np.int64),
+            xt,
+            np.asarray(d["y_test"], np.int64),
+            10,
+            f"mnist1d.data.make_dataset (seed {MNIST1D_SEED})",
+        )
     raise ValueError(f"read_real: unknown data set {name!r}; valid: {', '.join(REAL_DATASETS)}")
 
 
@@ -319,6 +331,14 @@ def load(name: str, key, n_train: int, n_test: int | None = None, *, dtype=jnp.f
         raise ValueError(f"load: {name} has {rd.x_pool.shape[0]} training samples, asked for n_train = {n_train}")
     if n_test > rd.x_test.shape[0]:
         raise ValueError(f"load: {name} has {rd.x_test.shape[0]} test samples, asked for n_test = {n_test}")
-    return _draw(as_key(key), jnp.asarray(rd.x_pool), jnp.asarray(rd.labels_pool), jnp.asarray(rd.x_test),
-                 jnp.asarray(rd.labels_test), n_train=int(n_train), n_test=int(n_test), classes=rd.classes,
-                 dtype=dt)
+    return _draw(
+        as_key(key),
+        jnp.asarray(rd.x_pool),
+        jnp.asarray(rd.labels_pool),
+        jnp.asarray(rd.x_test),
+        jnp.asarray(rd.labels_test),
+        n_train=int(n_train),
+        n_test=int(n_test),
+        classes=rd.classes,
+        dtype=dt,
+    )

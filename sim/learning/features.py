@@ -43,8 +43,17 @@ def random_features(key, x, num_features: int, *, activation: str = "relu", inpu
     return ACTIVATIONS[activation](z) / jnp.sqrt(jnp.asarray(num_features, x.dtype))
 
 
-def features_curve(key, data: Data, ns, num_features: int, ridge=0.0, *, activation: str = "relu",
-                   input_scale=None, method: str = "cholesky") -> Curve:
+def features_curve(
+    key,
+    data: Data,
+    ns,
+    num_features: int,
+    ridge=0.0,
+    *,
+    activation: str = "relu",
+    input_scale=None,
+    method: str = "cholesky",
+) -> Curve:
     """Losses of ridge / minimum-norm regression on P random features for the nested training sets ``ns``."""
     phi = random_features(key, data.x_train, num_features, activation=activation, input_scale=input_scale)
     phi_test = random_features(key, data.x_test, num_features, activation=activation, input_scale=input_scale)

@@ -30,8 +30,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["layer_vectors", "change", "pair_distances", "interpolate", "barrier", "weight_matching", "permute",
-           "matching_objective", "negative_fraction"]
+__all__ = [
+    "layer_vectors",
+    "change",
+    "pair_distances",
+    "interpolate",
+    "barrier",
+    "weight_matching",
+    "permute",
+    "matching_objective",
+    "negative_fraction",
+]
 
 
 def layer_vectors(params) -> list[jax.Array]:
@@ -68,8 +77,12 @@ def pair_distances(a0, b0, a, b) -> dict:
     and B after and before training."""
     da = jnp.stack([_sq(u - v) for u, v in zip(layer_vectors(a), layer_vectors(b))])
     d0 = jnp.stack([_sq(u - v) for u, v in zip(layer_vectors(a0), layer_vectors(b0))])
-    return {"trained": jnp.sqrt(jnp.sum(da)), "init": jnp.sqrt(jnp.sum(d0)), "layer_trained": jnp.sqrt(da),
-            "layer_init": jnp.sqrt(d0)}
+    return {
+        "trained": jnp.sqrt(jnp.sum(da)),
+        "init": jnp.sqrt(jnp.sum(d0)),
+        "layer_trained": jnp.sqrt(da),
+        "layer_init": jnp.sqrt(d0),
+    }
 
 
 def _lerp(a, b, t):
@@ -193,7 +206,13 @@ def negative_fraction(key, loss, params, *, num_steps: int = 80, num_probes: int
 
     flat, _ = ravel_pytree(params)
     dim = int(flat.shape[0])
-    quad = slq(key, hessian_matvec(loss, params), dim, num_steps=min(int(num_steps), dim),
-               num_probes=int(num_probes), dtype=flat.dtype)
+    quad = slq(
+        key,
+        hessian_matvec(loss, params),
+        dim,
+        num_steps=min(int(num_steps), dim),
+        num_probes=int(num_probes),
+        dtype=flat.dtype,
+    )
     est = fraction_below(quad, threshold)
     return est.fraction, est.stderr

@@ -41,8 +41,18 @@ import jax.numpy as jnp
 
 from sim._util import as_key, float_dtype
 
-__all__ = ["PARAMETERIZATIONS", "ACTIVATIONS", "widths_of", "num_params", "multipliers", "init", "apply",
-           "mse", "loss", "error_rate"]
+__all__ = [
+    "PARAMETERIZATIONS",
+    "ACTIVATIONS",
+    "widths_of",
+    "num_params",
+    "multipliers",
+    "init",
+    "apply",
+    "mse",
+    "loss",
+    "error_rate",
+]
 
 PARAMETERIZATIONS = ("standard", "ntk", "mup")
 ACTIVATIONS = {"relu": jax.nn.relu, "tanh": jnp.tanh, "gelu": jax.nn.gelu, "linear": lambda x: x}
@@ -53,7 +63,9 @@ def _check(fn, d_in, width, depth, d_out, parameterization, activation="relu"):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ValueError(f"{fn}: {name} must be an integer >= 1, got {v!r}")
     if parameterization not in PARAMETERIZATIONS:
-        raise ValueError(f"{fn}: parameterization must be one of {', '.join(PARAMETERIZATIONS)}, got {parameterization!r}")
+        raise ValueError(
+            f"{fn}: parameterization must be one of {', '.join(PARAMETERIZATIONS)}, got {parameterization!r}"
+        )
     if activation not in ACTIVATIONS:
         raise ValueError(f"{fn}: activation must be one of {', '.join(ACTIVATIONS)}, got {activation!r}")
 
@@ -97,8 +109,18 @@ def multipliers(widths, parameterization: str, *, sigma_w: float = 1.0, sigma_b:
     return tuple(out)
 
 
-def init(key, d_in: int, width: int, depth: int, d_out: int, *, parameterization: str = "ntk",
-         sigma_w: float = 1.0, sigma_b: float = 0.0, dtype=jnp.float32) -> list[dict]:
+def init(
+    key,
+    d_in: int,
+    width: int,
+    depth: int,
+    d_out: int,
+    *,
+    parameterization: str = "ntk",
+    sigma_w: float = 1.0,
+    sigma_b: float = 0.0,
+    dtype=jnp.float32,
+) -> list[dict]:
     """Random initial parameters: layer l from ``fold_in(key, l)`` (weights ``fold_in(., 0)``, biases
     ``fold_in(., 1)``), so a layer's draw does not depend on the others' shapes.
 
@@ -110,8 +132,9 @@ def init(key, d_in: int, width: int, depth: int, d_out: int, *, parameterization
     key = as_key(key)
     ws = widths_of(d_in, width, depth, d_out)
     layers = []
-    for l, ((fi, fo), (_, sw, _, sb)) in enumerate(zip(zip(ws[:-1], ws[1:]), multipliers(ws, parameterization,
-                                                                                         sigma_w=sigma_w, sigma_b=sigma_b))):
+    for l, ((fi, fo), (_, sw, _, sb)) in enumerate(
+        zip(zip(ws[:-1], ws[1:]), multipliers(ws, parameterization, sigma_w=sigma_w, sigma_b=sigma_b))
+    ):
         k = jax.random.fold_in(key, l)
         w = sw * jax.random.normal(jax.random.fold_in(k, 0), (fi, fo), dt)
         b = sb * jax.random.normal(jax.random.fold_in(k, 1), (fo,), dt)
@@ -119,12 +142,15 @@ def init(key, d_in: int, width: int, depth: int, d_out: int, *, parameterization
     return layers
 
 
-def apply(params, x, *, parameterization: str = "ntk", activation: str = "relu", sigma_w: float = 1.0,
-          sigma_b: float = 0.0) -> jax.Array:
+def apply(
+    params, x, *, parameterization: str = "ntk", activation: str = "relu", sigma_w: float = 1.0, sigma_b: float = 0.0
+) -> jax.Array:
     """Network output, ``(n, d_in) -> (n, d_out)``; the same arguments as ``init`` (multipliers are
     recomputed from the shapes, so ``params`` carries arrays only)."""
     if parameterization not in PARAMETERIZATIONS:
-        raise ValueError(f"apply: parameterization must be one of {', '.join(PARAMETERIZATIONS)}, got {parameterization!r}")
+        raise ValueError(
+            f"apply: parameterization must be one of {', '.join(PARAMETERIZATIONS)}, got {parameterization!r}"
+        )
     if activation not in ACTIVATIONS:
         raise ValueError(f"apply: activation must be one of {', '.join(ACTIVATIONS)}, got {activation!r}")
     ws = (params[0]["w"].shape[0],) + tuple(p["w"].shape[1] for p in params)

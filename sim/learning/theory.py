@@ -152,8 +152,13 @@ def learning_curve(eigenvalues, target_power, n, *, ridge: float = 0.0, noise: f
         train = np.where(kappa > 0, (ridge / (flat * kappa)) ** 2, 0.0) * test
         train = np.where(np.isfinite(test), train, np.nan)
     shape = n_arr.shape
-    return Prediction(kappa.reshape(shape), e0.reshape(shape), test.reshape(shape), (test - noise).reshape(shape),
-                      train.reshape(shape))
+    return Prediction(
+        kappa.reshape(shape),
+        e0.reshape(shape),
+        test.reshape(shape),
+        (test - noise).reshape(shape),
+        train.reshape(shape),
+    )
 
 
 def exponent(alpha: float, beta: float, regime: str = "ridgeless", *, ridge_decay: float | None = None) -> float:

@@ -49,12 +49,25 @@ class Model:
 
     @property
     def fwd(self) -> dict:
-        return dict(parameterization=self.parameterization, activation=self.activation, sigma_w=self.sigma_w,
-                    sigma_b=self.sigma_b)
+        return dict(
+            parameterization=self.parameterization,
+            activation=self.activation,
+            sigma_w=self.sigma_w,
+            sigma_b=self.sigma_b,
+        )
 
     def init(self, key, dtype=jnp.float32):
-        return mlp.init(key, self.d_in, self.width, self.depth, self.d_out, parameterization=self.parameterization,
-                        sigma_w=self.sigma_w, sigma_b=self.sigma_b, dtype=dtype)
+        return mlp.init(
+            key,
+            self.d_in,
+            self.width,
+            self.depth,
+            self.d_out,
+            parameterization=self.parameterization,
+            sigma_w=self.sigma_w,
+            sigma_b=self.sigma_b,
+            dtype=dtype,
+        )
 
     def apply(self, params, x):
         return mlp.apply(params, x, **self.fwd)
@@ -101,8 +114,9 @@ class TrainRun(NamedTuple):
     checkpoint_steps: tuple[int, ...]
 
 
-@functools.partial(jax.jit, static_argnames=("model", "optimizer", "lr", "steps", "seeds", "batch_size",
-                                             "checkpoints", "dtype"))
+@functools.partial(
+    jax.jit, static_argnames=("model", "optimizer", "lr", "steps", "seeds", "batch_size", "checkpoints", "dtype")
+)
 def _train(key, x, y, *, model, optimizer, lr, steps, seeds, batch_size, checkpoints, dtype):
     opt = make_optimizer(optimizer, lr)
     step = make_step(model, opt)
@@ -143,8 +157,19 @@ def _train(key, x, y, *, model, optimizer, lr, steps, seeds, batch_size, checkpo
     return jax.vmap(one)(jnp.arange(seeds))
 
 
-def train(key, data, model: Model, *, optimizer: str = "gd", lr: float = 0.1, steps: int = 1000, seeds: int = 1,
-          batch_size: int | None = None, checkpoints: int = 1, dtype=jnp.float32) -> TrainRun:
+def train(
+    key,
+    data,
+    model: Model,
+    *,
+    optimizer: str = "gd",
+    lr: float = 0.1,
+    steps: int = 1000,
+    seeds: int = 1,
+    batch_size: int | None = None,
+    checkpoints: int = 1,
+    dtype=jnp.float32,
+) -> TrainRun:
     """Train ``seeds`` networks of ``model`` on ``data.x_train``/``data.y_train`` (see the module docstring).
 
     Args:
@@ -171,10 +196,23 @@ def train(key, data, model: Model, *, optimizer: str = "gd", lr: float = 0.1, st
     x = jnp.asarray(data.x_train, dtype)
     y = jnp.asarray(data.y_train, dtype)
     if x.shape[1] != model.d_in or y.shape[1] != model.d_out:
-        raise ValueError(f"train: data of shape {x.shape}, {y.shape} does not fit the model ({model.d_in} -> {model.d_out})")
+        raise ValueError(
+            f"train: data of shape {x.shape}, {y.shape} does not fit the model ({model.d_in} -> {model.d_out})"
+        )
     bs = None if optimizer == "gd" or batch_size is None or batch_size >= x.shape[0] else int(batch_size)
-    p0, p, losses, ckpt = _train(as_key(key), x, y, model=model, optimizer=optimizer, lr=float(lr), steps=int(steps),
-                                 seeds=int(seeds), batch_size=bs, checkpoints=int(checkpoints), dtype=jnp.dtype(dtype))
+    p0, p, losses, ckpt = _train(
+        as_key(key),
+        x,
+        y,
+        model=model,
+        optimizer=optimizer,
+        lr=float(lr),
+        steps=int(steps),
+        seeds=int(seeds),
+        batch_size=bs,
+        checkpoints=int(checkpoints),
+        dtype=jnp.dtype(dtype),
+    )
     seg = steps // checkpoints
     marks = tuple(j * seg for j in range(checkpoints + 1)) + ((steps,) if steps != seg * checkpoints else ())
     return TrainRun(p0, p, losses, ckpt, marks)

@@ -43,11 +43,26 @@ def fig_rel_change(series):
     for k, (label, rows, info) in enumerate(series):
         w, m, se = _by_width(rows, "rel_change")
         all_w += list(w)
-        ax.errorbar(w, m, yerr=se, fmt=MARKERS[k % len(MARKERS)] + "-", color=COLORS[k % len(COLORS)], ms=5,
-                    capsize=2, lw=1, label=f"{label}: {_fit_text(info.get('exponent'), info.get('theory_exponent'))}")
+        ax.errorbar(
+            w,
+            m,
+            yerr=se,
+            fmt=MARKERS[k % len(MARKERS)] + "-",
+            color=COLORS[k % len(COLORS)],
+            ms=5,
+            capsize=2,
+            lw=1,
+            label=f"{label}: {_fit_text(info.get('exponent'), info.get('theory_exponent'))}",
+        )
         if label.startswith("ntk") and np.isfinite(m[0]):
-            ax.plot(w, m[0] * (w / w[0]) ** -0.5, "--", color=COLORS[k % len(COLORS)], lw=1,
-                    label="width$^{-1/2}$ (NTK theory, through the first point)")
+            ax.plot(
+                w,
+                m[0] * (w / w[0]) ** -0.5,
+                "--",
+                color=COLORS[k % len(COLORS)],
+                lw=1,
+                label="width$^{-1/2}$ (NTK theory, through the first point)",
+            )
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel("hidden width n (units)")
@@ -67,8 +82,15 @@ def fig_pairs(series):
         ok = np.isfinite(x) & np.isfinite(y)
         if ok.any():
             ratio = y[ok] / x[ok]
-            ax.plot(x[ok], y[ok], MARKERS[k % len(MARKERS)], color=COLORS[k % len(COLORS)], ms=4, alpha=0.8,
-                    label=f"{label}: trained/init = {ratio.mean():.3f} (range {ratio.min():.3f}-{ratio.max():.3f})")
+            ax.plot(
+                x[ok],
+                y[ok],
+                MARKERS[k % len(MARKERS)],
+                color=COLORS[k % len(COLORS)],
+                ms=4,
+                alpha=0.8,
+                label=f"{label}: trained/init = {ratio.mean():.3f} (range {ratio.min():.3f}-{ratio.max():.3f})",
+            )
             lo, hi = min(lo, x[ok].min(), y[ok].min()), max(hi, x[ok].max(), y[ok].max())
     if hi > 0:
         ax.plot([lo, hi], [lo, hi], "-", color="0.4", lw=1, label="trained = init")
@@ -88,8 +110,18 @@ def fig_barrier(series):
         c = COLORS[k % len(COLORS)]
         for key, fill, name in (("barrier", c, "naive"), ("barrier_aligned", "none", "weight-matched")):
             w, m, se = _by_width(rows, key)
-            ax.errorbar(w, m, yerr=se, fmt=MARKERS[k % len(MARKERS)] + ("-" if fill != "none" else "--"), color=c,
-                        mfc=fill, ms=5, capsize=2, lw=1, label=f"{label}, {name}")
+            ax.errorbar(
+                w,
+                m,
+                yerr=se,
+                fmt=MARKERS[k % len(MARKERS)] + ("-" if fill != "none" else "--"),
+                color=c,
+                mfc=fill,
+                ms=5,
+                capsize=2,
+                lw=1,
+                label=f"{label}, {name}",
+            )
     ax.set_xscale("log", base=2)
     ax.set_xlabel("hidden width n (units)")
     ax.set_ylabel("training-loss barrier on the straight line")
@@ -108,8 +140,17 @@ def fig_index(series):
             st = np.array([r["step"] for r in rs], float)
             f = np.array([r["negative_fraction"] for r in rs], float)
             se = np.array([r["negative_fraction_stderr"] for r in rs], float)
-            ax.errorbar(st, f, yerr=np.where(np.isfinite(se), se, 0), fmt=MARKERS[k % len(MARKERS)] + "-",
-                        color=COLORS[k % len(COLORS)], ms=4, capsize=2, lw=1, label=f"{label}, width {w}")
+            ax.errorbar(
+                st,
+                f,
+                yerr=np.where(np.isfinite(se), se, 0),
+                fmt=MARKERS[k % len(MARKERS)] + "-",
+                color=COLORS[k % len(COLORS)],
+                ms=4,
+                capsize=2,
+                lw=1,
+                label=f"{label}, width {w}",
+            )
             k += 1
     ax.set_xlabel("training step")
     ax.set_ylabel("fraction of negative Hessian eigenvalues")
