@@ -233,7 +233,7 @@ def fig_training(rows, counts=None):
                     lw=0,
                 )
                 ax.plot(e, [r[f"{q}_fraction"] for r in rs], color=c, marker=mk, ms=3.5, lw=1.0, label=f"N = {n:,}")
-                if f"exact_{q}_fraction" in rs[0]:
+                if rs[0].get(f"exact_{q}_fraction") is not None:
                     ax.plot(
                         e,
                         [r[f"exact_{q}_fraction"] for r in rs],

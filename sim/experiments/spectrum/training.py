@@ -27,6 +27,9 @@ from sim.models import mlp_init, mlp_num_params, teacher_task
 
 __all__ = ["run_training"]
 
+#: the exact fractions ``count_rows`` adds when it is given the eigenvalues
+EXACT_COUNT_COLUMNS = ("exact_negative_fraction", "exact_zero_fraction", "exact_positive_fraction")
+
 
 def run_training(config: SpectrumTrainingConfig, *, progress: Progress | None = None) -> Result:
     """Negative fraction of MLP Hessians along gradient descent, for several model sizes.
@@ -108,7 +111,9 @@ def _training_counts(config, params, task, n, w, step, dt, mesh, key, info) -> l
     if n <= config.exact_max:
         evals = np.linalg.eigvalsh(_dense_hessian(params, task))
     info.setdefault("counts_info", []).append({"num_params": n, "step": step, "seconds": secs, **counts_info(mom)})
+    # one schema for every size: the exact fractions are missing (empty cells) where n > exact_max
+    missing = dict.fromkeys(EXACT_COUNT_COLUMNS) if evals is None else {}
     return [
-        {"num_params": n, "width": w, "step": step, **r}
+        {"num_params": n, "width": w, "step": step, **r, **missing}
         for r in count_rows(mom, config.eps, relative=True, exact_evals=evals)
     ]
