@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sim.experiments.base import Progress, Result, no_progress
+from sim.experiments.base import Progress, Result, check_choice, no_progress
 
 __all__ = ["ScalingConfig", "run", "COLUMNS", "LEARNERS", "DATA", "theory_exponent"]
 
@@ -89,10 +89,10 @@ class ScalingConfig:
         from sim.learning.features import ACTIVATIONS
         from sim.learning.kernel import KERNELS
 
-        _one("--data", self.data, DATA)
-        _one("--learner", self.learner, LEARNERS)
-        _one("--activation", self.activation, tuple(ACTIVATIONS))
-        _one("--kernel", self.kernel, ("auto",) + KERNELS)
+        check_choice("--data", self.data, DATA)
+        check_choice("--learner", self.learner, LEARNERS)
+        check_choice("--activation", self.activation, tuple(ACTIVATIONS))
+        check_choice("--kernel", self.kernel, ("auto",) + KERNELS)
         for name, v in (
             ("--alpha", self.alpha),
             ("--beta", self.beta),
@@ -181,11 +181,6 @@ class ScalingConfig:
         d["ns"], d["params"] = list(self.ns), list(self.params)
         d["kernel_used"] = self.kernel_used
         return d
-
-
-def _one(name, value, valid):
-    if value not in valid:
-        raise ValueError(f"{name}: unknown value {value!r}; valid: {', '.join(valid)}")
 
 
 def theory_exponent(config: ScalingConfig) -> tuple[float | None, str]:
