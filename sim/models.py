@@ -51,11 +51,19 @@ def mlp_init(key, widths, *, scheme: str = "lecun", dtype=jnp.float32) -> Params
 
 
 def mlp_apply(params: Params, x: jax.Array) -> jax.Array:
-    """Forward pass: tanh hidden layers, linear output. ``x``: (batch, d_in) -> (batch, d_out)."""
+    """Forward pass: tanh hidden layers, linear output. ``x``: (..., d_in) -> (..., d_out).
+
+    Biases are broadcast explicitly (rank-matched), so the kernel runs under
+    ``jax_numpy_rank_promotion="raise"``, as hdsim's tests do.
+    """
+
+    def affine(h, w, b):
+        return h @ w + jnp.reshape(b, (1,) * (h.ndim - 1) + b.shape)
+
     for w, b in params[:-1]:
-        x = jnp.tanh(x @ w + b)
+        x = jnp.tanh(affine(x, w, b))
     w, b = params[-1]
-    return x @ w + b
+    return affine(x, w, b)
 
 
 class Task(NamedTuple):
