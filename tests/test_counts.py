@@ -20,7 +20,7 @@ from jax.flatten_util import ravel_pytree
 
 from sim.counts import counts, jackson, jackson_tail, moments, step_coefficients, weyl_shift
 from sim.hvp import hessian_matvec
-from sim.models import mlp_init, mse_loss, teacher_task
+from sim.models import Task, mlp_init, mse_loss, teacher_task
 from tests.stats_helpers import Z
 
 REL_EPS = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1)
@@ -273,3 +273,55 @@ def test_mlp_counts_against_eigvalsh(widths, train, degree, probes):
     # well outside the bulk the counts are resolved
     far = np.abs(th) >= 0.1 * np.max(np.abs(ev))
     assert np.all((c.upper - c.lower)[far] < 0.02)
+
+
+# ------------------------------------------------------------------------ MLP on real data (digits)
+
+
+def test_digits_mlp_counts_against_eigvalsh():
+    """`spectrum` with data="digits": the counts of the experiment against eigvalsh of a float64 Hessian built
+    here, independently, from the same parameters and the same draw of the project's data module
+    (sim.learning.data.load: 128 images of the fixed training pool, one-hot targets). N = 610."""
+    from sim.experiments import spectrum as exp
+    from sim.learning.data import load
+
+    seed, eps = 4, (1e-3, 1e-2, 1e-1)
+    config = exp.SpectrumConfig(
+        model="mlp",
+        data="digits",
+        width=8,
+        depth=1,
+        num_samples=128,
+        probes=4,
+        steps=20,
+        exact="no",
+        eps=eps,
+        eps_rel=True,
+        degree=600,
+        count_probes=16,
+        seed=seed,
+    )
+    assert config.widths == (64, 8, 10) and config.num_params == 610
+    res = exp.run(config)
+    assert res.info["data"] == "digits" and "load_digits" in res.info["data_source"]
+
+    key = jax.random.key(seed)
+    params = mlp_init(jax.random.fold_in(key, 0), config.widths, dtype=jnp.float32)
+    d = load("digits", jax.random.fold_in(key, 1), 128, 1, dtype=jnp.float32)
+    p64, x64, y64 = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), (params, d.x_train, d.y_train))
+    flat, unravel = ravel_pytree(p64)
+    with jax.numpy_rank_promotion("allow"):
+        hess = jax.jit(jax.hessian(lambda x: mse_loss(unravel(x), Task(x64, y64))))(flat)
+    ev = np.linalg.eigvalsh(np.asarray(hess))
+    norm = float(np.max(np.abs(ev)))
+    assert res.info["counts_info"]["spectral_norm"] == pytest.approx(norm, rel=1e-4)  # ||H|| is an outlier
+
+    for r in res.tables["counts"]:
+        e = r["eps"] * norm
+        exact = {"negative": np.mean(ev < -e), "zero": np.mean(np.abs(ev) <= e), "positive": np.mean(ev > e)}
+        for k, v in exact.items():
+            assert r[f"{k}_fraction_lower"] <= v <= r[f"{k}_fraction_upper"], (k, r, v)
+        if r["eps"] >= 1e-2:  # resolved: eps_abs is many kernel resolutions wide
+            assert r["eps_abs"] > 5 * r["resolution"]
+            assert abs(r["negative_fraction"] - exact["negative"]) <= Z * r["negative_fraction_stderr"] + 0.002, r
+            assert abs(r["positive_fraction"] - exact["positive"]) <= Z * r["positive_fraction_stderr"] + 0.002, r
