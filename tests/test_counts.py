@@ -285,50 +285,71 @@ def test_mlp_counts_against_eigvalsh(widths, train, degree, probes):
 # ------------------------------------------------------------------------ MLP on real data (digits)
 
 
-def test_digits_mlp_counts_against_eigvalsh():
+@pytest.mark.parametrize(
+    "width,samples,train,degree,probes",
+    [
+        pytest.param(8, 128, 0, 600, 16, id="N610-init"),
+        pytest.param(40, 512, 0, 8000, 64, marks=pytest.mark.slow, id="N3010-init"),
+        pytest.param(40, 512, 200, 8000, 64, marks=pytest.mark.slow, id="N3010-trained"),
+    ],
+)
+def test_digits_mlp_counts_against_eigvalsh(width, samples, train, degree, probes):
     """`spectrum` with data="digits": the counts of the experiment against eigvalsh of a float64 Hessian built
     here, independently, from the same parameters and the same draw of the project's data module
-    (sim.learning.data.load: 128 images of the fixed training pool, one-hot targets). N = 610."""
+    (sim.learning.data.load: images of the fixed training pool, one-hot targets). At N >= 3000 (slow) also
+    the issue's 0.005 absolute error for every eps >= 1e-3 ||H||."""
     from sim.experiments import spectrum as exp
+    from sim.experiments.spectrum.operators import _gd_chunk
     from sim.learning.data import load
 
     seed, eps = 4, (1e-3, 1e-2, 1e-1)
     config = exp.SpectrumConfig(
         model="mlp",
         data="digits",
-        width=8,
+        width=width,
         depth=1,
-        num_samples=128,
+        num_samples=samples,
+        train_steps=train,
         probes=4,
         steps=20,
         exact="no",
         eps=eps,
         eps_rel=True,
-        degree=600,
-        count_probes=16,
+        degree=degree,
+        count_probes=probes,
         seed=seed,
     )
-    assert config.widths == (64, 8, 10) and config.num_params == 610
+    assert config.widths == (64, width, 10) and config.num_params == 64 * width + width + 10 * width + 10
     res = exp.run(config)
     assert res.info["data"] == "digits" and "load_digits" in res.info["data_source"]
 
     key = jax.random.key(seed)
     params = mlp_init(jax.random.fold_in(key, 0), config.widths, dtype=jnp.float32)
-    d = load("digits", jax.random.fold_in(key, 1), 128, 1, dtype=jnp.float32)
+    d = load("digits", jax.random.fold_in(key, 1), samples, 1, dtype=jnp.float32)
+    if train:
+        with jax.numpy_rank_promotion("allow"):
+            lr = jnp.asarray(res.info["learning_rate"], jnp.float32)  # 1 / lambda_max at init (Lanczos)
+            params, _ = _gd_chunk(params, Task(d.x_train, d.y_train), lr, train)
     p64, x64, y64 = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), (params, d.x_train, d.y_train))
-    flat, unravel = ravel_pytree(p64)
-    with jax.numpy_rank_promotion("allow"):
-        hess = jax.jit(jax.hessian(lambda x: mse_loss(unravel(x), Task(x64, y64))))(flat)
-    ev = np.linalg.eigvalsh(np.asarray(hess))
+    n = config.num_params
+    with jax.numpy_rank_promotion("allow"):  # columns of the float64 Hessian, 256 HVPs at a time
+        mv = hessian_matvec(lambda p: mse_loss(p, Task(x64, y64)), p64)
+        hess = jax.jit(lambda: jax.lax.map(mv, jnp.eye(n, dtype=jnp.float64), batch_size=256))()
+    ev = np.linalg.eigvalsh(0.5 * (np.asarray(hess) + np.asarray(hess).T))
     norm = float(np.max(np.abs(ev)))
     assert res.info["counts_info"]["spectral_norm"] == pytest.approx(norm, rel=1e-4)  # ||H|| is an outlier
 
+    misses = 0
     for r in res.tables["counts"]:
         e = r["eps"] * norm
         exact = {"negative": np.mean(ev < -e), "zero": np.mean(np.abs(ev) <= e), "positive": np.mean(ev > e)}
         for k, v in exact.items():
-            assert r[f"{k}_fraction_lower"] <= v <= r[f"{k}_fraction_upper"], (k, r, v)
+            misses += not (r[f"{k}_fraction_lower"] <= v <= r[f"{k}_fraction_upper"])
         if r["eps"] >= 1e-2:  # resolved: eps_abs is many kernel resolutions wide
             assert r["eps_abs"] > 5 * r["resolution"]
             assert abs(r["negative_fraction"] - exact["negative"]) <= Z * r["negative_fraction_stderr"] + 0.002, r
             assert abs(r["positive_fraction"] - exact["positive"]) <= Z * r["positive_fraction_stderr"] + 0.002, r
+        if config.num_params >= 3000:
+            assert abs(r["negative_fraction"] - exact["negative"]) <= 0.005, r
+            assert abs(r["positive_fraction"] - exact["positive"]) <= 0.005, r
+    assert misses == 0 if config.num_params < 3000 else misses <= 1  # 2-standard-error bars: >= 95% of cases
