@@ -931,6 +931,10 @@ def _critical_plots(o, config, result):
 # ---- hdsim spectrum (Hessian spectra from Hessian-vector products, issue 5) ----
 
 
+#: config fields of `hdsim spectrum` named by their options in error messages (see ``_as_option``)
+_SPECTRUM_FIELDS = {"data": "--data", "input_dim": "--input-dim", "num_samples": "--num-samples"}
+
+
 @app.command()
 def spectrum(
     model: Annotated[
@@ -938,9 +942,17 @@ def spectrum(
     ] = "mlp",
     width: Annotated[int, typer.Option(min=1, help="mlp: hidden width.")] = 64,
     depth: Annotated[int, typer.Option(min=1, help="mlp: number of hidden layers.")] = 2,
-    input_dim: Annotated[int, typer.Option(min=1, help="mlp: input dimension of the teacher task.")] = 16,
+    data: Annotated[
+        str,
+        typer.Option(
+            help="mlp: fitted to 'teacher' (random teacher MLP), 'digits' (scikit-learn's 8x8 digits) or 'mnist1d' (one-hot MSE)."
+        ),
+    ] = "teacher",
+    input_dim: Annotated[
+        int | None, typer.Option(min=1, help="mlp --data teacher: input dimension (default 16; real data fix it).")
+    ] = None,
     samples: Annotated[
-        int, typer.Option("--num-samples", min=1, help="mlp: training samples (teacher-student regression).")
+        int, typer.Option("--num-samples", min=1, help="mlp: training samples (teacher task, or drawn from the data).")
     ] = 256,
     train_steps: Annotated[
         int, typer.Option(min=0, help="mlp: gradient-descent steps before the spectrum (0: at initialisation).")
@@ -995,6 +1007,9 @@ def spectrum(
         ),
     ] = None,
     platform: PlatformOption = None,
+    coordinator: CoordinatorOption = None,
+    num_processes: ProcessesOption = None,
+    process_id: ProcessIdOption = None,
     eps: Annotated[
         str | None,
         typer.Option(
@@ -1061,11 +1076,12 @@ def spectrum(
             _fail(f"{option} must be a finite number, got {number}")
     if dim is None:
         dim = 1000 if model == "goe" else 100
-    _parse_scale(devices, platform, None, None, None)
+    multi, primary = _parse_scale(devices, platform, coordinator, num_processes, process_id)
     _setup_jax()  # before the config: dtype float64 needs x64 (no backend is initialised here)
     try:
         config = exp.SpectrumConfig(
             model=model,
+            data=data,
             width=width,
             depth=depth,
             input_dim=input_dim,
@@ -1097,7 +1113,7 @@ def spectrum(
         )
     except ValueError as e:
         msg = str(e).removeprefix("spectrum: ")
-        _fail(f"--dim {dim} --p {p}: {msg}" if msg.startswith(f"{model}:") else msg)
+        _fail(f"--dim {dim} --p {p}: {msg}" if msg.startswith(f"{model}:") else _as_option(msg, _SPECTRUM_FIELDS))
     n = config.num_params
     if reortho == "full" and steps > n:
         _fail(f"--lanczos-steps {steps}: must be <= N = {n:,} with --reortho full (or use --reortho none)")
@@ -1105,8 +1121,9 @@ def spectrum(
         exp.check_memory(config, _available_memory())
     except ValueError as e:
         _fail(str(e))
-    used = _setup_scale(devices, platform, None, None, None)
-    _out_dir(out)
+    used = _setup_scale(devices, platform, coordinator, num_processes, process_id)
+    if primary:
+        _out_dir(out)
 
     from sim.io import Output, run_metadata
 
@@ -1119,6 +1136,8 @@ def spectrum(
         typer.echo(f"Error: {' '.join(str(e).removeprefix('spectrum: ').split())}", err=True)
         raise typer.Exit(1) from None
     wall = time.perf_counter() - t0
+    if not primary:  # every process ran its share of the probes; process 0 holds the joint result and writes it
+        return
     info = result.info
     keys = (
         "negative_fraction",
@@ -1169,7 +1188,8 @@ def spectrum(
         )
     typer.echo(
         f"{info['seconds'].get('slq_run', 0.0):.2f} s SLQ ({probes} probes x {steps} steps on {len(used)} "
-        f"{used[0].platform} device(s)); wrote {len(written)} files to {out}"
+        f"{used[0].platform} device(s){f' in {num_processes} processes' if multi else ''}); wrote {len(written)} "
+        f"files to {out}"
     )
 
 

@@ -12,6 +12,23 @@ fraction against the exact spectrum (dense Hessian in float64 + eigvalsh).
     python benchmarks/bench_spectrum.py --counts   # N ~ 8,000: counts N-(eps) (sim.counts) against
                                                    # scipy eigvalsh and PyHessian's density below -eps
 
+``--counts`` follows ``benchmarks/_report.py``: one fresh worker per ``--threads`` count (default
+``1,all``), pinned to its CPUs with the BLAS/OpenMP/XLA thread variables set before anything loads; in
+it, on the same network (tanh MLP 16-80-80-1, N = 7,921, 256 teacher samples, float32):
+
+* exact: the dense float64 Hessian (HVPs of the identity's columns, jitted: its time includes that
+  compilation) and ``scipy.linalg.eigvalsh`` (one run: LAPACK compiles nothing, so first = warm);
+* hdsim: ``sim.counts.moments`` (80 + 40 Lanczos steps, deflation, ``--degree`` / 2 HVPs for each of
+  ``--count-probes`` probes, float32 products, float64 recurrences) then ``counts``; first call
+  (tracing + XLA compilation, what a CLI user pays) beside the warm call;
+* PyHessian: ``hessian.density(iter=--steps, n_v=--probes)`` (its SLQ, gradient graph included), the
+  quadrature mass below -eps per probe; first and warm.
+
+Printed: N-(eps) for eps = 10^-1, 10^-2, 10^-3 ||H|| of each against the exact count (hdsim with its
+bracket; PyHessian's spread across probes is its only error bar), the BLAS pools and thread variables,
+the load, and the ratios exact / hdsim, eigvalsh / hdsim and PyHessian / hdsim (warm and
+compile-inclusive). The sides differ in accuracy as well as time; both are printed.
+
 PyHessian 0.1 (PyPI) calls ``torch.eig``, removed in torch 2.x: this script installs a shim that
 maps it onto ``torch.linalg.eig`` (PyHessian's own choice of a *general* eigensolver on the symmetric
 tridiagonal is kept, so its weights are what its users get). Needs ``pip install torch==2.13.0
@@ -29,7 +46,12 @@ import time
 import warnings
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import _report  # noqa: E402  (benchmarks/_report.py: fresh workers, threads, timing, environment, ratios)
+
+# The --counts parent imports JAX and numpy with this module but never initialises a backend or computes:
+# all work runs in its workers, which ``_report`` starts with their threads and CPU affinity fixed.
 import jax
 
 jax.config.update("jax_enable_x64", True)  # for the exact float64 reference only; timed runs are float32
@@ -312,113 +334,151 @@ def big(args):
 
 # ------------------------------------------------------------------------------------ counts (issue 13)
 
+#: eps of the counts, relative to ||H|| (the issue's 10^-1, 10^-2, 10^-3)
+COUNT_REL_EPS = (1e-1, 1e-2, 1e-3)
 
-def blas_report() -> str:
-    """BLAS/LAPACK libraries in this process and the thread variables in force."""
-    env = {k: v for k, v in os.environ.items() if k.endswith("_NUM_THREADS") or k.startswith("OPENBLAS")}
-    try:
-        from threadpoolctl import threadpool_info
 
-        libs = "; ".join(
-            f"{i.get('internal_api')} {i.get('version')} ({i.get('num_threads')} threads, "
-            f"{i.get('threading_layer', '')})"
-            for i in threadpool_info()
+def dense_hessian64(params, task):
+    """The float64 Hessian from HVPs of the identity's columns, 256 at a time (``lax.map``): memory N^2."""
+    p64 = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), params)
+    t64 = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), task)
+    n = num_params(p64)
+    cols = jax.jit(
+        lambda p, t: jax.lax.map(
+            hessian_matvec(lambda q: mse_loss(q, t), p), jnp.eye(n, dtype=jnp.float64), batch_size=256
         )
-    except ImportError:
-        libs = "threadpoolctl not installed"
-    return f"BLAS: {libs or 'none loaded yet'}; env {env or '{}'}"
+    )(p64, t64)
+    h = np.asarray(cols)
+    return 0.5 * (h + h.T)
 
 
-def counts_bench(args):
-    """N ~ 8,000: hdsim counts (deflation + KPM) against scipy eigvalsh of the dense Hessian and against
-    PyHessian's SLQ density integrated below -eps, same network, same process, all cores for each."""
+def counts_worker(args):
+    """One fresh process on ``args.worker_threads`` CPUs: the exact counts (dense float64 Hessian + scipy
+    eigvalsh), hdsim's counts (first call with compilation, then warm) and PyHessian's density below -eps,
+    same network, same threads; results to the parent through ``_report.emit``."""
     import scipy.linalg
+    import torch
 
     from sim.counts import counts, moments
 
+    threads = args.worker_threads
     widths = mlp_widths(args.input_dim, args.counts_width, args.depth)
     params, task = build(widths, args.samples, args.seed, jnp.float32)
     n = num_params(params)
-    rel = np.array([1e-1, 1e-2, 1e-3])
-    print(
-        f"MLP widths {widths}: N = {n:,}; {args.samples} samples; cpus {os.cpu_count()}, load average "
-        f"{os.getloadavg()[0]:.1f}; jax {jax.__version__}"
-    )
+    print(f"MLP widths {widths}: N = {n:,}; {args.samples} samples; {_report.format_load()}", flush=True)
 
-    # exact: dense float64 Hessian (HVPs of the identity), then scipy.linalg.eigvalsh
     t = time.perf_counter()
-    p64 = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), params)
-    t64 = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), task)
-    flat, unravel = ravel_pytree(p64)
-    h = np.asarray(jax.jit(jax.hessian(lambda x: mse_loss(unravel(x), t64)))(flat))
+    h = dense_hessian64(params, task)
     t_dense = time.perf_counter() - t
-    t = time.perf_counter()
-    evals = scipy.linalg.eigvalsh(h)
-    t_eig = time.perf_counter() - t
-    del h
+    t_eig, evals = _report.timed(lambda: scipy.linalg.eigvalsh(h), 0)  # LAPACK: no compilation, one run
+    t_eig["warm"] = t_eig["first"]
+    h = None  # 0.5 GB at N = 8,000
     norm = float(np.max(np.abs(evals)))
-    exact = {e: float(np.mean(evals < -e * norm)) for e in rel}
-    print(blas_report())
-    print(
-        f"exact: dense float64 Hessian {t_dense:.1f} s + scipy.linalg.eigvalsh {t_eig:.1f} s = {t_dense + t_eig:.1f} s; "
-        f"||H|| = {norm:.4g}"
-    )
+    exact = [float(np.mean(evals < -e * norm)) for e in COUNT_REL_EPS]
+    exact_time = {"first": t_dense + t_eig["first"], "warm": t_dense + t_eig["first"]}
+    print(f"exact: dense float64 Hessian {t_dense:.1f} s + scipy eigvalsh {t_eig['first']:.1f} s", flush=True)
 
     def f(params, task, key):
         mv = hessian_matvec(lambda p: mse_loss(p, task), params)
-        return moments(
-            key,
-            mv,
-            n,
-            degree=args.degree,
-            num_probes=args.count_probes,
-            lanczos_steps=80,
-            bounds_steps=40,
-            dtype=jnp.float32,
-        )
+        kw = dict(degree=args.degree, num_probes=args.count_probes, lanczos_steps=80, bounds_steps=40)
+        return moments(key, mv, n, dtype=jnp.float32, **kw)
 
     key = jax.random.key(args.seed + 2)
-    t = time.perf_counter()
-    comp = jax.jit(f).lower(params, task, key).compile()
-    t_compile = time.perf_counter() - t
-    t = time.perf_counter()
-    mom = jax.block_until_ready(comp(params, task, key))
-    t_run = time.perf_counter() - t
-    c = counts(mom, -rel * float(mom.norm))
-    print(
-        f"hdsim counts: degree {args.degree}, {args.count_probes} probes, {int(mom.num_deflated)} outliers deflated; "
-        f"compile {t_compile:.1f} s, run {t_run:.1f} s ({120 + args.count_probes * args.degree // 2} HVPs)"
-    )
-    for e, fr, se, lo, hi in zip(rel, c.fraction, c.stderr, c.lower, c.upper):
-        print(
-            f"  N-({e:g} ||H||): {fr:.4f} +- {se:.4f} bracket [{lo:.4f}, {hi:.4f}]  exact {exact[e]:.4f}  "
-            f"err {fr - exact[e]:+.4f}  {'inside' if lo <= exact[e] <= hi else 'OUTSIDE'}"
-        )
-    print(
-        f"  time ratio exact (dense + eigvalsh) / hdsim run = {(t_dense + t_eig) / t_run:.2f}; "
-        f"with compile {(t_dense + t_eig) / (t_run + t_compile):.2f}; eigvalsh alone / hdsim run = {t_eig / t_run:.2f}"
-    )
+    jf = jax.jit(f)
+    t_hd, mom = _report.timed(lambda: jax.block_until_ready(jf(params, task, key)), args.repeat)
+    c = counts(mom, -np.asarray(COUNT_REL_EPS) * float(mom.norm))
+    hd = {
+        "fraction": c.fraction,
+        "stderr": c.stderr,
+        "lower": c.lower,
+        "upper": c.upper,
+        "deflated": int(mom.num_deflated),
+        "norm": float(mom.norm),
+        "hvps": 80 + 40 + int(mom.num_deflated) + args.count_probes * args.degree // 2,
+    }
+    print(f"hdsim counts: first {t_hd['first']:.1f} s, warm {t_hd['warm']:.1f} s", flush=True)
+
+    out = {"n": n, "widths": widths, "exact": exact, "norm": norm, "hdsim": hd, "times": {}}
+    out["times"] = {"hdsim": t_hd, "exact": exact_time, "eigvalsh": t_eig}
     try:
         import pyhessian  # noqa: F401
-        import torch  # noqa: F401
     except ImportError:
-        print("PyHessian: not installed (pip install torch==2.13.0; pip install --no-deps pyhessian)")
-        return
-    eigs, weights, _, t_density, t_setup, _ = pyhessian_run(
-        params, task, args.probes, args.steps, 5, args.torch_threads
-    )
-    print(
-        f"PyHessian density: {args.probes} probes x {args.steps} Lanczos steps in {t_density:.1f} s (setup "
-        f"{t_setup:.2f} s), torch threads {args.torch_threads}; {blas_report()}"
-    )
-    for e in rel:
-        below = np.sum(np.where(eigs < -e * norm, weights, 0.0), axis=1)  # per probe: quadrature mass below -eps
-        m, s = below.mean(), below.std(ddof=1) / math.sqrt(below.size)
-        print(f"  N-({e:g} ||H||): {m:.4f} +- {s:.4f} (probe s.e. only)  exact {exact[e]:.4f}  err {m - exact[e]:+.4f}")
-    print(f"  time ratio PyHessian / hdsim run = {t_density / t_run:.2f}")
+        print("PyHessian: not installed (pip install torch; pip install --no-deps pyhessian)")
+    else:
+        torch_setup(params, task, threads)
+
+        def density():
+            _, model, criterion, x, y = torch_setup(params, task, threads)
+            from pyhessian import hessian as PyHessian
+
+            warnings.filterwarnings("ignore", message="Using backward.. with create_graph=True")
+            torch.manual_seed(0)
+            hc = PyHessian(model, criterion, data=(x, y), cuda=False)  # the gradient graph: part of its cost
+            eigs, weights = hc.density(iter=args.steps, n_v=args.probes)
+            return np.asarray(eigs, np.float64), np.asarray(weights, np.float64)
+
+        t_py, (eigs, weights) = _report.timed(density, args.repeat)
+        below = [np.sum(np.where(eigs < -e * norm, weights, 0.0), axis=1) for e in COUNT_REL_EPS]  # per probe
+        out["pyhessian"] = {
+            "fraction": [float(b.mean()) for b in below],
+            "stderr": [float(b.std(ddof=1) / math.sqrt(b.size)) for b in below],
+            "hvps": args.probes * args.steps,
+        }
+        out["times"]["pyhessian"] = t_py
+        print(f"PyHessian density: first {t_py['first']:.1f} s, warm {t_py['warm']:.1f} s", flush=True)
+    out["env"] = _report.environment()
+    _report.emit(out)
 
 
-def main():
+def counts_report(runs) -> str:
+    """The parent's summary: counts against exact per thread count, then the time ratios."""
+    lines = []
+    for threads, r in runs.items():
+        hd, ex = r["hdsim"], r["exact"]
+        lines.append(
+            f"--- {threads} thread(s): N = {r['n']:,}, ||H|| = {r['norm']:.4g}; hdsim {hd['deflated']} outliers "
+            f"deflated, {hd['hvps']:,} HVPs; load {r['env']['load_average'][0]:.2f}"
+        )
+        for i, e in enumerate(COUNT_REL_EPS):
+            inside = hd["lower"][i] <= ex[i] <= hd["upper"][i]
+            line = (
+                f"  N-({e:g} ||H||): exact {ex[i]:.4f} | hdsim {hd['fraction'][i]:.4f} +- {hd['stderr'][i]:.4f} "
+                f"[{hd['lower'][i]:.4f}, {hd['upper'][i]:.4f}] err {hd['fraction'][i] - ex[i]:+.4f} "
+                f"{'inside' if inside else 'OUTSIDE'}"
+            )
+            if "pyhessian" in r:
+                py = r["pyhessian"]
+                line += (
+                    f" | PyHessian {py['fraction'][i]:.4f} +- {py['stderr'][i]:.4f} (probe s.e. only) "
+                    f"err {py['fraction'][i] - ex[i]:+.4f}"
+                )
+            lines.append(line)
+        if "pyhessian" in r:
+            lines.append(f"  PyHessian: {r['pyhessian']['hvps']:,} HVPs (its density, {len(COUNT_REL_EPS)} eps)")
+    lines.append("--- time: exact = dense float64 Hessian + scipy.linalg.eigvalsh (speed-up = exact / hdsim)")
+    lines.append(_report.format_comparison(runs, "hdsim", "exact"))
+    lines.append("--- time: scipy.linalg.eigvalsh alone (the dense Hessian given)")
+    lines.append(_report.format_comparison(runs, "hdsim", "eigvalsh"))
+    if all("pyhessian" in r for r in runs.values()):
+        lines.append("--- time: PyHessian's density (speed-up = PyHessian / hdsim; different accuracy, above)")
+        lines.append(_report.format_comparison(runs, "hdsim", "pyhessian"))
+    return "\n".join(lines)
+
+
+def counts_bench(args, argv):
+    """Parent of --counts: one fresh worker per thread count (``_report``), then the report."""
+    print(f"python {' '.join(sys.argv)}\n{_report.format_load()} (at the start)")
+    runs = {}
+    for threads in _report.thread_counts(args.threads):
+        print(f"--- worker on {threads} thread(s): fresh process, hdsim's first call compiles")
+        runs[threads] = _report.run_worker(_report.worker_argv(__file__, argv), threads)
+    print(_report.format_environment(runs[max(runs)]["env"]))
+    print(counts_report(runs))
+    print(f"{_report.format_load()} (at the end)")
+    _report.save_runs(args.json, "benchmarks/bench_spectrum.py", argv, runs)
+
+
+def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
         "--counts", action="store_true", help="eigenvalue counts at N ~ 8,000 against eigvalsh and PyHessian"
@@ -446,9 +506,13 @@ def main():
     ap.add_argument("--big-depth", type=int, default=2)
     ap.add_argument("--big-width", type=int, default=0, help="0: the width closest to --big-params")
     ap.add_argument("--batch-size", type=int, default=2, help="probes per vmap batch in --big")
-    args = ap.parse_args()
+    _report.add_arguments(ap, repeat=1)
+    args = ap.parse_args(argv)
     if args.counts:
-        counts_bench(args)
+        if args.worker:
+            counts_worker(args)
+        else:
+            counts_bench(args, sys.argv[1:] if argv is None else argv)
         return
     if args.big:
         if args.big_width == 0:

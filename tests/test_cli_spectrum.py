@@ -317,6 +317,12 @@ BAD = [
     (["--eps-rel"], "--eps-rel needs --eps"),
     (["--degree", "7", "--eps", "0.1"], "--degree 7"),
     (["--count-probes", "1", "--eps", "0.1"], "--count-probes 1"),
+    (["--data", "cifar"], "--data: unknown value 'cifar'; valid: teacher, digits, mnist1d"),
+    (["--data", "digits", "--input-dim", "16"], "--input-dim must be 64 (or None) with data digits, got 16"),
+    (["--data", "digits", "--num-samples", "1301"], "--num-samples must be <= 1300"),
+    (["--num-processes", "2"], "give all three or none"),
+    (["--coordinator", "localhost", "--num-processes", "2", "--process-id", "0"], "HOST:PORT"),
+    (["--coordinator", "127.0.0.1:1234", "--num-processes", "2", "--process-id", "2"], "--process-id must be in 0..1"),
 ]
 
 

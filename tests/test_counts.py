@@ -20,7 +20,7 @@ from jax.flatten_util import ravel_pytree
 
 from sim.counts import counts, jackson, jackson_tail, moments, step_coefficients, weyl_shift
 from sim.hvp import hessian_matvec
-from sim.models import mlp_init, mse_loss, teacher_task
+from sim.models import Task, mlp_init, mse_loss, teacher_task
 from tests.stats_helpers import Z
 
 REL_EPS = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1)
@@ -266,10 +266,90 @@ def test_mlp_counts_against_eigvalsh(widths, train, degree, probes):
     c = counts(mom, th)
     exact = np.array([np.mean(ev < t) for t in th])
     inside = (c.lower <= exact) & (exact <= c.upper)
-    assert np.all(inside), (th[~inside], c.lower[~inside], exact[~inside], c.upper[~inside])
+    # The bracket is the polynomial error (rigorous) widened by COUNT_Z = 2 standard errors of the stochastic
+    # trace: a 95% bar, so the issue asks for coverage in >= 95% of a fixed set of cases, not in every one.
+    # At most one of the 13 thresholds may fall outside, and only by probe noise: the same bracket widened
+    # by 4 standard errors holds every exact count (a polynomial failure would not be covered by it).
+    # (N2185-trained misses at +0.1 ||H|| by 3.2 standard errors: 24 bulk eigenvalues lie above.)
+    assert np.sum(~inside) <= 1, (th[~inside], c.lower[~inside], exact[~inside], c.upper[~inside])
+    c4 = counts(mom, th, z=4.0)
+    assert np.all((c4.lower <= exact) & (exact <= c4.upper)), (c4.lower, exact, c4.upper)
     assert np.all(np.abs(c.fraction - exact) <= Z * c.stderr + 0.01)
     if n > 1000:
         assert np.all(np.abs(c.fraction - exact) <= 0.005), c.fraction - exact
     # well outside the bulk the counts are resolved
     far = np.abs(th) >= 0.1 * np.max(np.abs(ev))
     assert np.all((c.upper - c.lower)[far] < 0.02)
+
+
+# ------------------------------------------------------------------------ MLP on real data (digits)
+
+
+@pytest.mark.parametrize(
+    "width,samples,train,degree,probes",
+    [
+        pytest.param(8, 128, 0, 600, 16, id="N610-init"),
+        pytest.param(40, 512, 0, 8000, 64, marks=pytest.mark.slow, id="N3010-init"),
+        pytest.param(40, 512, 200, 8000, 64, marks=pytest.mark.slow, id="N3010-trained"),
+    ],
+)
+def test_digits_mlp_counts_against_eigvalsh(width, samples, train, degree, probes):
+    """`spectrum` with data="digits": the counts of the experiment against eigvalsh of a float64 Hessian built
+    here, independently, from the same parameters and the same draw of the project's data module
+    (sim.learning.data.load: images of the fixed training pool, one-hot targets). At N >= 3000 (slow) also
+    the issue's 0.005 absolute error for every eps >= 1e-3 ||H||."""
+    from sim.experiments import spectrum as exp
+    from sim.experiments.spectrum.operators import _gd_chunk
+    from sim.learning.data import load
+
+    seed, eps = 4, (1e-3, 1e-2, 1e-1)
+    config = exp.SpectrumConfig(
+        model="mlp",
+        data="digits",
+        width=width,
+        depth=1,
+        num_samples=samples,
+        train_steps=train,
+        probes=4,
+        steps=20,
+        exact="no",
+        eps=eps,
+        eps_rel=True,
+        degree=degree,
+        count_probes=probes,
+        seed=seed,
+    )
+    assert config.widths == (64, width, 10) and config.num_params == 64 * width + width + 10 * width + 10
+    res = exp.run(config)
+    assert res.info["data"] == "digits" and "load_digits" in res.info["data_source"]
+
+    key = jax.random.key(seed)
+    params = mlp_init(jax.random.fold_in(key, 0), config.widths, dtype=jnp.float32)
+    d = load("digits", jax.random.fold_in(key, 1), samples, 1, dtype=jnp.float32)
+    if train:
+        with jax.numpy_rank_promotion("allow"):
+            lr = jnp.asarray(res.info["learning_rate"], jnp.float32)  # 1 / lambda_max at init (Lanczos)
+            params, _ = _gd_chunk(params, Task(d.x_train, d.y_train), lr, train)
+    p64, x64, y64 = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), (params, d.x_train, d.y_train))
+    n = config.num_params
+    with jax.numpy_rank_promotion("allow"):  # columns of the float64 Hessian, 256 HVPs at a time
+        mv = hessian_matvec(lambda p: mse_loss(p, Task(x64, y64)), p64)
+        hess = jax.jit(lambda: jax.lax.map(mv, jnp.eye(n, dtype=jnp.float64), batch_size=256))()
+    ev = np.linalg.eigvalsh(0.5 * (np.asarray(hess) + np.asarray(hess).T))
+    norm = float(np.max(np.abs(ev)))
+    assert res.info["counts_info"]["spectral_norm"] == pytest.approx(norm, rel=1e-4)  # ||H|| is an outlier
+
+    misses = 0
+    for r in res.tables["counts"]:
+        e = r["eps"] * norm
+        exact = {"negative": np.mean(ev < -e), "zero": np.mean(np.abs(ev) <= e), "positive": np.mean(ev > e)}
+        for k, v in exact.items():
+            misses += not (r[f"{k}_fraction_lower"] <= v <= r[f"{k}_fraction_upper"])
+        if r["eps"] >= 1e-2:  # resolved: eps_abs is many kernel resolutions wide
+            assert r["eps_abs"] > 5 * r["resolution"]
+            assert abs(r["negative_fraction"] - exact["negative"]) <= Z * r["negative_fraction_stderr"] + 0.002, r
+            assert abs(r["positive_fraction"] - exact["positive"]) <= Z * r["positive_fraction_stderr"] + 0.002, r
+        if config.num_params >= 3000:
+            assert abs(r["negative_fraction"] - exact["negative"]) <= 0.005, r
+            assert abs(r["positive_fraction"] - exact["positive"]) <= 0.005, r
+    assert misses == 0 if config.num_params < 3000 else misses <= 1  # 2-standard-error bars: >= 95% of cases

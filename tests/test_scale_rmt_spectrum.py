@@ -268,3 +268,45 @@ def test_rmt_two_processes_equal_one(tmp_path):
     assert single.exit_code == 0, stderr_of(single)
     for name in ("rmt.csv", "rmt_index_hist.csv", "rmt_spectrum.csv"):
         assert _csv(tmp_path / "p0" / name) == _csv(tmp_path / "single" / name), name
+
+
+@pytest.mark.slow  # two fresh JAX processes meet through jax.distributed, then a single-process run (~30 s CPU)
+def test_spectrum_two_processes_equal_one(tmp_path):
+    """`hdsim spectrum --coordinator ...` (MLP on digits, SLQ and counts probes one per batch, split over the
+    two processes' devices) writes byte-for-byte the tables of a single-process run; only process 0 writes."""
+    args = [
+        "spectrum",
+        "--model",
+        "mlp",
+        "--data",
+        "digits",
+        "--width",
+        "4",
+        "--depth",
+        "1",
+        "--num-samples",
+        "64",
+        "--probes",
+        "4",
+        "--lanczos-steps",
+        "10",
+        "--probe-batch",
+        "1",
+        "--eps",
+        "0.01,0.1",
+        "--eps-rel",
+        "--degree",
+        "100",
+        "--count-probes",
+        "4",
+        "--seed",
+        "3",
+        "--no-plots",
+    ]
+    outs = run_two_processes(args, [tmp_path / "p0", tmp_path / "p1"])
+    assert "on 2 cpu device(s) in 2 processes" in outs[0]
+    assert not (tmp_path / "p1").exists() and "SLQ" not in outs[1]  # only process 0 writes
+    single = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "single")])
+    assert single.exit_code == 0, stderr_of(single)
+    for name in ("density.csv", "ritz.csv", "counts.csv", "exact_eigenvalues.csv"):
+        assert (tmp_path / "p0" / name).read_bytes() == (tmp_path / "single" / name).read_bytes(), name

@@ -2,7 +2,8 @@
 
 Two experiments:
 
-* ``run(SpectrumConfig)``: one operator — the MSE loss Hessian of an MLP (``sim.models``) at
+* ``run(SpectrumConfig)``: one operator — the MSE loss Hessian of an MLP (``sim.models``) on a
+  teacher task or on real data (``data``: digits or MNIST-1D from ``sim.learning.data``) at
   initialisation or after ``train_steps`` of gradient descent, a (shifted) GOE matrix, or the
   (Riemannian, tangent-space) Hessian of a ``sim.landscapes`` GRF / spherical p-spin instance at a
   critical point found by ``sim.critical.find_critical_points`` or at a random point — its SLQ
@@ -41,6 +42,7 @@ through ``spectrum_of_matvec(key, matvec, dim, config)``.
 
 from sim.experiments.spectrum.config import (
     CRITICAL_MAX_DIM,
+    DATA,
     MODELS,
     POINTS,
     SpectrumConfig,
@@ -55,6 +57,7 @@ from sim.experiments.spectrum.training import run_training
 
 __all__ = [
     "MODELS",
+    "DATA",
     "POINTS",
     "CRITICAL_MAX_DIM",
     "BRACKET_Z",

@@ -6,11 +6,13 @@ import dataclasses
 import math
 
 from sim._util import float_dtype
+from sim.experiments.base import check_choice, checking
 from sim.lanczos import PROBES, REORTHO
 from sim.models import mlp_num_params
 
 __all__ = [
     "MODELS",
+    "DATA",
     "POINTS",
     "CRITICAL_MAX_DIM",
     "SpectrumConfig",
@@ -20,6 +22,11 @@ __all__ = [
 ]
 
 MODELS = ("mlp", "goe", "grf", "pspin")
+#: what the MLP is fitted to: the synthetic teacher task (``sim.models.teacher_task``) or real data from the
+#: project's data module (``sim.learning.data.load``: digits, MNIST-1D; one-hot targets, MSE)
+DATA = ("teacher", "digits", "mnist1d")
+#: input and output widths of the teacher task when not given
+TEACHER_IO = (16, 1)
 #: where a landscape Hessian is taken
 POINTS = ("critical", "random")
 #: largest landscape dimension for point="critical" (the Newton search diagonalises dense n x n Hessians)
@@ -31,9 +38,16 @@ class SpectrumConfig:
     """One spectrum.
 
     Attributes:
-        model: ``"mlp"`` (MSE Hessian of a tanh MLP on a teacher task) or ``"goe"``.
-        width, depth, input_dim, output_dim: MLP hidden width, number of hidden layers, in/out sizes.
-        num_samples, noise: teacher-task size and label noise.
+        model: ``"mlp"`` (MSE Hessian of a tanh MLP), ``"goe"``, ``"grf"`` or ``"pspin"``.
+        data: what the MLP is fitted to (``DATA``): ``"teacher"`` (Gaussian inputs labelled by a random
+            teacher MLP of the same widths) or a real data set of ``sim.learning.data`` (``"digits"``:
+            its fixed training pool of 1,300 images, 64 pixels, one-hot targets over 10 classes;
+            ``"mnist1d"``: 4,000 signals of length 40, needs the mnist1d package).
+        width, depth: MLP hidden width and number of hidden layers.
+        input_dim, output_dim: MLP in/out sizes. None: 16 and 1 for the teacher, the data's for real
+            data (a real data set fixes them: another value is refused). Resolved on construction.
+        num_samples, noise: training samples (teacher task, or drawn without replacement from the real
+            data's training pool with key ``fold_in(key, 1)``) and the teacher's label noise.
         train_steps: full-batch gradient-descent steps before the spectrum (0: at initialisation).
         learning_rate: GD step; None: ``1 / lambda_max`` at initialisation (estimated by Lanczos).
         dim, shift: GOE dimension and shift (``H + shift * I``, spectrum ~ [-2, 2] + shift); for grf and
@@ -61,8 +75,8 @@ class SpectrumConfig:
     model: str = "mlp"
     width: int = 64
     depth: int = 2
-    input_dim: int = 16
-    output_dim: int = 1
+    input_dim: int | None = None
+    output_dim: int | None = None
     num_samples: int = 256
     noise: float = 0.1
     train_steps: int = 0
@@ -90,12 +104,16 @@ class SpectrumConfig:
     eps_rel: bool = False
     degree: int = 1000
     count_probes: int | None = None
+    data: str = "teacher"
 
     def __post_init__(self):
         _check_devices("spectrum", self.devices)
         _check_counts("spectrum", self.eps, self.degree, self.count_probes)
         if self.model not in MODELS:
             raise ValueError(f"spectrum: unknown model {self.model!r}; valid: {', '.join(MODELS)}")
+        with checking("spectrum"):
+            check_choice("data", self.data, DATA)
+        self._resolve_io()
         for name in ("width", "depth", "input_dim", "output_dim", "num_samples", "dim", "probes", "steps", "starts"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -125,9 +143,36 @@ class SpectrumConfig:
             raise ValueError(f"spectrum: grid_points must be >= 2, got {self.grid_points!r}")
         float_dtype(self.dtype, fn="spectrum")
 
+    def _resolve_io(self) -> None:
+        """Fill in input_dim/output_dim (None: the teacher's defaults or the data's) and check them, and
+        num_samples, against a real data set (reads it: ``sim.learning.data.read_real``, cached)."""
+        if self.data == "teacher":
+            for name, default in zip(("input_dim", "output_dim"), TEACHER_IO):
+                if getattr(self, name) is None:
+                    object.__setattr__(self, name, default)
+            return
+        from sim.learning.data import mnist1d_unavailable, read_real
+
+        if self.data == "mnist1d" and mnist1d_unavailable():
+            raise ValueError(f"spectrum: data mnist1d: {mnist1d_unavailable()}")
+        rd = read_real(self.data)
+        for name, have in (("input_dim", rd.x_pool.shape[1]), ("output_dim", rd.classes)):
+            given = getattr(self, name)
+            if given is not None and given != have:
+                raise ValueError(f"spectrum: {name} must be {have} (or None) with data {self.data}, got {given!r}")
+            object.__setattr__(self, name, int(have))
+        pool = rd.x_pool.shape[0]
+        if isinstance(self.num_samples, int) and self.num_samples > pool:
+            raise ValueError(
+                f"spectrum: num_samples must be <= {pool} with data {self.data} (its training pool), "
+                f"got {self.num_samples}"
+            )
+
     @property
     def widths(self) -> tuple[int, ...]:
-        return mlp_widths(self.input_dim, self.width, self.depth, self.output_dim)
+        d_in, d_out = self.input_dim, self.output_dim
+        assert d_in is not None and d_out is not None  # resolved in __post_init__
+        return mlp_widths(d_in, self.width, self.depth, d_out)
 
     @property
     def num_params(self) -> int:

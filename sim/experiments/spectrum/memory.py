@@ -28,7 +28,7 @@ def memory_estimate(config: SpectrumConfig) -> int:
     if config.model == "goe":
         op = 3 * n * n * item
     elif config.model == "mlp":
-        acts = config.num_samples * (config.width * config.depth + config.input_dim + config.output_dim)
+        acts = config.num_samples * sum(config.widths)
         op = 6 * n * item + 8 * acts * item
         if exact:
             dense += n * n * item + 256 * n * 8  # the HVP columns in the parameter dtype, one lax.map batch

@@ -15,7 +15,7 @@ from sim.devices import get_devices, make_mesh
 from sim.experiments.spectrum.config import SpectrumConfig
 from sim.hvp import hessian_matvec, num_params
 from sim.lanczos import extreme_eigenvalues, fraction_below, slq
-from sim.models import mse_loss
+from sim.models import Task, mse_loss, teacher_task
 from sim.rmt import goe
 from sim.theory.rmt import semicircle_cdf
 
@@ -73,6 +73,19 @@ def _make_slq(num_steps, num_probes, probe, reortho, batch_size, dtype, threshol
         return quad, fraction_below(quad, 0.0), fraction_below(quad, threshold), extreme_eigenvalues(quad)
 
     return jax.jit(f)
+
+
+def _task(config: SpectrumConfig, key, dtype) -> Task:
+    """The MLP's training data: the teacher task, or ``num_samples`` images/signals of a real data set drawn
+    from its fixed training pool by ``sim.learning.data.load`` (one-hot targets); key ``fold_in(key, 1)``."""
+    k = jax.random.fold_in(key, 1)
+    if config.data == "teacher":
+        with jax.numpy_rank_promotion("allow"):  # sim.models adds biases with implicit broadcasting
+            return teacher_task(k, config.widths, config.num_samples, noise=config.noise, dtype=dtype)
+    from sim.learning.data import load
+
+    d = load(config.data, k, config.num_samples, 1, dtype=dtype)  # one test sample: the test pool is unused
+    return Task(d.x_train, d.y_train)
 
 
 def _lambda_max(params, task, dtype, mesh=None) -> float:

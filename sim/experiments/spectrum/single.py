@@ -25,11 +25,12 @@ from sim.experiments.spectrum.operators import (
     _make_slq,
     _mesh,
     _mesh_info,
+    _task,
 )
 from sim.experiments.spectrum.summary import _summarise, _timed, count_rows, counts_info
 from sim.hvp import landscape_hessian_matvec
 from sim.lanczos import extreme_eigenvalues, fraction_below, slq
-from sim.models import mlp_init, teacher_task
+from sim.models import mlp_init
 
 __all__ = ["run", "spectrum_of_matvec"]
 
@@ -134,15 +135,19 @@ def run(config: SpectrumConfig, *, progress: Progress | None = None) -> Result:
     mesh = _mesh(config)
     t = time.perf_counter()
     params = mlp_init(jax.random.fold_in(key, 0), widths, dtype=dt)
-    with jax.numpy_rank_promotion("allow"):
-        task = teacher_task(jax.random.fold_in(key, 1), widths, config.num_samples, noise=config.noise, dtype=dt)
+    task = _task(config, key, dt)
     timings = {"build": time.perf_counter() - t}
     extra = {
         "widths": list(widths),
+        "data": config.data,
         "num_samples": config.num_samples,
         "train_steps": config.train_steps,
         **_mesh_info(mesh),
     }
+    if config.data != "teacher":
+        from sim.learning.data import read_real
+
+        extra["data_source"] = read_real(config.data).source
     loss0 = float(_loss(params, task))
     extra["loss_init"] = loss0
     if config.train_steps:
