@@ -60,10 +60,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from sim.experiments.spectrum import mlp_widths, width_for_params
 from sim.hvp import hessian_matvec, num_params
 from sim.lanczos import Quadrature, extreme_eigenvalues, fraction_below, slq, spectral_density
-from sim.models import mlp_init, mse_loss, teacher_task
+from sim.models import mlp_init, mlp_widths, mse_loss, teacher_task, width_for_params
 
 
 def peak_rss_mb() -> float:

@@ -10,12 +10,22 @@ Parameters are a pytree: a list of ``(W, b)`` with ``W`` of shape ``(fan_in, fan
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-__all__ = ["Task", "mlp_init", "mlp_apply", "mlp_num_params", "teacher_task", "mse_loss"]
+__all__ = [
+    "Task",
+    "mlp_init",
+    "mlp_apply",
+    "mlp_num_params",
+    "mlp_widths",
+    "width_for_params",
+    "teacher_task",
+    "mse_loss",
+]
 
 Params = list  # list[tuple[jax.Array, jax.Array]]
 
@@ -23,6 +33,24 @@ Params = list  # list[tuple[jax.Array, jax.Array]]
 def mlp_num_params(widths) -> int:
     """Number of parameters (weights and biases) of an MLP with layer ``widths`` (input first)."""
     return sum(a * b + b for a, b in zip(widths[:-1], widths[1:]))
+
+
+def mlp_widths(input_dim: int, width: int, depth: int, output_dim: int = 1) -> tuple[int, ...]:
+    """Layer widths (input first) of an MLP with ``depth`` hidden layers of ``width``."""
+    return (input_dim,) + (width,) * depth + (output_dim,)
+
+
+def width_for_params(target: int, *, depth: int, input_dim: int, output_dim: int = 1) -> int:
+    """The hidden width whose MLP parameter count is closest to ``target``."""
+    best, best_err = 1, math.inf
+    w = 1
+    while True:
+        n = mlp_num_params(mlp_widths(input_dim, w, depth, output_dim))
+        if abs(n - target) < best_err:
+            best, best_err = w, abs(n - target)
+        if n > target:
+            return best
+        w += 1
 
 
 def mlp_init(key, widths, *, scheme: str = "lecun", dtype=jnp.float32) -> Params:

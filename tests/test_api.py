@@ -126,7 +126,6 @@ def test_grad_through_a_landscape_matches_its_gradient_and_finite_differences(na
     )
 
 
-@jax.numpy_rank_promotion("allow")  # sim.models adds biases as (batch, k) + (k,)
 def test_grad_through_the_mlp_loss_and_its_hessian_vector_product():
     from sim import hvp, models
 

@@ -227,15 +227,14 @@ def test_validation():
 def _mlp(widths, train_steps, samples=128):
     from sim.experiments.spectrum.operators import _gd_chunk
 
-    with jax.numpy_rank_promotion("allow"):
-        key = jax.random.key(21)
-        params = mlp_init(jax.random.fold_in(key, 0), widths, dtype=jnp.float32)
-        task = teacher_task(jax.random.fold_in(key, 1), widths, samples, noise=0.1, dtype=jnp.float32)
-        if train_steps:
-            params, _ = _gd_chunk(params, task, jnp.asarray(0.5, jnp.float32), train_steps)
-        p64, t64 = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), (params, task))
-        flat, unravel = ravel_pytree(p64)
-        hess = jax.jit(jax.hessian(lambda x: mse_loss(unravel(x), t64)))(flat)
+    key = jax.random.key(21)
+    params = mlp_init(jax.random.fold_in(key, 0), widths, dtype=jnp.float32)
+    task = teacher_task(jax.random.fold_in(key, 1), widths, samples, noise=0.1, dtype=jnp.float32)
+    if train_steps:
+        params, _ = _gd_chunk(params, task, jnp.asarray(0.5, jnp.float32), train_steps)
+    p64, t64 = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), (params, task))
+    flat, unravel = ravel_pytree(p64)
+    hess = jax.jit(jax.hessian(lambda x: mse_loss(unravel(x), t64)))(flat)
     return params, task, np.linalg.eigvalsh(np.asarray(hess))
 
 
@@ -245,8 +244,7 @@ def _mlp_counts(params, task, n, degree, probes):
         mv = hessian_matvec(lambda p: mse_loss(p, task), params)
         return moments(key, mv, n, degree=degree, num_probes=probes, lanczos_steps=60, bounds_steps=30)
 
-    with jax.numpy_rank_promotion("allow"):
-        return f(params, task, jax.random.key(22))
+    return f(params, task, jax.random.key(22))
 
 
 @pytest.mark.parametrize(
@@ -327,14 +325,13 @@ def test_digits_mlp_counts_against_eigvalsh(width, samples, train, degree, probe
     params = mlp_init(jax.random.fold_in(key, 0), config.widths, dtype=jnp.float32)
     d = load("digits", jax.random.fold_in(key, 1), samples, 1, dtype=jnp.float32)
     if train:
-        with jax.numpy_rank_promotion("allow"):
-            lr = jnp.asarray(res.info["learning_rate"], jnp.float32)  # 1 / lambda_max at init (Lanczos)
-            params, _ = _gd_chunk(params, Task(d.x_train, d.y_train), lr, train)
+        lr = jnp.asarray(res.info["learning_rate"], jnp.float32)  # 1 / lambda_max at init (Lanczos)
+        params, _ = _gd_chunk(params, Task(d.x_train, d.y_train), lr, train)
     p64, x64, y64 = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), (params, d.x_train, d.y_train))
     n = config.num_params
-    with jax.numpy_rank_promotion("allow"):  # columns of the float64 Hessian, 256 HVPs at a time
-        mv = hessian_matvec(lambda p: mse_loss(p, Task(x64, y64)), p64)
-        hess = jax.jit(lambda: jax.lax.map(mv, jnp.eye(n, dtype=jnp.float64), batch_size=256))()
+    # columns of the float64 Hessian, 256 HVPs at a time
+    mv = hessian_matvec(lambda p: mse_loss(p, Task(x64, y64)), p64)
+    hess = jax.jit(lambda: jax.lax.map(mv, jnp.eye(n, dtype=jnp.float64), batch_size=256))()
     ev = np.linalg.eigvalsh(0.5 * (np.asarray(hess) + np.asarray(hess).T))
     norm = float(np.max(np.abs(ev)))
     assert res.info["counts_info"]["spectral_norm"] == pytest.approx(norm, rel=1e-4)  # ||H|| is an outlier

@@ -12,15 +12,6 @@ from sim.models import mlp_apply, mlp_init, mse_loss, teacher_task
 WIDTHS = (3, 5, 4, 2)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _allow_rank_promotion():
-    # sim.models.mlp_apply adds biases as ``x @ w + b`` ((batch, k) + (k,)), which the suite-wide
-    # rank_promotion="raise" refuses; our own kernels are rank-explicit and run under "raise" in
-    # test_lanczos.py.
-    with jax.numpy_rank_promotion("allow"):
-        yield
-
-
 @pytest.fixture(scope="module")
 def problem():
     key = jax.random.key(0)

@@ -310,12 +310,11 @@ MLP_SAMPLES = 256
 
 
 def _mlp_problem(widths):
-    with jax.numpy_rank_promotion("allow"):  # sim.models adds biases with implicit broadcasting
-        key = jax.random.key(14)
-        params = mlp_init(jax.random.fold_in(key, 0), widths, dtype=jnp.float64)
-        task = teacher_task(jax.random.fold_in(key, 1), widths, MLP_SAMPLES, noise=0.1, dtype=jnp.float64)
-        flat, unravel = ravel_pytree(params)
-        hess = jax.jit(jax.hessian(lambda x: mse_loss(unravel(x), task)))(flat)
+    key = jax.random.key(14)
+    params = mlp_init(jax.random.fold_in(key, 0), widths, dtype=jnp.float64)
+    task = teacher_task(jax.random.fold_in(key, 1), widths, MLP_SAMPLES, noise=0.1, dtype=jnp.float64)
+    flat, unravel = ravel_pytree(params)
+    hess = jax.jit(jax.hessian(lambda x: mse_loss(unravel(x), task)))(flat)
     return params, task, np.linalg.eigvalsh(np.asarray(hess))
 
 
@@ -337,8 +336,7 @@ def _mlp_slq(params, task, key, num_steps, num_probes):
         mv = hessian_matvec(lambda p: mse_loss(p, task), params)
         return slq(key, mv, n, num_steps=num_steps, num_probes=num_probes, dtype=jnp.float64)
 
-    with jax.numpy_rank_promotion("allow"):
-        return f(params, task, key)
+    return f(params, task, key)
 
 
 def test_mlp_small_negative_fraction_density_and_extremes(mlp_small):
@@ -462,16 +460,15 @@ def test_spectrum_training_rows():
     assert [(r["num_params"], r["step"]) for r in res.rows] == [(61, 0), (61, 5), (61, 10)]
     assert len({tuple(r) for r in res.rows}) == 1
     # at initialisation the model is rebuilt from the same keys: the bracket holds the exact fraction
-    from sim.experiments.spectrum import mlp_widths, width_for_params
+    from sim.models import mlp_widths, width_for_params
 
     w = width_for_params(60, depth=2, input_dim=4)
     widths = mlp_widths(4, w, 2)
     key = jax.random.key(0)
-    with jax.numpy_rank_promotion("allow"):
-        params = mlp_init(jax.random.fold_in(key, 0), widths, dtype=jnp.float64)
-        task = teacher_task(jax.random.fold_in(key, 1), widths, 32, noise=0.1, dtype=jnp.float64)
-        flat, unravel = ravel_pytree(params)
-        ev = np.linalg.eigvalsh(np.asarray(jax.hessian(lambda x: mse_loss(unravel(x), task))(flat)))
+    params = mlp_init(jax.random.fold_in(key, 0), widths, dtype=jnp.float64)
+    task = teacher_task(jax.random.fold_in(key, 1), widths, 32, noise=0.1, dtype=jnp.float64)
+    flat, unravel = ravel_pytree(params)
+    ev = np.linalg.eigvalsh(np.asarray(jax.hessian(lambda x: mse_loss(unravel(x), task))(flat)))
     r0 = res.rows[0]
     assert r0["negative_fraction_lower"] <= np.mean(ev < 0) <= r0["negative_fraction_upper"]
     losses = [r["loss"] for r in res.rows[:3]]

@@ -8,7 +8,7 @@ import math
 from sim._util import float_dtype
 from sim.experiments.base import check_choice, checking
 from sim.lanczos import PROBES, REORTHO
-from sim.models import mlp_num_params
+from sim.models import mlp_num_params, mlp_widths, width_for_params  # noqa: F401 (re-exported)
 
 __all__ = [
     "MODELS",
@@ -267,24 +267,3 @@ def _check_counts(fn: str, eps, degree, count_probes) -> None:
 def _check_devices(fn: str, devices) -> None:
     if devices is not None and (isinstance(devices, bool) or not isinstance(devices, int) or devices < 1):
         raise ValueError(f"{fn}: devices must be None or an integer >= 1, got {devices!r}")
-
-
-# ---------------------------------------------------------------------------------------- MLP sizes
-
-
-def mlp_widths(input_dim: int, width: int, depth: int, output_dim: int = 1) -> tuple[int, ...]:
-    """Layer widths (input first) of an MLP with ``depth`` hidden layers of ``width``."""
-    return (input_dim,) + (width,) * depth + (output_dim,)
-
-
-def width_for_params(target: int, *, depth: int, input_dim: int, output_dim: int = 1) -> int:
-    """The hidden width whose MLP parameter count is closest to ``target``."""
-    best, best_err = 1, math.inf
-    w = 1
-    while True:
-        n = mlp_num_params(mlp_widths(input_dim, w, depth, output_dim))
-        if abs(n - target) < best_err:
-            best, best_err = w, abs(n - target)
-        if n > target:
-            return best
-        w += 1

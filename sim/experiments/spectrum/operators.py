@@ -35,8 +35,7 @@ def _goe_matrix(key, n: int, dtype) -> jax.Array:
 
 
 def _loss(params, task):
-    with jax.numpy_rank_promotion("allow"):  # sim.models adds biases with implicit broadcasting
-        return mse_loss(params, task)
+    return mse_loss(params, task)
 
 
 @jax.jit
@@ -80,8 +79,7 @@ def _task(config: SpectrumConfig, key, dtype) -> Task:
     from its fixed training pool by ``sim.learning.data.load`` (one-hot targets); key ``fold_in(key, 1)``."""
     k = jax.random.fold_in(key, 1)
     if config.data == "teacher":
-        with jax.numpy_rank_promotion("allow"):  # sim.models adds biases with implicit broadcasting
-            return teacher_task(k, config.widths, config.num_samples, noise=config.noise, dtype=dtype)
+        return teacher_task(k, config.widths, config.num_samples, noise=config.noise, dtype=dtype)
     from sim.learning.data import load
 
     d = load(config.data, k, config.num_samples, 1, dtype=dtype)  # one test sample: the test pool is unused

@@ -11,7 +11,7 @@ import numpy as np
 
 from sim._util import float_dtype
 from sim.experiments.base import Progress, Result, no_progress
-from sim.experiments.spectrum.config import SpectrumTrainingConfig, mlp_widths, width_for_params
+from sim.experiments.spectrum.config import SpectrumTrainingConfig
 from sim.experiments.spectrum.operators import (
     _dense_hessian,
     _gd_chunk,
@@ -23,7 +23,7 @@ from sim.experiments.spectrum.operators import (
     _mesh_info,
 )
 from sim.experiments.spectrum.summary import _bracket, _peak_rss_mb, count_rows, counts_info
-from sim.models import mlp_init, mlp_num_params, teacher_task
+from sim.models import mlp_init, mlp_num_params, mlp_widths, teacher_task, width_for_params
 
 __all__ = ["run_training"]
 
@@ -63,8 +63,7 @@ def run_training(config: SpectrumTrainingConfig, *, progress: Progress | None = 
         n = mlp_num_params(widths)
         steps = min(config.steps, n)
         params = mlp_init(jax.random.fold_in(key, 0), widths, dtype=dt)
-        with jax.numpy_rank_promotion("allow"):
-            task = teacher_task(jax.random.fold_in(key, 1), widths, config.num_samples, noise=config.noise, dtype=dt)
+        task = teacher_task(jax.random.fold_in(key, 1), widths, config.num_samples, noise=config.noise, dtype=dt)
         lr = config.learning_rate if config.learning_rate is not None else 1.0 / _lambda_max(params, task, dt, mesh)
         f = _make_slq(steps, config.probes, config.probe, config.reortho, config.batch_size, dt, 0.0, mesh)
         t = time.perf_counter()
