@@ -162,8 +162,8 @@ def _forward(params, x, mult, phi, transposed=None):
     """The forward pass with multipliers ``mult`` (``multipliers``) and activation ``phi``.
 
     The multiplier scales the weight matrix (fan_in x fan_out), not the layer's output (n x fan_out):
-    the same function, one pass over the smaller array, and under the NTK parameterisation the
-    effective weights ``m * w`` are bitwise those of the standard one. ``transposed[l]``: layer l's
+    the same function, one pass over the smaller array (and the NTK parameterisation's effective
+    weights ``m * w`` are computed as the standard one's initial weights are). ``transposed[l]``: layer l's
     weight is stored as (fan_out, fan_in) (``sim.learning.train`` trains in that layout where it makes
     XLA's weight-gradient product faster; the function is the same)."""
     h = x
