@@ -6,6 +6,7 @@ One ensemble per (parameterisation, width) is trained once (module fixture) on a
 (d_in = 8, 64 samples) so that widths up to 4096 stay cheap; every test reads from it.
 """
 
+import functools
 import math
 
 import jax
@@ -23,6 +24,16 @@ from sim.models import teacher_task
 WIDTHS = (64, 256, 1024, 4096)
 SEEDS = 6
 STEPS = 200
+
+# compiled once and shared (op-by-op dispatch of these small programs cost most of this file's CPU time)
+changes = jax.jit(jax.vmap(G.change))
+pair_distances = jax.jit(G.pair_distances)
+change = jax.jit(G.change)
+
+
+@functools.cache
+def _barrier(model):
+    return jax.jit(lambda a, b, x, y: G.barrier(lambda p: model.loss(p, x, y), a, b))
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +57,7 @@ def _rel(runs, param):
     x, y = [], []
     for w in WIDTHS:
         _, run = runs[param, w]
-        rc = np.asarray(jax.vmap(G.change)(run.params0, run.params)["rel_change"], np.float64)
+        rc = np.asarray(changes(run.params0, run.params)["rel_change"], np.float64)
         x += [w] * SEEDS
         y += list(rc)
     return fit_power_law(jax.random.key(3), np.array(x, float), np.array(y))
@@ -84,15 +95,15 @@ def test_pairs_as_far_apart_as_init(runs, param):
     take = lambda tree, i: jax.tree.map(lambda a: a[i], tree)  # noqa: E731
     ratios, init_ratio = [], []
     for s in range(0, SEEDS, 2):
-        pd = G.pair_distances(
+        pd = pair_distances(
             take(run.params0, s), take(run.params0, s + 1), take(run.params, s), take(run.params, s + 1)
         )
-        ch = G.change(take(run.params0, s), take(run.params, s))
+        ch = change(take(run.params0, s), take(run.params, s))
         ratios.append(float(pd["trained"] / pd["init"]))
         init_ratio.append(float(pd["init"] / ch["init_norm"]))
     # tolerance: the spread of the ratio over pairs and its distance from 1 are both set by the
     # relative change (rel ~ 0.017 for NTK, 0.6 for muP): |ratio - 1| <= rel^2 + 3 * spread
-    rel = float(jnp.mean(jax.vmap(G.change)(run.params0, run.params)["rel_change"]))
+    rel = float(jnp.mean(changes(run.params0, run.params)["rel_change"]))
     spread = float(np.std(ratios, ddof=1))
     assert abs(np.mean(ratios) - 1) <= rel**2 + 3 * spread + 1e-3, (ratios, rel)
     # ||A_0 - B_0|| / ||A_0|| = sqrt(2) up to the CLT fluctuation ~ 1/sqrt(#params)
@@ -105,7 +116,7 @@ def test_barrier_aligned_not_above_naive(runs, task):
     # strictly lower on average at small width (mean field, width 64: units move, permutations matter)
     for param in ("ntk", "mup"):
         m, run = runs[param, 64]
-        loss = lambda p: m.loss(p, task.x_train, task.y_train)  # noqa: E731
+        bar = _barrier(m)
         take = lambda tree, i: jax.tree.map(lambda a: a[i], tree)  # noqa: E731
         naive, aligned = [], []
         for s in range(0, SEEDS, 2):
@@ -113,8 +124,8 @@ def test_barrier_aligned_not_above_naive(runs, task):
             scales = [(mw, mb) for mw, _, mb, _ in mlp.multipliers((8, 64, 1), param)]
             perms, _, conv = G.weight_matching(a, b, scales=scales)
             assert conv
-            naive.append(float(G.barrier(loss, a, b)))
-            aligned.append(float(G.barrier(loss, a, G.permute(b, perms))))
+            naive.append(float(bar(a, b, task.x_train, task.y_train)))
+            aligned.append(float(bar(a, G.permute(b, perms), task.x_train, task.y_train)))
         assert all(al <= nv + 1e-6 for al, nv in zip(aligned, naive)), (param, naive, aligned)
         if param == "mup":
             assert np.mean(aligned) < 0.5 * np.mean(naive), (naive, aligned)
@@ -145,9 +156,9 @@ def test_weight_matching_recovers_a_known_permutation():
         np.testing.assert_array_equal(np.asarray(la["w"]), np.asarray(lb["w"]))
         np.testing.assert_array_equal(np.asarray(la["b"]), np.asarray(lb["b"]))
     y = jax.random.normal(jax.random.key(9), (16, 3), jnp.float64)
-    loss = lambda p: mlp.loss(p, x, y, parameterization="standard", sigma_b=0.5)  # noqa: E731
-    assert abs(float(G.barrier(loss, a, aligned))) < 1e-12  # (1-t) a + t a rounds at 1e-16
-    assert float(G.barrier(loss, a, b)) > 1e-3  # the shuffled copy is not linearly connected to a
+    bar = jax.jit(lambda u, v: G.barrier(lambda p: mlp.loss(p, x, y, parameterization="standard", sigma_b=0.5), u, v))
+    assert abs(float(bar(a, aligned))) < 1e-12  # (1-t) a + t a rounds at 1e-16
+    assert float(bar(a, b)) > 1e-3  # the shuffled copy is not linearly connected to a
 
 
 def test_negative_fraction_matches_exact_eigenvalues():
@@ -161,9 +172,10 @@ def test_negative_fraction_matches_exact_eigenvalues():
     y = jax.random.normal(jax.random.key(13), (20, 2), jnp.float64)
     loss = lambda q: mlp.loss(q, x, y, parameterization="ntk", activation="tanh")  # noqa: E731
     flat, unravel = ravel_pytree(p)
-    h = jax.hessian(lambda v: loss(unravel(v)))(flat)
+    h = jax.jit(jax.hessian(lambda v: loss(unravel(v))))(flat)
     exact = float(np.mean(np.linalg.eigvalsh(np.asarray(h)) < 0))
-    frac, se = G.negative_fraction(jax.random.key(14), loss, p, num_steps=flat.shape[0], num_probes=32)
+    nf = jax.jit(lambda k, q: G.negative_fraction(k, loss, q, num_steps=flat.shape[0], num_probes=32))
+    frac, se = nf(jax.random.key(14), p)
     assert 0 < exact < 1
     assert 0 < float(se) < 0.1
     assert abs(float(frac) - exact) < 4 * float(se), (float(frac), float(se), exact)

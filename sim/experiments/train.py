@@ -196,6 +196,19 @@ def _barrier_fn(model, num):
     return f
 
 
+@functools.cache
+def _geometry_fns():
+    """Jitted ``vmap(change)``, ``pair_distances`` (compiled once per shape instead of op by op)."""
+    from sim.learning import geometry as G
+
+    return jax.jit(jax.vmap(G.change)), jax.jit(G.pair_distances)
+
+
+@functools.cache
+def _loss_fn(model):
+    return jax.jit(model.loss)
+
+
 def _take(tree, i):
     return jax.tree.map(lambda a: a[i], tree)
 
@@ -246,7 +259,8 @@ def run(config: TrainConfig, progress: Progress = no_progress) -> Result:
             data.y_test,
             labels if labels is not None else jnp.zeros(data.x_test.shape[0], jnp.int32),
         )
-        ch = jax.vmap(G.change)(run_.params0, run_.params)
+        changes, pair_distances = _geometry_fns()
+        ch = changes(run_.params0, run_.params)
         finite = np.isfinite(np.asarray(tr_loss))
         if not finite.all():
             notes.append(
@@ -266,7 +280,7 @@ def run(config: TrainConfig, progress: Progress = no_progress) -> Result:
             if S >= 2 and finite[s] and finite[(s + 1) % S]:
                 t = (s + 1) % S
                 b0, b = _take(run_.params0, t), _take(run_.params, t)
-                pd = G.pair_distances(a0, b0, a, b)
+                pd = pair_distances(a0, b0, a, b)
                 perms, _, conv = G.weight_matching(a, b, scales=scales)
                 unconverged += not conv
                 b_naive = bar(a, b, data.x_train, data.y_train)
@@ -306,7 +320,7 @@ def run(config: TrainConfig, progress: Progress = no_progress) -> Result:
             for j, step in enumerate(run_.checkpoint_steps):
                 p = _take(_take(run_.checkpoints, 0), j)
                 nf, se = hess(jax.random.fold_in(k_hess, 10_000 + j), p, data.x_train, data.y_train)
-                loss = model.loss(p, data.x_train.astype(dtype), data.y_train.astype(dtype))
+                loss = _loss_fn(model)(p, data.x_train.astype(dtype), data.y_train.astype(dtype))
                 index_rows.append(
                     {
                         "data": config.data,

@@ -154,11 +154,24 @@ def apply(
     if activation not in ACTIVATIONS:
         raise ValueError(f"apply: activation must be one of {', '.join(ACTIVATIONS)}, got {activation!r}")
     ws = (params[0]["w"].shape[0],) + tuple(p["w"].shape[1] for p in params)
-    phi = ACTIVATIONS[activation]
-    h = x
     mult = multipliers(ws, parameterization, sigma_w=sigma_w, sigma_b=sigma_b)
+    return _forward(params, x, mult, ACTIVATIONS[activation])
+
+
+def _forward(params, x, mult, phi, transposed=None):
+    """The forward pass with multipliers ``mult`` (``multipliers``) and activation ``phi``.
+
+    The multiplier scales the weight matrix (fan_in x fan_out), not the layer's output (n x fan_out):
+    the same function, one pass over the smaller array (and the NTK parameterisation's effective
+    weights ``m * w`` are computed as the standard one's initial weights are). ``transposed[l]``: layer l's
+    weight is stored as (fan_out, fan_in) (``sim.learning.train`` trains in that layout where it makes
+    XLA's weight-gradient product faster; the function is the same)."""
+    h = x
     for l, (p, (mw, _, mb, _)) in enumerate(zip(params, mult)):
-        h = mw * (h @ p["w"]) + mb * p["b"][None, :]
+        w = p["w"] if mw == 1.0 else mw * p["w"]
+        if transposed is not None and transposed[l]:
+            w = w.T
+        h = h @ w + mb * p["b"][None, :]
         if l < len(params) - 1:
             h = phi(h)
     return h

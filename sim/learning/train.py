@@ -1,13 +1,21 @@
-"""Training an ensemble of MLPs with optax: S seeds at once under ``vmap``, steps under ``lax.scan``.
+"""Training an ensemble of MLPs with optax: each seed's whole training one compiled ``lax.scan``.
 
 * ``make_optimizer(name, lr)``: ``gd`` (full-batch gradient descent) and ``sgd`` are ``optax.sgd``,
   ``adam`` is ``optax.adam``; hdsim writes no update rule of its own.
 * ``make_step(model, optimizer)``: the pure step ``(params, opt_state, batch) -> (params, opt_state, loss)``
   (the loss before the update, on the batch).
 * ``train(key, data, ...)``: S networks from seeds ``fold_in(key, s)`` (initialisation ``fold_in(., 0)``,
-  mini-batches ``fold_in(fold_in(., 1), t)``), all trained on the same training set, compiled once for
-  all seeds. Seed s's numbers do not depend on S (each seed is its own vmap lane, with its own keys).
+  mini-batches ``fold_in(fold_in(., 1), t)``), all trained on the same training set by one program
+  compiled once per architecture and schedule (the seed index is an argument, so any S reuses it) and run
+  for one seed after another. Seed s's numbers do not depend on S (the same program on the same keys).
   Parameters are kept at ``checkpoints + 1`` evenly spaced steps (for the Hessian index along training).
+
+Performance (CPU; benchmarks/bench_train.py): the seeds run one after another rather than as one
+vmapped batch. A seed's activations (n x width) then stay in cache; the vmapped ensemble turned the
+first layer into one (n, d) x (d, S width) product whose output streamed through memory and had to be
+transposed to (S, n, width) twice per step, and it ran about 2x slower per seed on one core. Weights are
+trained in the layout that makes XLA's weight-gradient product fastest (``_transposed``), and the
+parameterisation's multipliers scale the weights, not the activations (``sim.learning.mlp``).
 
 References:
     DeepMind et al. 2020, "The DeepMind JAX Ecosystem" (optax). docs/theory.md, "Training".
@@ -114,47 +122,74 @@ class TrainRun(NamedTuple):
     checkpoint_steps: tuple[int, ...]
 
 
-@functools.partial(
-    jax.jit, static_argnames=("model", "optimizer", "lr", "steps", "seeds", "batch_size", "checkpoints", "dtype")
-)
-def _train(key, x, y, *, model, optimizer, lr, steps, seeds, batch_size, checkpoints, dtype):
+def _transposed(model: Model) -> tuple[bool, ...]:
+    """Per layer: train the weight stored as (fan_out, fan_in)? Yes where fan_in > fan_out.
+
+    The weight gradient ``h^T g`` (contracting the n samples) then comes out as (min, max) of the two
+    widths: XLA's CPU backend (jaxlib 0.10) computes the (256, 10) output of a width-256 network's last
+    layer through a generic kernel about 5x slower than the (10, 256) one (benchmarks/bench_train.py,
+    "profile"); the layout changes no number but the rounding of that product."""
+    ws = mlp.widths_of(model.d_in, model.width, model.depth, model.d_out)
+    return tuple(fi > fo for fi, fo in zip(ws[:-1], ws[1:]))
+
+
+def _relayout(params, transposed):
+    return [{"w": p["w"].T if t else p["w"], "b": p["b"]} for p, t in zip(params, transposed)]
+
+
+@functools.partial(jax.jit, static_argnames=("model", "optimizer", "lr", "steps", "batch_size", "checkpoints", "dtype"))
+def _train_one(key, s, x, y, *, model, optimizer, lr, steps, batch_size, checkpoints, dtype):
+    """One seed's whole training in one program: ``lax.scan`` over steps (segments between checkpoints).
+
+    Compiled once per architecture and schedule, whatever the number of seeds (``s`` is traced)."""
     opt = make_optimizer(optimizer, lr)
-    step = make_step(model, opt)
     n = x.shape[0]
     seg = steps // checkpoints
     rest = steps - seg * checkpoints
+    tr = _transposed(model)
+    mult = mlp.multipliers(
+        mlp.widths_of(model.d_in, model.width, model.depth, model.d_out),
+        model.parameterization,
+        sigma_w=model.sigma_w,
+        sigma_b=model.sigma_b,
+    )
+    phi = mlp.ACTIVATIONS[model.activation]
 
-    def one(s):
-        k = jax.random.fold_in(key, s)
-        p0 = model.init(jax.random.fold_in(k, 0), dtype)
-        kb = jax.random.fold_in(k, 1)
+    def loss(q, xb, yb):  # model.loss on the parameters in the training layout
+        return mlp.mse(mlp._forward(q, xb, mult, phi, tr), yb)
 
-        def body(carry, t):
-            p, st = carry
-            if batch_size is None or batch_size >= n:
-                batch = (x, y)
-            else:
-                idx = jax.random.choice(jax.random.fold_in(kb, t), n, (batch_size,), replace=False)
-                batch = (x[idx], y[idx])
-            p, st, value = step(p, st, batch)
-            return (p, st), value
+    k = jax.random.fold_in(key, s)
+    p0 = model.init(jax.random.fold_in(k, 0), dtype)
+    kb = jax.random.fold_in(k, 1)
 
-        def segment(carry, j):
-            carry, vals = jax.lax.scan(body, carry, j * seg + jnp.arange(seg))
-            return carry, (carry[0], vals)
+    def body(carry, t):
+        q, st = carry
+        if batch_size is None or batch_size >= n:
+            xb, yb = x, y
+        else:
+            idx = jax.random.choice(jax.random.fold_in(kb, t), n, (batch_size,), replace=False)
+            xb, yb = x[idx], y[idx]
+        value, grads = jax.value_and_grad(loss)(q, xb, yb)
+        updates, st = opt.update(grads, st, q)
+        return (optax.apply_updates(q, updates), st), value
 
-        carry = (p0, opt.init(p0))
-        carry, (ckpt, vals) = jax.lax.scan(segment, carry, jnp.arange(checkpoints))
-        vals = vals.reshape(-1)
-        if rest:
-            carry, tail = jax.lax.scan(body, carry, seg * checkpoints + jnp.arange(rest))
-            vals = jnp.concatenate([vals, tail])
-        ckpt = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), p0, ckpt)
-        if rest:
-            ckpt = jax.tree.map(lambda a, b: jnp.concatenate([a, b[None]]), ckpt, carry[0])
-        return p0, carry[0], vals, ckpt
+    def segment(carry, j):
+        carry, vals = jax.lax.scan(body, carry, j * seg + jnp.arange(seg))
+        return carry, (carry[0], vals)
 
-    return jax.vmap(one)(jnp.arange(seeds))
+    q0 = _relayout(p0, tr)
+    carry = (q0, opt.init(q0))
+    carry, (ckpt, vals) = jax.lax.scan(segment, carry, jnp.arange(checkpoints))
+    vals = vals.reshape(-1)
+    if rest:
+        carry, tail = jax.lax.scan(body, carry, seg * checkpoints + jnp.arange(rest))
+        vals = jnp.concatenate([vals, tail])
+    p = _relayout(carry[0], tr)
+    ckpt = [{"w": jnp.swapaxes(c["w"], 1, 2) if t else c["w"], "b": c["b"]} for c, t in zip(ckpt, tr)]
+    ckpt = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), p0, ckpt)
+    if rest:
+        ckpt = jax.tree.map(lambda a, b: jnp.concatenate([a, b[None]]), ckpt, p)
+    return p0, p, vals, ckpt
 
 
 def train(
@@ -200,19 +235,21 @@ def train(
             f"train: data of shape {x.shape}, {y.shape} does not fit the model ({model.d_in} -> {model.d_out})"
         )
     bs = None if optimizer == "gd" or batch_size is None or batch_size >= x.shape[0] else int(batch_size)
-    p0, p, losses, ckpt = _train(
-        as_key(key),
-        x,
-        y,
+    fn = functools.partial(
+        _train_one,
         model=model,
         optimizer=optimizer,
         lr=float(lr),
         steps=int(steps),
-        seeds=int(seeds),
         batch_size=bs,
         checkpoints=int(checkpoints),
         dtype=jnp.dtype(dtype),
     )
+    key = as_key(key)
+    # one seed at a time (dispatched asynchronously, no host synchronisation between seeds): each
+    # seed's activations stay in cache, where the vmapped ensemble streamed S times as much memory per
+    # step and ran at a third of the speed on CPU (benchmarks/bench_train.py, "profile")
+    p0, p, losses, ckpt = jax.tree.map(lambda *a: jnp.stack(a), *[fn(key, s, x, y) for s in range(seeds)])
     seg = steps // checkpoints
     marks = tuple(j * seg for j in range(checkpoints + 1)) + ((steps,) if steps != seg * checkpoints else ())
     return TrainRun(p0, p, losses, ckpt, marks)
