@@ -63,9 +63,10 @@ THREAD_VARS = (
 )
 #: Prefixes of the variables printed as "in force" (thread pools, XLA and JAX configuration).
 REPORTED_PREFIXES = ("OPENBLAS_", "GOTO", "OMP_", "MKL_", "BLIS_", "VECLIB_", "NUMEXPR_", "XLA_", "JAX_", "TF_CPP")
-#: XLA CPU flags for one thread: no multithreaded Eigen kernels, one intra-op thread. CPU affinity (set
-#: as well) is what actually bounds the process to one core; these keep XLA from oversubscribing it.
-XLA_ONE_THREAD_FLAGS = ("--xla_cpu_multi_thread_eigen=false", "intra_op_parallelism_threads=1")
+#: XLA CPU flags for one thread: no multithreaded Eigen kernels. CPU affinity (set as well) is what
+#: actually bounds the process to one core; this keeps XLA from oversubscribing it. (TensorFlow's
+#: ``intra_op_parallelism_threads`` is not an XLA flag: XLA_FLAGS ignored it, so it is not passed.)
+XLA_ONE_THREAD_FLAGS = ("--xla_cpu_multi_thread_eigen=false",)
 #: Prefix of the one stdout line that carries a worker's results to its parent.
 MARKER = "@@hdsim-bench-json "
 #: Worker flag added by ``add_arguments`` and ``worker_argv``.

@@ -36,7 +36,7 @@ def test_worker_runs_on_the_requested_cores_and_pools(threads):
     assert r["openblas"] == str(threads)
     assert r["pools"] and all(n == threads for n in r["pools"])
     assert r["argv"] == ["--worker-threads", str(threads)]
-    assert ("intra_op_parallelism_threads=1" in r["xla"]) == (threads == 1)
+    assert ("--xla_cpu_multi_thread_eigen=false" in r["xla"].split()) == (threads == 1)
 
 
 def test_worker_env_overrides_an_inherited_thread_variable():

@@ -38,8 +38,7 @@ def _barrier(model):
 
 @pytest.fixture(scope="module")
 def task():
-    with jax.numpy_rank_promotion("allow"):  # sim.models broadcasts its biases implicitly
-        t = teacher_task(jax.random.key(0), (8, 16, 1), 64)
+    t = teacher_task(jax.random.key(0), (8, 16, 1), 64)
     return Data(t.x, t.y, t.x, t.y, t.y)
 
 

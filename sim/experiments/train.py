@@ -163,8 +163,7 @@ def _data(config: TrainConfig, dtype):
         from sim.learning.data import Data
         from sim.models import teacher_task
 
-        with jax.numpy_rank_promotion("allow"):  # sim.models broadcasts its biases implicitly
-            t = teacher_task(key, TEACHER_WIDTHS, config.n_train + config.n_test, dtype=dtype)
+        t = teacher_task(key, TEACHER_WIDTHS, config.n_train + config.n_test, dtype=dtype)
         n = config.n_train
         return Data(t.x[:n], t.y[:n], t.x[n:], t.y[n:], t.y[n:], None, None)
     from sim.learning.data import load
