@@ -103,8 +103,8 @@ class BatchConfig:
     noise: float = 0.0
     width: int = 64
     n_train: int = 4096
-    noise_batches: tuple[int, int] = (32, 1024)
-    noise_reps: int = 4
+    noise_batches: tuple[int, int] = (8, 1024)
+    noise_reps: int = 8
     noise_points: int = 8
     bootstrap: int = 400
 
