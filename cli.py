@@ -1513,7 +1513,7 @@ def batch(
     sizes = _parse_sizes("--batch-sizes", batch_sizes)
     rate = _parse_lr(lr)
     multi, primary = _parse_scale(devices, None, coordinator, num_processes, process_id)
-    n_dev = devices if devices is not None else (num_processes if multi else 1)
+    n_dev: int = devices if devices is not None else (num_processes or 1)
     names = ("data", "model", "dim", "batch_sizes", "target_loss", "seeds", "lr", "max_steps", "width", "n_train")
     with _ConfigErrors({n: "--" + n.replace("_", "-") for n in names}):
         config = exp.BatchConfig(
