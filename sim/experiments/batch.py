@@ -17,7 +17,7 @@ falls to ``target_loss`` or ``max_steps`` is reached, and returns one row per B 
 * ``theory_steps``: for isotropic noiseless data with the per-step optimal rate,
   ``ceil(ln F / ln(1 + B/(d + 1)))`` with F = 1/target_loss (docs/theory.md#gradient-noise-scale); else empty.
 
-A second table (``noise``) holds the noise scales at each measurement point. ``info["fit"]`` is the fit of
+A second table (``noise``) holds the noise scales (± bootstrap SE) at each measurement point. ``info["fit"]`` is the fit of
 ``S = S_min (1 + B_crit / B)`` (McCandlish's ``(S/S_min - 1)(E/E_min - 1) = 1`` with ``E_min = B_crit
 S_min``) to the fractional steps of the reached rows by least squares in log S, with 95% bootstrap intervals over seeds, beside the
 run-averaged B_simple.
@@ -359,8 +359,10 @@ def run(config: BatchConfig, progress: Progress = no_progress) -> Result:
         seconds["noise"] += time.perf_counter() - t_noise
         simple, noisy = _ratio_curve(est_a, np.arange(S))
         b_simple, b_noise = float(np.mean(simple)), float(np.mean(noisy))
-        bb = np.array([[np.mean(x) for x in _ratio_curve(est_a, i)] for i in boot])
-        se = np.nanstd(bb, axis=0, ddof=1) if S > 1 else np.full(2, math.nan)
+        curves_b = np.array([_ratio_curve(est_a, i) for i in boot])  # (n_boot, 2, M)
+        with np.errstate(invalid="ignore"):
+            se = np.nanstd(curves_b.mean(axis=2), axis=0, ddof=1) if S > 1 else np.full(2, math.nan)
+            se_t = np.nanstd(curves_b, axis=0, ddof=1) if S > 1 else np.full((2, len(marks)), math.nan)
         for j, m in enumerate(marks):
             noise_rows.append(
                 {
@@ -371,6 +373,8 @@ def run(config: BatchConfig, progress: Progress = no_progress) -> Result:
                     "loss_ratio": float(curve[:, m].mean()),
                     "b_simple": float(simple[j]),
                     "b_noise": float(noisy[j]),
+                    "b_simple_stderr": float(se_t[0, j]),
+                    "b_noise_stderr": float(se_t[1, j]),
                 }
             )
         th = None

@@ -4,8 +4,8 @@
   bootstrap SE, with the fitted trade-off ``S = S_min (1 + B_crit/B)``, its two asymptotes (linear
   speed-up ``E_min/B`` and saturation ``S_min``), the theory curve where there is one, B_crit and the
   run-averaged B_simple; batch sizes that never reached the target are drawn at the step cap.
-* ``fig_noise``: the noise scales B_simple and B_noise along training (against the loss ratio), one
-  colour per batch size, with d + 1 where that is the theory.
+* ``fig_noise``: the noise scales B_simple and B_noise along training (against the loss ratio), ± 1
+  bootstrap SE over seeds, one colour per batch size, with d + 1 where that is the theory.
 """
 
 from __future__ import annotations
@@ -80,13 +80,16 @@ def fig_noise(noise_rows, info, *, note: str = ""):
             rr = [r for r in noise_rows if r["batch_size"] == bsz]
             x = np.array([r["loss_ratio"] for r in rr], float)
             y = np.array([r[key] for r in rr], float)
-            ax.plot(
+            e = np.nan_to_num(np.array([r[key + "_stderr"] for r in rr], float))
+            ax.errorbar(
                 x,
                 y,
-                MARKERS[k % len(MARKERS)] + "-",
+                yerr=e,
+                fmt=MARKERS[k % len(MARKERS)] + "-",
                 color=COLORS[k % len(COLORS)],
                 ms=4,
                 lw=0.8,
+                capsize=2,
                 label=f"B = {bsz}",
             )
         th = info.get("theory_b_noise")
