@@ -1461,6 +1461,151 @@ def train(
     typer.echo(f"wrote {len(written)} files to {out} in {wall:.1f} s")
 
 
+# ---- hdsim batch (data-parallel training and the critical batch size, issue 15) ----
+
+
+def _parse_lr(text: str | None):
+    if text is None or text == "optimal":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        _fail(f"--lr {text!r}: give 'optimal' or a number > 0")
+    if not (math.isfinite(value) and value > 0):
+        _fail(f"--lr {text!r}: give 'optimal' or a finite number > 0")
+    return value
+
+
+def _batch_plots(o, config, result):
+    from sim.plots import batch as pb
+    from sim.plots import save, style
+
+    note = f"{config.data}, {config.model}, {config.seeds} seeds"
+    with style():
+        save(pb.fig_steps(result.rows, result.info, target_loss=config.target_loss, note=note), o, "batch_steps")
+        save(pb.fig_noise(result.tables["noise"], result.info, note=note), o, "batch_noise")
+
+
+@app.command()
+def batch(
+    data: Annotated[
+        str, typer.Option(help="Data: isotropic, powerlaw (Gaussian streams for --model linear), digits, mnist1d.")
+    ] = "isotropic",
+    model: Annotated[str, typer.Option(help="Model: linear or mlp (one hidden layer of --width units).")] = "linear",
+    dim: Annotated[int, typer.Option(help="Features of the synthetic data, >= 1.")] = 100,
+    batch_sizes: Annotated[
+        str, typer.Option(help="Batch sizes: comma list, A:B, A:B:K (K log-spaced).")
+    ] = "1,10,101,1010",
+    target_loss: Annotated[
+        float, typer.Option(help="Target loss as a fraction of the loss at the start, in (0, 1).")
+    ] = 0.01,
+    seeds: Annotated[int, typer.Option(help="Independent runs per batch size (trained at once), >= 1.")] = 8,
+    lr: Annotated[
+        str | None,
+        typer.Option(
+            help="'optimal' (per-step optimum; linear model on synthetic data, its default) or a fixed rate (default 0.5 elsewhere)."
+        ),
+    ] = None,
+    max_steps: Annotated[int, typer.Option(help="Step cap per batch size (an unreached target is reported).")] = 2000,
+    width: Annotated[int, typer.Option(help="mlp: hidden units, >= 1.")] = 64,
+    n_train: Annotated[int, typer.Option(help="mlp on synthetic data: training samples, >= 2.")] = 4096,
+    alpha: Annotated[float, typer.Option(help="powerlaw: covariance eigenvalues i^-alpha, alpha > 0.")] = 1.5,
+    beta: Annotated[float, typer.Option(help="powerlaw: target power per mode i^-beta, beta > 1.")] = 2.0,
+    noise: Annotated[float, typer.Option(help="Label-noise variance sigma^2 >= 0 (synthetic data only).")] = 0.0,
+    seed: Annotated[int, typer.Option(help="Seed (integer >= 0).")] = 0,
+    out: Annotated[Path, typer.Option(help="Output directory (created if needed).")] = Path("out/batch"),
+    plots: Annotated[bool, typer.Option(help="Write the figures (PNG and SVG).")] = True,
+    devices: Annotated[
+        int | None,
+        typer.Option(
+            help="Devices the batch is split over (a power of two; default 1, or one per process); same numbers for any count."
+        ),
+    ] = None,
+    coordinator: CoordinatorOption = None,
+    num_processes: ProcessesOption = None,
+    process_id: ProcessIdOption = None,
+):
+    """Steps and examples to a target loss against the batch size, the gradient noise scale, B_crit."""
+    from sim.experiments import batch as exp
+
+    _choice("--data", data, exp.DATA)
+    _choice("--model", model, exp.MODELS)
+    sizes = _parse_sizes("--batch-sizes", batch_sizes)
+    rate = _parse_lr(lr)
+    multi, primary = _parse_scale(devices, None, coordinator, num_processes, process_id)
+    n_dev: int = devices if devices is not None else (num_processes or 1)
+    names = ("data", "model", "dim", "batch_sizes", "target_loss", "seeds", "lr", "max_steps", "width", "n_train")
+    with _ConfigErrors({n: "--" + n.replace("_", "-") for n in names}):
+        config = exp.BatchConfig(
+            data=data,
+            model=model,
+            dim=dim,
+            batch_sizes=tuple(sizes),
+            target_loss=target_loss,
+            seeds=seeds,
+            devices=n_dev,
+            seed=seed,
+            lr=rate,
+            max_steps=max_steps,
+            alpha=alpha,
+            beta=beta,
+            noise=noise,
+            width=width,
+            n_train=n_train,
+        )
+    _setup_jax()
+    # multi-process: each process brings its own device(s); one process: split the CPU into n_dev devices
+    used = _setup_scale(None if multi or n_dev == 1 else n_dev, None, coordinator, num_processes, process_id)
+    if len(used) < n_dev:
+        _fail(f"--devices {n_dev}: only {len(used)} device(s) available")
+    if primary:
+        _out_dir(out)
+
+    from sim.io import run_metadata
+
+    t0 = time.perf_counter()
+    bar, task = _progress(len(sizes), f"batch {data} {model}")
+    with bar:
+        result = exp.run(config, progress=lambda k: bar.advance(task, k))
+    wall = time.perf_counter() - t0
+    if not primary:  # every process trained its share; process 0 writes
+        return
+    info = result.info
+    meta = run_metadata("hdsim batch", config.to_json(), seed=seed, wall_seconds=wall, info=info)
+    written, error = _write_run(
+        out,
+        "batch.json",
+        {"batch.csv": result.rows, "batch_noise.csv": result.tables["noise"]},
+        {"fit": info["fit"], "run_averaged_b_simple": info["run_averaged_b_simple"], **meta},
+        (lambda o: _batch_plots(o, config, result)) if plots else None,
+    )
+    typer.echo(
+        f"{'B':>6} {'steps':>6} {'± SE':>6} {'theory':>6} {'examples':>9} {'reached':>7} {'B_simple':>16} {'B_noise':>16}"
+    )
+    for r in result.rows:
+        st = "-" if r["steps"] is None else str(r["steps"])
+        se = "" if r["steps_stderr"] is None else f"{r['steps_stderr']:.2g}"
+        th = "" if r["theory_steps"] is None else str(r["theory_steps"])
+        ex = "-" if r["examples"] is None else str(r["examples"])
+        typer.echo(
+            f"{r['batch_size']:>6} {st:>6} {se:>6} {th:>6} {ex:>9} {r['reached_seeds']:>3}/{r['seeds']:<3} "
+            f"{r['b_simple']:>8.4g} ± {r['b_simple_stderr']:<5.2g} {r['b_noise']:>8.4g} ± {r['b_noise_stderr']:<5.2g}"
+        )
+    f = info["fit"]
+    if f:
+        lo, hi = f["b_crit_ci"]
+        ci = f" [{lo:.4g}, {hi:.4g}] (95%)" if lo is not None else ""
+        typer.echo(
+            f"fit (S/S_min - 1)(E/E_min - 1) = 1: S_min = {f['s_min']:.4g}, E_min = {f['e_min']:.4g}, "
+            f"B_crit = {f['b_crit']:.4g}{ci}; run-averaged B_simple = {info['run_averaged_b_simple']:.4g}"
+        )
+    for n in info["notes"]:
+        typer.echo(n)
+    where = f"{len(used)} {used[0].platform} device(s)" + (f" in {num_processes} processes" if multi else "")
+    _report_plot_error(error, out)
+    typer.echo(f"wrote {len(written)} files to {out} in {wall:.1f} s on {where}")
+
+
 def main() -> None:
     """Console-script entry point (``hdsim``)."""
     app()

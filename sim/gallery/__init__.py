@@ -46,7 +46,7 @@ def register(name, description):
 
 
 #: topic modules, in gallery order
-TOPICS = ("distances", "rmt", "critical", "spectrum", "scaling", "train")
+TOPICS = ("distances", "rmt", "critical", "spectrum", "scaling", "train", "batch")
 for _topic in TOPICS:
     importlib.import_module(f"sim.gallery.{_topic}")
 

@@ -1,0 +1,238 @@
+"""Benchmark: a batch-size sweep (13 sizes, 8 seeds), hdsim's vmapped, sharded SGD against the per-seed,
+per-size loop a user would write (numpy for the linear model, PyTorch for the MLP).
+
+Workloads (issue 15), the same for both sides, with the same stopping rule (a fixed step count per size):
+
+* ``linear``: isotropic noiseless linear regression, d = ``--dim`` (100), fresh Gaussian samples every step,
+  the per-step optimal rate ``B/(B + d + 1)``, batch sizes 1, 2, 4, ..., 4096, and per size the theory's
+  steps to cut the loss 100-fold, ``ceil(ln 100 / ln(1 + B/(d + 1)))`` (961 steps per seed over the 13
+  sizes); the population loss ``|theta - w|^2 / 2`` after every step is recorded. float64 on both sides.
+  hdsim: ``sim.learning.parallel.train_chunk`` (threefry keys per sample); numpy: ``default_rng`` per seed,
+  ``standard_normal((B, d))`` per step.
+* ``mlp``: one-hidden-layer ReLU MLP (width ``--width`` 64, NTK multipliers) on scikit-learn's digits
+  (1,300 training images, squared loss on one-hot labels), 13 log-spaced batch sizes 1 .. 1024 drawn with
+  replacement, ``--mlp-steps`` (200) SGD steps at rate 0.5, the full-pool loss after every step; float32.
+  Both sides start from the same initial parameters (hdsim's, copied into torch).
+
+Both run in one worker per thread count with the same thread limits (``_report``). hdsim's first pass
+(tracing and XLA compilation of one program per batch size) is printed on its own line beside the warm
+time; the ratio is baseline / hdsim. hdsim is also timed on ``--devices`` (2) virtual CPU devices
+(``sim.devices.split_host``): on a CPU they share the same cores, so splitting the batch gives no
+speed-up (it adds the all-gather of the gradients); on GPUs or TPUs each device brings its own compute and
+memory bandwidth, which is where data parallelism pays.
+
+Usage:  python benchmarks/bench_batch.py [--workloads linear,mlp] [--threads 1,all] [--repeat 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _report  # noqa: E402
+
+SIZES_LINEAR = tuple(2**k for k in range(13))
+
+
+def _sizes_mlp():
+    import numpy as np
+
+    return tuple(int(b) for b in np.unique(np.round(np.geomspace(1, 1024, 13))))
+
+
+def _steps_linear(b, d):
+    return math.ceil(math.log(100) / math.log1p(b / (d + 1)))
+
+
+def worker(args):
+    from sim.devices import split_host
+
+    split_host(min(args.devices, len(_report.available_cpus())) if args.devices > 1 else 1)
+    import jax
+    import numpy as np
+
+    jax.config.update("jax_enable_x64", True)
+    from sim.learning import parallel as P
+
+    seeds, d = args.seeds, args.dim
+    key = jax.random.key(args.seed)
+    result = {"env": _report.environment(), "times": {}, "checks": {}}
+    work = [w.strip() for w in args.workloads.split(",")]
+    n_dev = len(jax.devices())
+
+    def sweep(prob, arr, sizes, steps_of, lr, devices):
+        out = []
+        for b in sizes:
+            p = P.init_params(prob, key, seeds)
+            p, _, losses = P.train_chunk(
+                prob,
+                arr,
+                p,
+                P.opt_init(p),
+                P.seed_keys(key, seeds),
+                0,
+                batch_size=b,
+                steps=steps_of(b),
+                lr=lr,
+                devices=devices,
+            )
+            out.append(np.asarray(losses))
+        return out
+
+    def _devices(run, sizes=SIZES_LINEAR):
+        """Warm times of the batch sizes divisible by the device count, on one device and on all."""
+        even = [b for b in sizes if b % n_dev == 0]
+        t1, _ = _report.timed(lambda: run(even, 1), 1)
+        tk, _ = _report.timed(lambda: run(even, n_dev), 1)
+        return {"one": t1, "all": tk, "sizes": even}
+
+    if "linear" in work:
+        prob = P.Problem("stream", None, d, 1)
+        w = np.full(d, 1 / math.sqrt(d))
+        arr = P.stream_arrays(np.ones(d), w)
+        steps_of = lambda b: _steps_linear(b, d)  # noqa: E731
+        t_hd, out_hd = _report.timed(lambda: sweep(prob, arr, SIZES_LINEAR, steps_of, "optimal", 1), args.repeat)
+
+        def numpy_loop():
+            finals = []
+            for b in SIZES_LINEAR:
+                eta = b / (b + d + 1)
+                fin = []
+                for s in range(seeds):
+                    rng = np.random.default_rng([args.seed, s, b])
+                    theta = np.zeros(d)
+                    losses = np.empty(steps_of(b))
+                    for t in range(steps_of(b)):
+                        x = rng.standard_normal((b, d))
+                        r = x @ (theta - w)
+                        theta -= eta * (x.T @ r) / b
+                        dl = theta - w
+                        losses[t] = 0.5 * (dl @ dl)
+                    fin.append(losses[-1])
+                finals.append(np.array(fin))
+            return finals
+
+        t_np, out_np = _report.timed(numpy_loop, max(args.repeat - 1, 0) if args.repeat > 1 else 0)
+        if not math.isfinite(t_np["warm"]):
+            t_np["warm"] = t_np["first"]
+        result["times"]["linear"] = {"hdsim": t_hd, "numpy": t_np}
+        if n_dev > 1:
+            result["times"]["linear_devices"] = _devices(lambda s, k: sweep(prob, arr, s, steps_of, "optimal", k))
+        f_hd = np.array([o[:, -1].mean() for o in out_hd]) / 0.5
+        f_np = np.array([o.mean() for o in out_np]) / 0.5
+        print(
+            "linear: mean final loss ratio per size (target 0.01): hdsim "
+            + " ".join(f"{v:.3g}" for v in f_hd)
+            + "; numpy "
+            + " ".join(f"{v:.3g}" for v in f_np)
+        )
+        print(f"linear: hdsim compile (first pass - warm): {t_hd['first'] - t_hd['warm']:.2f} s")
+        result["checks"]["linear_final_ratio"] = {"hdsim": f_hd, "numpy": f_np}
+
+    if "mlp" in work:
+        import torch
+
+        from sim.learning.data import load
+        from sim.learning.train import Model
+
+        torch.set_num_threads(args.worker_threads)
+        data = load("digits", jax.random.key(0), 1300, 8, dtype=np.float32)
+        model = Model(64, args.width, 1, 10)
+        prob = P.Problem("pool", model, 64, 10, "float32")
+        arr = P.pool_arrays(data.x_train, data.y_train, dtype=np.float32)
+        sizes = _sizes_mlp()
+        steps_of = lambda b: args.mlp_steps  # noqa: E731
+        t_hd, out_hd = _report.timed(lambda: sweep(prob, arr, sizes, steps_of, 0.5, 1), args.repeat)
+        p0 = jax.tree.map(np.asarray, P.init_params(prob, key, seeds))
+        x = torch.from_numpy(np.array(data.x_train))
+        y = torch.from_numpy(np.array(data.y_train))
+        m1, m2 = 1 / math.sqrt(64), 1 / math.sqrt(args.width)
+
+        def torch_loop():
+            finals = []
+            gen = torch.Generator().manual_seed(args.seed)
+            for b in sizes:
+                fin = []
+                for s in range(seeds):
+                    w1, b1, w2, b2 = (
+                        torch.tensor(p0[layer][k][s], requires_grad=True) for layer in (0, 1) for k in ("w", "b")
+                    )
+                    opt = torch.optim.SGD([w1, b1, w2, b2], lr=0.5)
+                    losses = torch.empty(args.mlp_steps)
+                    for t in range(args.mlp_steps):
+                        idx = torch.randint(0, x.shape[0], (b,), generator=gen)
+                        xb, yb = x[idx], y[idx]
+                        opt.zero_grad(set_to_none=True)
+                        out = m2 * (torch.relu(m1 * (xb @ w1) + b1) @ w2) + b2
+                        loss = 0.5 * ((out - yb) ** 2).sum(dim=1).mean()
+                        loss.backward()
+                        opt.step()
+                        with torch.no_grad():
+                            full = m2 * (torch.relu(m1 * (x @ w1) + b1) @ w2) + b2
+                            losses[t] = 0.5 * ((full - y) ** 2).sum(dim=1).mean()
+                    fin.append(float(losses[-1]))
+                finals.append(np.array(fin))
+            return finals
+
+        t_pt, out_pt = _report.timed(torch_loop, max(args.repeat - 1, 0) if args.repeat > 1 else 0)
+        if not math.isfinite(t_pt["warm"]):
+            t_pt["warm"] = t_pt["first"]
+        result["times"]["mlp"] = {"hdsim": t_hd, "pytorch": t_pt}
+        if n_dev > 1:
+            result["times"]["mlp_devices"] = _devices(lambda s, k: sweep(prob, arr, s, steps_of, 0.5, k), sizes)
+        f_hd = np.array([o[:, -1].mean() for o in out_hd])
+        f_pt = np.array([o.mean() for o in out_pt])
+        print(
+            "mlp: mean final full-pool loss per size: hdsim "
+            + " ".join(f"{v:.3g}" for v in f_hd)
+            + "; pytorch "
+            + " ".join(f"{v:.3g}" for v in f_pt)
+        )
+        print(f"mlp: hdsim compile (first pass - warm): {t_hd['first'] - t_hd['warm']:.2f} s")
+        result["checks"]["mlp_final_loss"] = {"hdsim": f_hd, "pytorch": f_pt}
+        result["torch"] = torch.__version__
+    result["devices"] = n_dev
+    _report.emit(result)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--workloads", default="linear,mlp")
+    p.add_argument("--seeds", type=int, default=8)
+    p.add_argument("--dim", type=int, default=100)
+    p.add_argument("--width", type=int, default=64)
+    p.add_argument("--mlp-steps", type=int, default=200)
+    p.add_argument("--devices", type=int, default=2, help="virtual CPU devices for the extra hdsim timing")
+    p.add_argument("--seed", type=int, default=0)
+    _report.add_arguments(p, repeat=2)
+    args = p.parse_args()
+    if args.worker:
+        return worker(args)
+    print(
+        f"workloads: {args.workloads}; {args.seeds} seeds x 13 batch sizes; linear d = {args.dim} (theory steps per "
+        f"size, optimal rate, float64); mlp width {args.width} on digits, {args.mlp_steps} SGD steps per size, float32"
+    )
+    runs = {t: _report.run_worker(_report.worker_argv(__file__), t) for t in _report.thread_counts(args.threads)}
+    print(_report.format_environment(next(iter(runs.values()))["env"]))
+    for name, base in (("linear", "numpy"), ("mlp", "pytorch")):
+        if all(name in r["times"] for r in runs.values()):
+            sub = {t: {**r, "times": r["times"][name]} for t, r in runs.items()}
+            print(f"--- {name} ---")
+            print(_report.format_comparison(sub, "hdsim", base))
+            for t, r in runs.items():
+                dev = r["times"].get(f"{name}_devices")
+                if dev:
+                    print(
+                        f"{t} thread(s), the {len(dev['sizes'])} sizes divisible by {r['devices']}: hdsim warm "
+                        f"{dev['one']['warm']:.3f} s on one CPU device, {dev['all']['warm']:.3f} s on {r['devices']} "
+                        f"virtual CPU devices ({dev['one']['warm'] / dev['all']['warm']:.2f}x): virtual devices share "
+                        "the same cores"
+                    )
+    _report.save_runs(args.json, __file__, None, runs)
+
+
+if __name__ == "__main__":
+    main()
