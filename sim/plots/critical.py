@@ -346,7 +346,8 @@ def fig_dauphin(rows, line=None, *, title=None):
         ax.fill_between(xs, mid - 1.96 * se, mid + 1.96 * se, color=COLORS[6], alpha=0.12, lw=0, label="95% band")
     ax.set_xlabel("training loss at the critical point  (MSE / 2 + weight decay)")
     ax.set_ylabel("index fraction  k / P")
-    ax.set_ylim(-0.06, None)
+    top = max([r["index_fraction"] for r in pts], default=0.0)
+    ax.set_ylim(-0.06, max(0.1, 1.15 * top))
     ax.legend(fontsize=7, loc="upper left")
-    ax.set_title(title or "MLP on digits: critical points at higher loss have more descending directions", fontsize=9)
+    ax.set_title(title or "MLP on digits: index fraction of critical points against their training loss", fontsize=9)
     return fig
