@@ -63,7 +63,8 @@ def _digits_config(quick: bool) -> exp_crit.CriticalConfig:
         spectra=0,
     )
     if quick:
-        return exp_crit.CriticalConfig(dims=(2,), num_samples=32, starts=8, **common)  # type: ignore[arg-type]
+        # plumbing only: 6 starts, iteration cap 100 (the full entry keeps the MLP default 300)
+        return exp_crit.CriticalConfig(dims=(2,), num_samples=32, starts=6, max_steps=100, **common)  # type: ignore[arg-type]
     return exp_crit.CriticalConfig(dims=(4,), num_samples=128, starts=128, **common)  # type: ignore[arg-type]
 
 
