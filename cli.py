@@ -785,6 +785,18 @@ CRITICAL_SUMMARY_COLUMNS = (
 )
 
 
+def _parse_numbers(name: str, text: str, kind) -> list:
+    """A comma list of ints or floats (format only; the config checks the values)."""
+    items = [t.strip() for t in text.split(",")]
+    what = "integers" if kind is int else "numbers"
+    if not text.strip() or any(not t for t in items):
+        _fail(f"{name} {text!r}: give a comma list of {what}, e.g. {'0,100' if kind is int else '0.5,1'}")
+    try:
+        return [kind(t) for t in items]
+    except ValueError:
+        _fail(f"{name} {text!r}: give a comma list of {what}, e.g. {'0,100' if kind is int else '0.5,1'}")
+
+
 @app.command()
 def critical(
     landscape: Annotated[str, typer.Option(help="Random loss: grf, pspin or mlp.")] = "grf",
@@ -803,10 +815,22 @@ def critical(
     confine: Annotated[
         float, typer.Option(help="grf: confining term (confine/2)|x|^2, >= 0 (no theory if > 0).")
     ] = 0.0,
-    d_in: Annotated[int, typer.Option(help="mlp: input dimension, >= 1.")] = 2,
+    data: Annotated[
+        str, typer.Option(help="mlp: data set: teacher (synthetic), digits or mnist1d (real, shipped in packages).")
+    ] = "teacher",
+    d_in: Annotated[
+        int | None, typer.Option(help="mlp: input dimension, >= 1 (default 2; real data: its own).")
+    ] = None,
     num_samples: Annotated[int, typer.Option(help="mlp: training samples, >= 1.")] = 64,
     weight_decay: Annotated[float, typer.Option(help="mlp: weight decay >= 0.")] = 1e-3,
     noise: Annotated[float, typer.Option("--noise-std", help="mlp: label noise standard deviation >= 0.")] = 0.0,
+    start_scales: Annotated[
+        str, typer.Option(help="mlp starts: init scales, comma list of numbers > 0 (one drawn per start).")
+    ] = "1",
+    start_steps: Annotated[
+        str, typer.Option(help="mlp starts: gradient-descent steps before the search, comma list (one drawn).")
+    ] = "0",
+    start_lr: Annotated[float, typer.Option(help="mlp starts: gradient-descent learning rate, > 0.")] = 0.05,
     max_steps: Annotated[
         int | None, typer.Option(help="Newton iterations per start, >= 1 (default 100; mlp 300).")
     ] = None,
@@ -825,14 +849,29 @@ def critical(
         typer.Option(help="Devices to spread the instances over (default: all); same numbers for any count."),
     ] = None,
     platform: PlatformOption = None,
+    coordinator: CoordinatorOption = None,
+    num_processes: ProcessesOption = None,
+    process_id: ProcessIdOption = None,
 ):
     """Critical points of random losses (Newton from random starts): index against energy, minima fraction."""
     dim_list = _parse_dims(dims)
-    _parse_scale(devices, platform, None, None, None)
+    scales = tuple(_parse_numbers("--start-scales", start_scales, float))
+    steps = tuple(_parse_numbers("--start-steps", start_steps, int))
+    multi, primary = _parse_scale(devices, platform, coordinator, num_processes, process_id)
 
     from sim.experiments import critical as exp
 
-    with _ConfigErrors({"noise": "--noise-std"}):
+    aliases = {
+        "noise": "--noise-std",
+        "data": "--data",
+        "init_scales": "--start-scales",
+        "start_scales": "--start-scales",
+        "train_steps": "--start-steps",
+        "start_steps": "--start-steps",
+        "train_lr": "--start-lr",
+        "start_lr": "--start-lr",
+    }
+    with _ConfigErrors(aliases):
         config = exp.CriticalConfig(
             landscape=landscape,
             dims=tuple(dim_list),
@@ -844,10 +883,14 @@ def critical(
             features_per_dim=features_per_dim,
             length_scale=length_scale,
             confine=confine,
+            data=data,
             d_in=d_in,
             num_samples=num_samples,
             weight_decay=weight_decay,
             noise=noise,
+            start_scales=scales,
+            start_steps=steps,
+            start_lr=start_lr,
             max_steps=max_steps,
             method=method,
             descent=descent,
@@ -857,10 +900,11 @@ def critical(
             platform=platform,
         )
     _setup_jax()
-    used = _setup_scale(devices, platform, None, None, None)
+    used = _setup_scale(devices, platform, coordinator, num_processes, process_id)
     with _ConfigErrors():
         exp.check_memory(config, used, _available_memory())
-    _out_dir(out)
+    if primary:
+        _out_dir(out)
 
     import dataclasses
 
@@ -871,6 +915,8 @@ def critical(
     with bar:
         result = exp.run(config, progress=lambda k: bar.advance(task, k))
     wall = time.perf_counter() - t0
+    if not primary:  # every process searched its share of the instances; process 0 holds them all and writes
+        return
     summary = result.tables["summary"]
     for table, cols in ((result.rows, CRITICAL_POINT_COLUMNS), (summary, CRITICAL_SUMMARY_COLUMNS)):
         missing = [c for c in cols if table and c not in table[0]]
@@ -902,6 +948,7 @@ def critical(
         f"{bad} of {sum(s['found'] for s in summary)} starts did not converge (reported in "
         f"critical_points.csv, excluded from the statistics); wrote {len(written)} files to {out} "
         f"in {wall:.0f} s on {len(used)} {used[0].platform} device(s)"
+        + (f" in {num_processes} processes" if multi else "")
     )
     _report_plot_error(error, out)
 

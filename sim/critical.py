@@ -15,9 +15,13 @@ each, and moves to the first that lowers |g|; then ``mu`` becomes half the one u
 when all four fail ``mu`` grows by 10^4. One *iteration* (``steps``) is that sequence. As ``mu -> 0``
 the step is Newton's, which converges quadratically to nondegenerate saddles as well as minima.
 Halving rather than dividing by 10 after a success (Marquardt's choice, and hdsim's before) wastes
-fewer evaluations on steps that fail: on the GRF at n = 32 with 512 starts it needs 11,632
-evaluations instead of 19,050 and converges from 295 starts instead of 269; on the MLP it finds more
-distinct critical points (65, 60, 120 at P = 13, 17, 33 with 256 starts, against 54, 37, 80).
+fewer evaluations on steps that fail. Measured with the escape steps below (instance
+``sample(fold_in(key(0), 0), n)``, starts from ``fold_in(key(0), 1)``; an *evaluation* is one call of
+``grad_hessian``): on the GRF at n = 32 with 512 starts it needs 22,518 evaluations instead of 39,060
+and converges from 378 starts instead of 360 (without escapes: 12,053 against 19,904 evaluations, 285
+against 258 starts); on the teacher-student MLP (max_steps 300, patience 50, 256 starts) it finds more
+distinct critical points, 68, 79, 166 at P = 13, 17, 33 against 46, 73, 132, with 27,516, 29,931,
+41,847 evaluations against 39,473, 47,088, 74,492.
 Method "newton" keeps ``mu = 1e-10`` and moves to every proposal, also uphill in |g|: on the GRF at
 n = 32 it converges from about as many starts (292), but it wanders as n grows (64 starts: 9 against
 38 at n = 64, none against 32 at n = 128), so it is an option only.
@@ -42,8 +46,10 @@ whatever |g| does, then LM again with ``mu`` reset and a fresh progress window; 
 GRF n = 32: 53% -> 70% converged; n = 64: 53% -> 73%; p-spin p = 3, n = 32: 56% -> 74% (6 escapes:
 76-77%, with 23% then stopped by the cap); not used to choose them: GRF n = 48: 52% -> 73%, p-spin
 p = 4, n = 20: 64% -> 80% (pinned in tests/test_critical.py). The previous method measured 58% on
-512 GRF starts at n = 32 (scipy's MINPACK LM on the same residual: 56%). The price: stalled runs now take ~75 iterations instead of
-~25, about 1.5x the evaluations per converged start. ``escapes=0`` is the previous method exactly.
+512 GRF starts at n = 32 (scipy's MINPACK LM on the same residual: 56%). The price: stalled runs now
+take ~75 iterations instead of ~25; on the GRF at n = 32 (512 starts, as above) 22,518 evaluations
+instead of 12,053 (1.9x), 60 instead of 42 per converged start (1.4x). ``escapes=0`` is the previous
+method exactly.
 Converged points are critical points by the same test (|g| <= gtol at an evaluated point).
 
 **Index** (``hessian_index``): eigenvalues of the exact Hessian on the tangent space (n - 1 directions

@@ -11,7 +11,7 @@ name          x lives on                  energy (``energy_density`` divides by 
 ============  ==========================  ==========================================================
 grf           R^n                         phi(x), E phi(x) phi(y) = n exp(-|x - y|^2 / (2 n s^2))
 pspin         sphere |x|^2 = n            H(x) = n^-(p-1)/2 sum J_{i1..ip} x_i1 ... x_ip
-mlp           R^P (P = number of params)  (1/2m) sum |f_x(inputs) - teacher(inputs)|^2
+mlp           R^P (P = number of params)  (1/2m) sum |f_x(inputs) - targets|^2 (teacher or real data)
 ============  ==========================  ==========================================================
 
 Methods (``params`` from ``sample``, ``x`` a point of shape ``(dim,)``):
@@ -48,6 +48,8 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from sim._util import as_key, float_dtype, make_named, sincos
+from sim.learning.data import REAL_DATASETS, read_real
+from sim.learning.data import load as load_data
 from sim.models import mlp_init, mlp_num_params, teacher_task
 
 __all__ = [
@@ -58,6 +60,7 @@ __all__ = [
     "GRFParams",
     "PSpinParams",
     "MLPParams",
+    "MLP_DATA",
     "LANDSCAPES",
     "make_landscape",
     "PSPIN_MAX_COUPLINGS",
@@ -394,75 +397,153 @@ def _pspin_sample(key, n, p, dtype):
 
 
 # ----------------------------------------------------------------------------------------------
-# Training loss of a small MLP (teacher-student)
+# Training loss of a small MLP (teacher-student, or real data)
+
+#: data the MLP landscape is trained on: a synthetic teacher, or a real data set of ``sim.learning.data``
+MLP_DATA = ("teacher",) + REAL_DATASETS
+
+# keys of the start's random choices (init scale, training steps): fold_in(key, _START_STREAM + j), apart
+# from the keys fold_in(key, layer) that mlp_init uses for the layers
+_START_STREAM = 1 << 16
 
 
 class MLPParams(NamedTuple):
-    """An MLP-loss instance: the data (``inputs`` (m, d_in), ``targets`` (m, d_out)) and the flat
-    parameter vector of the teacher that labelled it (shape (P,): a global minimum when noise = 0)."""
+    """An MLP-loss instance: the data (``inputs`` (m, d_in), ``targets`` (m, d_out)) and a flat parameter
+    vector of shape (P,): the teacher that labelled the data (a global minimum when noise = 0), or, for
+    real data, a LeCun initialisation (a reference point that fixes the sizes; no teacher exists)."""
 
     inputs: jax.Array
     targets: jax.Array
     teacher: jax.Array
 
 
+def _positive_tuple(name, values, *, integer: bool):
+    try:
+        vals = tuple(values)
+    except TypeError:
+        vals = ()
+    if integer:
+        ok = bool(vals) and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 0 for v in vals)
+        what = "a non-empty list of integers >= 0"
+    else:
+        ok = bool(vals) and all(
+            isinstance(v, (int, float, np.integer, np.floating))
+            and not isinstance(v, bool)
+            and math.isfinite(v)
+            and v > 0
+            for v in vals
+        )
+        what = "a non-empty list of finite numbers > 0"
+    if not ok:
+        raise ValueError(f"mlp: {name} must be {what}, got {values!r}")
+    return tuple(int(v) for v in vals) if integer else tuple(float(v) for v in vals)
+
+
 @dataclasses.dataclass(frozen=True)
 class MLP(Landscape):
-    """Mean squared training loss of a one-hidden-layer tanh MLP ``(d_in, n, d_out)`` on synthetic data.
+    """Mean squared training loss of a one-hidden-layer tanh MLP ``(d_in, n, d_out)``.
 
     The size ``n`` is the **hidden width**; the loss is a function of the flattened parameter vector
     of length ``P = (d_in + 1) n + (n + 1) d_out`` (``ravel_pytree`` order: W1, b1, W2, b2; see
-    ``sim.models``). Data: ``num_samples`` Gaussian inputs labelled by a random teacher of the same
-    widths (``sim.models.teacher_task``) plus ``noise``: the student can fit the teacher exactly, so
-    the global minimum is 0 when noise = 0. Starts: ``sim.models.mlp_init`` (LeCun) per start.
-    The energy is the loss itself plus weight decay (already a mean over the data); the index fraction
-    is index / P.
+    ``sim.models``). The energy is ``(1/2m) sum_i |f_x(input_i) - target_i|^2 + (wd/2)|x|^2`` (already
+    a mean over the data); the index fraction is index / P.
+
+    Data (``data``):
+
+    * ``"teacher"`` (default): ``num_samples`` Gaussian inputs labelled by a random teacher of the same
+      widths (``sim.models.teacher_task``) plus ``noise``: the student can fit the teacher exactly, so
+      the global minimum is 0 when noise = 0. ``d_in`` defaults to 2, ``d_out`` to 1.
+    * a real data set of ``sim.learning.data`` (``"digits"``, ``"mnist1d"``): ``num_samples`` training
+      images drawn by ``sim.learning.data.load`` (standardised inputs, one-hot targets: regression on
+      one-hot labels); ``d_in`` and ``d_out`` are the data's (64 and 10 for digits; giving others
+      raises) and ``noise`` must be 0.
+
+    Starts (``start``): LeCun initialisation (``sim.models.mlp_init``) times a scale drawn uniformly
+    from ``init_scales``, then a number of full-batch gradient-descent steps on this loss (learning
+    rate ``train_lr``) drawn uniformly from ``train_steps``: points along training trajectories, so
+    that the starts span the loss levels from the initialisation to trained networks. The defaults
+    (scale 1, no steps) start at the initialisation itself.
 
     Permutations of hidden units and sign flips (tanh is odd) map critical points to other critical
     points with the same energy and index: they are counted as different points. Without weight decay,
     critical points of tanh networks are mostly degenerate (a unit with zero outgoing weight, or two
     merged units, leaves whole lines of critical points: zero Hessian eigenvalues), and Newton-type
-    searches converge only linearly there; measured at widths 2-16 the finder then converged on
-    < 1-45% of starts. ``weight_decay`` (default 1e-3) adds ``(wd/2)|x|^2``, which makes the critical
-    points isolated (no zero modes were found with it) at the price of moving the global minimum
-    slightly off the teacher. Set it to 0 for the plain loss (``sim.critical.hessian_index`` reports
-    zero modes).
+    searches converge only linearly there; measured at widths 2-16 (teacher) the finder then converged
+    on < 1-45% of starts. ``weight_decay`` (default 1e-3) adds ``(wd/2)|x|^2``, which makes the critical
+    points isolated (no zero modes were found with it on the teacher task) at the price of moving the
+    global minimum slightly off the teacher. Set it to 0 for the plain loss (``sim.critical.hessian_index``
+    reports zero modes).
     """
 
     name: ClassVar[str] = "mlp"
-    d_in: int = 2
-    d_out: int = 1
+    data: str = "teacher"
+    d_in: int | None = None
+    d_out: int | None = None
     num_samples: int = 64
     noise: float = 0.0
     weight_decay: float = 1e-3
+    init_scales: tuple[float, ...] = (1.0,)
+    train_steps: tuple[int, ...] = (0,)
+    train_lr: float = 0.05
 
     def __post_init__(self):
+        if self.data not in MLP_DATA:
+            raise ValueError(f"mlp: unknown data {self.data!r}; valid: {', '.join(MLP_DATA)}")
         if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
             raise ValueError(f"mlp: weight_decay must be a finite number >= 0, got {self.weight_decay!r}")
         for field in ("d_in", "d_out", "num_samples"):
             v = getattr(self, field)
+            if field != "num_samples" and v is None:
+                continue
             if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"mlp: {field} must be an integer >= 1, got {v!r}")
         if not (math.isfinite(self.noise) and self.noise >= 0):
             raise ValueError(f"mlp: noise must be a finite number >= 0, got {self.noise!r}")
+        object.__setattr__(self, "init_scales", _positive_tuple("init_scales", self.init_scales, integer=False))
+        object.__setattr__(self, "train_steps", _positive_tuple("train_steps", self.train_steps, integer=True))
+        if not (isinstance(self.train_lr, (int, float)) and math.isfinite(self.train_lr) and self.train_lr > 0):
+            raise ValueError(f"mlp: train_lr must be a finite number > 0, got {self.train_lr!r}")
+        if self.data == "teacher":
+            sizes = {"d_in": 2, "d_out": 1}
+        else:
+            if self.noise != 0:
+                raise ValueError(f"mlp: noise labels the teacher's data; data {self.data!r} has its own labels")
+            real = read_real(self.data)  # cached; raises for mnist1d without its package
+            sizes = {"d_in": int(real.x_pool.shape[1]), "d_out": int(real.classes)}
+            if self.num_samples > real.x_pool.shape[0]:
+                raise ValueError(
+                    f"mlp: num_samples must be at most {real.x_pool.shape[0]} (the {self.data} training pool), "
+                    f"got {self.num_samples}"
+                )
+        for field, v in sizes.items():
+            given = getattr(self, field)
+            if given is None:
+                object.__setattr__(self, field, v)
+            elif self.data != "teacher" and given != v:
+                raise ValueError(f"mlp: {field} is {v} for data {self.data!r} (fixed by the data), got {given!r}")
 
     def widths(self, n: int) -> tuple[int, int, int]:
-        return (int(self.d_in), int(n), int(self.d_out))
+        return (int(self.d_in), int(n), int(self.d_out))  # type: ignore[arg-type]  # resolved in __post_init__
 
     def dim(self, n):
         return mlp_num_params(self.widths(n))
 
     def sample(self, key, n, *, dtype=jnp.float64) -> MLPParams:
-        """Data from ``sim.models.teacher_task(key, (d_in, n, d_out), num_samples, noise=noise)``; the
-        teacher is ``mlp_init(fold_in(key, 1), widths)`` as teacher_task draws it."""
+        """Teacher: data from ``sim.models.teacher_task(key, (d_in, n, d_out), num_samples, noise=noise)``;
+        the teacher is ``mlp_init(fold_in(key, 1), widths)`` as teacher_task draws it. Real data:
+        ``sim.learning.data.load(data, fold_in(key, 0), num_samples, 1)`` (its training part) and the
+        reference point ``mlp_init(fold_in(key, 1), widths)``."""
         self.check_size(n)
         dtype = float_dtype(dtype, fn="mlp.sample")
         key, widths = as_key(key), self.widths(n)
+        ref = ravel_pytree(mlp_init(jax.random.fold_in(key, 1), widths, dtype=dtype))[0]
+        if self.data != "teacher":
+            d = load_data(self.data, jax.random.fold_in(key, 0), int(self.num_samples), 1, dtype=dtype)
+            return MLPParams(d.x_train, d.y_train, ref)
         # sim.models broadcasts biases implicitly (x @ w + b): allow it for this call only
         with jax.numpy_rank_promotion("allow"):
             task = teacher_task(key, widths, int(self.num_samples), noise=self.noise, dtype=dtype)
-        teacher = ravel_pytree(mlp_init(jax.random.fold_in(key, 1), widths, dtype=dtype))[0]
-        return MLPParams(task.x, task.y, teacher)
+        return MLPParams(task.x, task.y, ref)
 
     def size(self, params):
         """The hidden width."""
@@ -470,7 +551,7 @@ class MLP(Landscape):
 
     def hidden_width(self, x) -> int:
         """Hidden width from the length P of a parameter vector."""
-        return (x.shape[0] - self.d_out) // (self.d_in + 1 + self.d_out)
+        return (x.shape[0] - self.d_out) // (self.d_in + 1 + self.d_out)  # type: ignore[operator]
 
     def unflatten(self, x):
         """Flat vector -> list of (W, b), the inverse of ``ravel_pytree`` for these widths."""
@@ -491,9 +572,74 @@ class MLP(Landscape):
     def energy_density(self, params, x):
         return self.energy(params, x)
 
+    def _forward(self, params, x):
+        """Closed-form pieces: augmented inputs X~ = [X, 1] (m, d+1), first layer U~ = [W1; b1] (d+1, n),
+        h = tanh(X~ U~) (m, n), h~ = [h, 1], second layer V~ = [W2; b2] (n+1, d_out), residual r (m, d_out).
+        The flat vector is [vec(U~), vec(V~)] row-major: exactly ravel_pytree's order W1, b1, W2, b2."""
+        m, d = params.inputs.shape
+        n = self.hidden_width(x)
+        k = int(self.d_out)
+        split = (d + 1) * n
+        u, v = x[:split].reshape(d + 1, n), x[split:].reshape(n + 1, k)
+        xa = jnp.concatenate([params.inputs, jnp.ones((m, 1), x.dtype)], axis=1)
+        h = jnp.tanh(xa @ u)
+        ha = jnp.concatenate([h, jnp.ones((m, 1), x.dtype)], axis=1)
+        r = ha @ v - params.targets
+        return xa, u, v, h, ha, r
+
+    def euclidean_grad(self, params, x):
+        xa, u, v, h, ha, r = self._forward(params, x)
+        m = xa.shape[0]
+        gu = xa.T @ ((r @ v[:-1].T) * (1 - h * h)) / m
+        gv = ha.T @ r / m
+        return jnp.concatenate([gu.reshape(-1), gv.reshape(-1)]) + self.weight_decay * x
+
+    def euclidean_hessian(self, params, x):
+        return self.grad_hessian(params, x)[1]
+
+    def grad_hessian(self, params, x):
+        """Gradient and exact Hessian in closed form (Gauss-Newton part plus the residual terms), about
+        (m P^2 / n) operations instead of the m P^2 of forward-over-reverse autodiff (``jax.hessian``;
+        the tests compare both). Index order [a, j] for U~ and [j, k] for V~ (see ``_forward``)."""
+        xa, u, v, h, ha, r = self._forward(params, x)
+        m, da = xa.shape
+        n, k = h.shape[1], v.shape[1]
+        w2 = v[:-1]  # (n, k)
+        t1 = 1 - h * h  # tanh'
+        t2 = -2 * h * t1  # tanh''
+        rw = r @ w2.T  # (m, n): sum_k r_ik W2[j, k]
+        phi = (xa[:, :, None] * t1[:, None, :]).reshape(m, da * n)  # d z_ij / d U~[a, j] times tanh'
+        # U~U~: (1/m) sum_i [(W2 W2^T)_jj' t'_ij t'_ij' + delta_jj' rw_ij t''_ij] x~_ia x~_ib
+        huu = (phi.T @ phi / m) * jnp.tile(w2 @ w2.T, (da, da))
+        diag = jnp.einsum("ia,ij,ib->ajb", xa, rw * t2, xa) / m  # (da, n, da)
+        huu = huu + (diag[:, :, :, None] * jnp.eye(n, dtype=x.dtype)[None, :, None, :]).reshape(da * n, da * n)
+        # U~V~: (1/m) sum_i t'_ij x~_ia (W2[j, k] h~_ic + delta_jc r_ik), column index [c, k]
+        p = jnp.einsum("iz,ic->zc", phi, ha).reshape(da, n, n + 1) / m  # (a, j, c)
+        q = jnp.einsum("iz,ik->zk", phi, r).reshape(da, n, k) / m  # (a, j, k)
+        huv = p[:, :, :, None] * w2[None, :, None, :]  # (a, j, c, k)
+        eye = jnp.eye(n, n + 1, dtype=x.dtype)  # delta_jc, c < n
+        huv = (huv + eye[None, :, :, None] * q[:, :, None, :]).reshape(da * n, (n + 1) * k)
+        # V~V~: delta_kk' (1/m) sum_i h~_ic h~_ic'
+        hvv = jnp.kron(ha.T @ ha / m, jnp.eye(k, dtype=x.dtype))
+        hess = jnp.block([[huu, huv], [huv.T, hvv]]) + self.weight_decay * jnp.eye(x.shape[0], dtype=x.dtype)
+        gu = xa.T @ (rw * t1) / m
+        gv = ha.T @ r / m
+        grad = jnp.concatenate([gu.reshape(-1), gv.reshape(-1)]) + self.weight_decay * x
+        return grad, hess
+
     def start(self, key, params):
-        w = mlp_init(key, self.widths(self.size(params)), dtype=params.inputs.dtype)
-        return ravel_pytree(w)[0]
+        """LeCun init ``mlp_init(key, widths)`` times a scale from ``init_scales``, then gradient descent for a
+        number of steps from ``train_steps`` (choices drawn with ``fold_in(key, 2^16)`` and ``fold_in(key,
+        2^16 + 1)``); with the defaults, the initialisation itself."""
+        dt = params.inputs.dtype
+        x = ravel_pytree(mlp_init(key, self.widths(self.size(params)), dtype=dt))[0]
+        if self.init_scales == (1.0,) and self.train_steps == (0,):
+            return x
+        pick = [jax.random.fold_in(key, _START_STREAM + j) for j in range(2)]
+        scale = jnp.asarray(self.init_scales, dt)[jax.random.randint(pick[0], (), 0, len(self.init_scales))]
+        steps = jnp.asarray(self.train_steps, jnp.int32)[jax.random.randint(pick[1], (), 0, len(self.train_steps))]
+        lr = jnp.asarray(self.train_lr, dt)
+        return jax.lax.fori_loop(0, steps, lambda _, y: y - lr * self.euclidean_grad(params, y), x * scale)
 
     def grad_scale(self, params):
         # the gradient of the loss at a random start is of the order of the RMS target

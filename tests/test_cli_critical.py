@@ -128,6 +128,17 @@ def test_critical_help_one_line_per_option():
         (["--starts", "many"], "'many'"),
         (["--method", "bfgs"], "--method: unknown value 'bfgs'; valid: lm, newton"),
         (["--starts", "100000000"], "--starts 100000000 at dimension 32 needs about"),
+        (["--landscape", "mlp", "--data", "cifar"], "--data: unknown value 'cifar'; valid: teacher, digits, mnist1d"),
+        (["--data", "digits"], "--data 'digits' applies to landscape mlp only, got landscape 'grf'"),
+        (["--landscape", "mlp", "--data", "digits", "--d-in", "3"], "--d-in is 64 for data 'digits'"),
+        (["--landscape", "mlp", "--data", "digits", "--num-samples", "2000"], "at most 1300"),
+        (["--landscape", "mlp", "--start-scales", "1,x"], "--start-scales '1,x': give a comma list of numbers"),
+        (
+            ["--landscape", "mlp", "--start-scales", "0"],
+            "--start-scales must be a non-empty list of finite numbers > 0",
+        ),
+        (["--landscape", "mlp", "--start-steps", "0,-5"], "--start-steps must be a non-empty list of integers >= 0"),
+        (["--landscape", "mlp", "--start-lr", "-1"], "--start-lr must be a finite number > 0"),
     ],
 )
 def test_critical_bad_input(tmp_path, args, needle):
@@ -140,7 +151,24 @@ def test_critical_bad_input(tmp_path, args, needle):
     assert not out.exists()
 
 
-NAMES = ("critical_index_energy", "critical_minima_fraction", "critical_spectra", "pspin_threshold")
+def test_critical_mlp_on_digits(tmp_path):
+    """`--landscape mlp --data digits`: a (64, 2, 10) network (P = 160) on 32 images; every start is a row,
+    converged or not, and the JSON records the data."""
+    out = tmp_path / "digits"
+    args = ["critical", "--landscape", "mlp", "--data", "digits", "--dims", "2", "--num-samples", "32"]
+    args += ["--starts", "4", "--start-steps", "0,100", "--start-lr", "0.5", "--no-descent", "--no-plots"]
+    res = runner.invoke(app, [*args, "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    rows = _read(out / "critical_points.csv")
+    assert len(rows) == 4 and {r["dim"] for r in rows} == {"160"}
+    summary = _read(out / "critical_summary.csv")[0]
+    assert int(summary["converged"]) + int(summary["not_converged"]) == 4
+    meta = json.loads((out / "critical.json").read_text())
+    assert meta["parameters"]["data"] == "digits" and meta["parameters"]["start_steps"] == [0, 100]
+    assert "data=digits" in meta["info"]["landscape"] and "d_in=64" in meta["info"]["landscape"]
+
+
+NAMES = ("critical_index_energy", "critical_minima_fraction", "critical_spectra", "pspin_threshold", "critical_digits")
 
 
 def test_quick_gallery_is_byte_identical(tmp_path):

@@ -425,6 +425,11 @@ def test_bad_solver_input(call, match):
         ({"landscape": "pspin", "dims": (1,)}, "dimension must be an integer >= 2"),
         ({"landscape": "pspin", "p": 4, "dims": (100,)}, "PSPIN_MAX_COUPLINGS"),
         ({"method": "bfgs"}, "method: unknown value 'bfgs'; valid: lm, newton"),
+        ({"landscape": "mlp", "data": "cifar"}, "data: unknown value 'cifar'; valid: teacher, digits, mnist1d"),
+        ({"landscape": "grf", "data": "digits"}, "data 'digits' applies to landscape mlp only"),
+        ({"landscape": "mlp", "data": "digits", "d_in": 3}, "d_in is 64 for data 'digits'"),
+        ({"landscape": "mlp", "start_scales": (0.0,)}, "init_scales must be"),
+        ({"landscape": "mlp", "start_steps": (-2,)}, "train_steps must be"),
     ],
 )
 def test_bad_config(kw, match):
@@ -492,3 +497,42 @@ def test_mlp_minima_fraction_decays_with_p():
     for r in s:
         if r["dim"] >= 16:
             assert r["unique"] >= 20 and r["spearman"] > 0.5, r
+
+
+# ---- the Dauphin relation on real data (MLP on scikit-learn's digits) ----
+
+DIGITS = L.MLP(
+    data="digits",
+    num_samples=32,
+    weight_decay=1e-2,
+    init_scales=(0.5, 1.0),
+    train_steps=(0, 30, 100, 300, 1000, 3000),
+    train_lr=0.5,
+)
+
+
+@pytest.fixture(scope="module")
+def digits_points():
+    """The finder on a (64, 2, 10) MLP (P = 160) trained on 32 digits images, 24 starts along gradient-
+    descent trajectories (the sizes of the experiment's `--data digits` runs, scaled down)."""
+    params = DIGITS.sample(jax.random.key(0), 2)
+    cp = C.find_critical_points(jax.random.key(1), DIGITS, params, 24, max_steps=300, patience=50)
+    return params, jax.tree.map(np.asarray, cp)
+
+
+@pytest.mark.slow  # ~60 s CPU (400 s wall at load 14): 24 searches of up to 300 iterations at P = 160
+def test_digits_critical_points_are_critical_and_their_index_is_exact(digits_points):
+    """Every converged point: |grad| <= gtol by autodiff (not the closed form the finder used), and the
+    reported index and zero-mode count equal numpy's eigvalsh of the autodiff Hessian there."""
+    params, cp = digits_points
+    conv = np.flatnonzero(cp.converged)
+    assert conv.size >= 3, cp.grad_norm  # measured: 3 of 24 (the finder stalls or hits the cap on the rest)
+    grad = jax.jit(jax.grad(DIGITS.energy, argnums=1))
+    hess = jax.jit(jax.hessian(DIGITS.energy, argnums=1))
+    for s in conv:
+        assert float(jnp.linalg.norm(grad(params, cp.x[s]))) <= cp.gtol * (1 + 1e-6)
+        ev = np.linalg.eigvalsh(np.asarray(hess(params, cp.x[s])))
+        cut = 1e-6 * np.abs(ev).max()
+        assert int(np.sum(ev < -cut)) == cp.index[s] and int(np.sum(np.abs(ev) <= cut)) == cp.n_zero[s]
+    # the others are reported as not converged, with |grad| above the tolerance
+    assert np.all(cp.grad_norm[~cp.converged] > cp.gtol) and np.all(cp.index[~cp.converged] == -1)

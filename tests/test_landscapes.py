@@ -20,6 +20,7 @@ CASES = [
     (L.PSpin(p=3), 6),
     (L.PSpin(p=4), 4),
     (L.MLP(), 3),
+    (L.MLP(data="digits", num_samples=24, weight_decay=0.0), 2),
 ]
 
 
@@ -167,6 +168,57 @@ def test_mlp_layout_and_teacher():
     assert float(wd.energy(params, flat)) == pytest.approx(ref + 0.05 * float(flat @ flat), rel=1e-13)
 
 
+def test_mlp_on_digits_layout_and_data():
+    """data="digits": 64 inputs and 10 one-hot outputs from sim.learning.data.load, the flat layout
+    of the teacher case, and the closed-form Hessian equal to jax.hessian at a trained-looking point."""
+    from sim.learning.data import load
+
+    land, width = L.MLP(data="digits", num_samples=40), 3
+    assert (land.d_in, land.d_out) == (64, 10) and land.dim(width) == 65 * 3 + 4 * 10
+    params = land.sample(jax.random.key(2), width)
+    d = load("digits", jax.random.fold_in(jax.random.key(2), 0), 40, 1, dtype=jnp.float64)
+    np.testing.assert_array_equal(params.inputs, d.x_train)
+    np.testing.assert_array_equal(params.targets, d.y_train)
+    np.testing.assert_array_equal(params.targets.sum(axis=1), np.ones(40))  # one-hot
+    assert land.size(params) == width
+    x = 3.0 * land.start(jax.random.key(5), params)  # large weights: saturated units, big residual terms
+    g, h = land.grad_hessian(params, x)
+    h0 = jax.hessian(land.energy, argnums=1)(params, x)
+    np.testing.assert_allclose(h, h0, rtol=1e-11, atol=1e-11 * float(jnp.abs(h0).max()))
+    np.testing.assert_allclose(g, jax.grad(land.energy, argnums=1)(params, x), rtol=1e-11, atol=1e-14)
+    # an explicit d_in equal to the data's is accepted; the resolved landscape is the same
+    assert L.MLP(data="digits", num_samples=40, d_in=64, d_out=10) == land
+
+
+def test_mlp_starts_along_training_trajectories():
+    """Default starts are the LeCun initialisation; with init_scales and train_steps a start is the
+    initialisation scaled by one of the scales, then that many gradient-descent steps on the loss."""
+    base = L.MLP(data="digits", num_samples=64)
+    params = base.sample(jax.random.key(0), 2)
+    key = jax.random.key(9)
+    x0 = base.start(key, params)
+    np.testing.assert_array_equal(x0, ravel_pytree(mlp_init(key, base.widths(2), dtype=jnp.float64))[0])
+    lr = 0.05
+    for scale, steps in ((0.5, 0), (2.0, 7), (1.0, 40)):
+        land = L.MLP(data="digits", num_samples=64, init_scales=(scale,), train_steps=(steps,), train_lr=lr)
+        y = x0 * scale
+        for _ in range(steps):
+            y = y - lr * land.euclidean_grad(params, y)
+        np.testing.assert_allclose(land.start(key, params), y, rtol=1e-12, atol=1e-14)
+    # the choices are drawn per start from the lists, every entry turns up, and training lowers the loss
+    land = L.MLP(data="digits", num_samples=64, init_scales=(0.5, 2.0), train_steps=(0, 200), train_lr=lr)
+    xs = jax.vmap(lambda s: land.start(jax.random.fold_in(key, s), params))(jnp.arange(64))
+    inits = jax.vmap(
+        lambda s: ravel_pytree(mlp_init(jax.random.fold_in(key, s), land.widths(2), dtype=jnp.float64))[0]
+    )(jnp.arange(64))
+    ratio = np.asarray(jnp.linalg.norm(xs, axis=1) / jnp.linalg.norm(inits, axis=1))
+    untrained = np.isclose(ratio, 0.5, rtol=1e-12) | np.isclose(ratio, 2.0, rtol=1e-12)
+    assert 0 < untrained.sum() < 64  # binomial(64, 1/2): both kinds with probability 1 - 2^-63
+    energy = jax.vmap(lambda x: land.energy(params, x))
+    e, before = np.asarray(energy(xs)), np.minimum(np.asarray(energy(0.5 * inits)), np.asarray(energy(2.0 * inits)))
+    assert np.all(e[~untrained] < before[~untrained])
+
+
 def test_raw_and_typed_keys_agree():
     for land, n in CASES[:3]:
         a = land.sample(jax.random.key(3), n)
@@ -188,6 +240,15 @@ def test_raw_and_typed_keys_agree():
         (lambda: L.GRF(features=0), "features must be"),
         (lambda: L.MLP(num_samples=0), "num_samples must be"),
         (lambda: L.MLP(weight_decay=-1.0), "weight_decay must be"),
+        (lambda: L.MLP(data="cifar"), "mlp: unknown data 'cifar'; valid: teacher, digits, mnist1d"),
+        (lambda: L.MLP(data="digits", d_in=5), "mlp: d_in is 64 for data 'digits' (fixed by the data), got 5"),
+        (lambda: L.MLP(data="digits", noise=0.1), "noise labels the teacher's data"),
+        (lambda: L.MLP(data="digits", num_samples=5000), "num_samples must be at most 1300"),
+        (lambda: L.MLP(init_scales=()), "init_scales must be a non-empty list of finite numbers > 0"),
+        (lambda: L.MLP(init_scales=(1.0, -2.0)), "init_scales must be"),
+        (lambda: L.MLP(train_steps=(0, -1)), "train_steps must be a non-empty list of integers >= 0"),
+        (lambda: L.MLP(train_steps=(1.5,)), "train_steps must be"),
+        (lambda: L.MLP(train_lr=0.0), "train_lr must be a finite number > 0"),
         (lambda: L.GRF().sample(jax.random.key(0), 3, dtype=jnp.int32), "dtype must be"),
     ],
 )

@@ -1,5 +1,6 @@
-"""Scale-out of `hdsim critical` (issue 6): the instances spread over 1, 2 and 8 devices give bit-identical
-tables, and --devices / --platform fail with one line and exit 2.
+"""Scale-out of `hdsim critical` (issue 6): the instances spread over 1, 2 and 8 devices, or over two
+processes (jax.distributed on 127.0.0.1), give bit-identical tables, and --devices / --platform fail with
+one line and exit 2.
 
 Multi-device runs use a subprocess with XLA_FLAGS=--xla_force_host_platform_device_count=8 (the device
 count is fixed when JAX starts) and NPROC=9 (XLA's intra-op pool one thread larger than the devices, so all
@@ -17,7 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli import app
-from tests.processes import ROOT, assert_missing_backend_fails, fresh_env, stderr_of
+from tests.processes import ROOT, assert_missing_backend_fails, fresh_env, run_two_processes, stderr_of
 
 TIMEOUT = 300  # seconds: a deadlocked pool fails the test instead of hanging the suite
 
@@ -173,3 +174,36 @@ def test_cli_two_cpu_devices_write_the_same_csv(tmp_path):
     for name in ("critical_points.csv", "critical_summary.csv", "critical_descent.csv", "critical_spectrum.csv"):
         with open(tmp_path / "two" / name, newline="") as f2, open(tmp_path / "one" / name, newline="") as f1:
             assert list(csv.DictReader(f2)) == list(csv.DictReader(f1)), name
+
+
+@pytest.mark.slow  # ~60 s under load: two fresh JAX processes meet through jax.distributed, then a single-process run
+def test_two_processes_equal_one(tmp_path):
+    """Three instances over two processes (process 0 searches instances 0 and 2, process 1 instance 1;
+    the results are then shared): the same CSVs as one process, written by process 0 only."""
+    import csv
+
+    args = [
+        "critical",
+        "--dims",
+        "3",
+        "--starts",
+        "12",
+        "--instances",
+        "3",
+        "--descent-steps",
+        "300",
+        "--spectra",
+        "2",
+        "--seed",
+        "4",
+        "--no-plots",
+    ]
+    outs = run_two_processes(args, [tmp_path / "p0", tmp_path / "p1"])
+    assert "on 2 cpu device(s) in 2 processes" in outs[0]
+    assert not (tmp_path / "p1").exists() and "starts did not converge" not in outs[1]  # only process 0 writes
+    single = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "single")])
+    assert single.exit_code == 0, stderr_of(single)
+    for name in ("critical_points.csv", "critical_summary.csv", "critical_descent.csv", "critical_spectrum.csv"):
+        with open(tmp_path / "p0" / name, newline="") as f2, open(tmp_path / "single" / name, newline="") as f1:
+            rows = list(csv.DictReader(f1))
+            assert rows and list(csv.DictReader(f2)) == rows, name

@@ -25,13 +25,15 @@ Tables (``Result``):
 * ``tables["theory"]``: the curve alpha(energy) of the theory (grf without confinement, pspin).
 
 Devices: the unit of work is one instance at one size (its finder run and, with descent, its descent
-run). Items, ordered by size then instance, go round-robin to this process's devices (item k on device
-k mod D; ``config.devices`` of them, default all): each item's key is placed on its device, so its
-sampling and searches run there, and up to ``2 D`` items are dispatched ahead of the one being
-collected, so the devices work concurrently (on CPU at most one fewer than XLA's intra-op pool has
-threads, see ``_in_flight``). Every item runs the same program on any device, so every
-number (all columns except timings) is bit-identical for 1, 2, 8 ... devices. Each device compiles the
-programs of the sizes it runs once.
+run). Items, ordered by size then instance, go round-robin to the devices (item k on device k mod D;
+``config.devices`` of them, default all, across processes after ``jax.distributed.initialize``): each
+item's key is placed on its device, so its sampling and searches run there, and up to ``2 D`` items are
+dispatched ahead of the one being collected, so the devices work concurrently (on CPU at most one fewer
+than XLA's intra-op pool has threads, see ``_in_flight``). In a multi-process run each process
+dispatches the items of its own devices and every result is then copied to all processes
+(``_share``), so process 0 holds the whole table. Every item runs the same program on any device, so
+every number (all columns except timings) is bit-identical for 1, 2, 8 ... devices and for any number
+of processes. Each device compiles the programs of the sizes it runs once.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ import numpy as np
 from sim import critical, landscapes
 from sim.devices import PLATFORMS, get_devices
 from sim.experiments.base import (
+    ConfigError,
     Progress,
     Result,
     check_choice,
@@ -79,15 +82,21 @@ class CriticalConfig:
         instances: random landscapes per size, >= 1.
         p: p-spin order (>= 2).
         features, features_per_dim, length_scale, confine: GRF options (``sim.landscapes.GRF``).
-        d_in, num_samples, weight_decay, noise: MLP options (``sim.landscapes.MLP``).
+        data: what the MLP is trained on: "teacher" (synthetic, default) or a real data set of
+            ``sim.learning.data`` ("digits", "mnist1d"); only for landscape "mlp".
+        d_in, num_samples, weight_decay, noise: MLP options (``sim.landscapes.MLP``; d_in None: 2 for the
+            teacher, the data's for real data).
+        start_scales, start_steps, start_lr: MLP starts: LeCun init times a scale from ``start_scales``,
+            then full-batch gradient descent for a number of steps from ``start_steps`` at learning rate
+            ``start_lr`` (``sim.landscapes.MLP.start``; defaults: the initialisation itself).
         max_steps, patience: finder budget (None: 100 and 10; 300 and 50 for mlp).
         method: the finder's step rule, "lm" (default) or "newton" (see ``sim.critical``).
         rtol, zero_tol, dedup_tol: tolerances (see ``sim.critical``).
         descent: also run gradient descent from the same starts.
         descent_steps: iteration cap of the descent.
         spectra: saddles per size whose full Hessian spectrum is kept.
-        devices: number of this process's devices the instances are spread over (None: all of them).
-            Results do not depend on it.
+        devices: number of devices the instances are spread over (None: all of them, in every process
+            of a multi-process run). Results do not depend on it.
         platform: backend whose devices are used ("cpu", "gpu", "tpu"; None: JAX's default).
     """
 
@@ -101,10 +110,14 @@ class CriticalConfig:
     features_per_dim: int = 16
     length_scale: float = 1.0
     confine: float = 0.0
-    d_in: int = 2
+    data: str = "teacher"
+    d_in: int | None = None
     num_samples: int = 64
     weight_decay: float = 1e-3
     noise: float = 0.0
+    start_scales: tuple[float, ...] = (1.0,)
+    start_steps: tuple[int, ...] = (0,)
+    start_lr: float = 0.05
     max_steps: int | None = None
     patience: int | None = None
     method: str = "lm"
@@ -120,6 +133,11 @@ class CriticalConfig:
     def __post_init__(self):
         with checking("critical"):
             check_choice("landscape", self.landscape, landscapes.LANDSCAPES)
+            check_choice("data", self.data, landscapes.MLP_DATA)
+            if self.data != "teacher" and self.landscape != "mlp":
+                raise ConfigError(f"data {self.data!r} applies to landscape mlp only, got landscape {self.landscape!r}")
+            for name in ("start_scales", "start_steps"):
+                object.__setattr__(self, name, tuple(getattr(self, name)))
             check_int("p", self.p, 2)
             object.__setattr__(self, "dims", check_dims("dims", self.dims))
             for name in ("starts", "instances", "descent_steps"):
@@ -144,10 +162,14 @@ class CriticalConfig:
             features_per_dim=self.features_per_dim,
             length_scale=self.length_scale,
             confine=self.confine,
+            data=self.data,
             d_in=self.d_in,
             num_samples=self.num_samples,
             weight_decay=self.weight_decay,
             noise=self.noise,
+            init_scales=self.start_scales,
+            train_steps=self.start_steps,
+            train_lr=self.start_lr,
         )
 
     def finder_budget(self) -> tuple[int, int]:
@@ -232,42 +254,47 @@ def _rows(name, dim, size, instance, cp: critical.CriticalPoints, tdim, method) 
     return out
 
 
-def _dispatch(config: CriticalConfig, land, size: int, inst: int, device, budget):
-    """Start the searches of instance ``inst`` of ``size`` on ``device``; returns (finder, descent or None)
-    without waiting for them (JAX dispatch is asynchronous)."""
+def _compute(config: CriticalConfig, land, size: int, inst: int, budget, root):
+    """The searches of instance ``inst`` of ``size`` from the master key ``root``: (finder, descent or None)."""
     max_steps, patience = budget
-    with jax.default_device(device):
-        root = jax.device_put(jax.random.key(int(config.seed)), device)
-        k = jax.random.fold_in(jax.random.fold_in(root, size), inst)
-        params = land.sample(jax.random.fold_in(k, 0), size)
-        k_starts = jax.random.fold_in(k, 1)
-        cp = critical.find_critical_points(
+    k = jax.random.fold_in(jax.random.fold_in(root, size), inst)
+    params = land.sample(jax.random.fold_in(k, 0), size)
+    k_starts = jax.random.fold_in(k, 1)
+    cp = critical.find_critical_points(
+        k_starts,
+        land,
+        params,
+        config.starts,
+        max_steps=max_steps,
+        patience=patience,
+        rtol=config.rtol,
+        zero_tol=config.zero_tol,
+        dedup_tol=config.dedup_tol,
+        method=config.method,
+    )
+    dp = None
+    if config.descent:
+        dp = critical.minimise(
             k_starts,
             land,
             params,
             config.starts,
+            descent_steps=config.descent_steps,
             max_steps=max_steps,
             patience=patience,
             rtol=config.rtol,
             zero_tol=config.zero_tol,
             dedup_tol=config.dedup_tol,
-            method=config.method,
         )
-        dp = None
-        if config.descent:
-            dp = critical.minimise(
-                k_starts,
-                land,
-                params,
-                config.starts,
-                descent_steps=config.descent_steps,
-                max_steps=max_steps,
-                patience=patience,
-                rtol=config.rtol,
-                zero_tol=config.zero_tol,
-                dedup_tol=config.dedup_tol,
-            )
     return cp, dp
+
+
+def _dispatch(config: CriticalConfig, land, size: int, inst: int, device, budget):
+    """Start the searches of instance ``inst`` of ``size`` on ``device``; returns (finder, descent or None)
+    without waiting for them (JAX dispatch is asynchronous)."""
+    with jax.default_device(device):
+        root = jax.device_put(jax.random.key(int(config.seed)), device)
+        return _compute(config, land, size, inst, budget, root)
 
 
 def _cpu_pool_size() -> int:
@@ -297,18 +324,42 @@ def _in_flight(devices) -> int:
     return 2 * d
 
 
+def _share(result, owner: int, config: CriticalConfig, land, size: int, budget):
+    """Multi-process runs: every process receives the ``result`` (host arrays) of the item that process
+    ``owner`` computed (the others pass None): one ``process_allgather`` of the owner's arrays and zeros
+    of the same shapes elsewhere. The bits are copied, not recomputed."""
+    from jax.experimental import multihost_utils
+
+    if result is None:
+        shapes = jax.eval_shape(lambda: _compute(config, land, size, 0, budget, jax.random.key(int(config.seed))))
+        result = jax.tree.map(lambda a: np.zeros(a.shape, a.dtype), shapes)
+    gathered = multihost_utils.process_allgather(result)
+    return jax.tree.map(lambda a: np.asarray(a[owner]), gathered)
+
+
 def _results(config: CriticalConfig, land, devices, budget):
-    """Yield (finder, descent) of every item, sizes then instances, with the work spread round-robin
-    over ``devices`` and ``_in_flight`` items dispatched ahead (also bounds the memory of queued inputs)."""
+    """Yield (finder, descent) of every item, sizes then instances. Item k runs on ``devices[k mod D]``
+    (round-robin; across processes in a multi-process run, where each process dispatches the items of
+    its own devices and the results are then shared, ``_share``), with ``_in_flight`` items dispatched
+    ahead (also bounds the memory of queued inputs)."""
     items = [(size, inst) for size in config.dims for inst in range(config.instances)]
-    ahead = _in_flight(devices)
+    me, multi = jax.process_index(), jax.process_count() > 1
+    owner = [devices[j % len(devices)].process_index for j in range(len(items))]
+    mine = [j for j in range(len(items)) if owner[j] == me]
+    ahead = _in_flight([d for d in devices if d.process_index == me] or devices)
     flight = {}
     for j in range(len(items)):
-        for a in range(j, min(j + ahead, len(items))):
-            if a not in flight:
-                flight[a] = _dispatch(config, land, *items[a], devices[a % len(devices)], budget)
-        cp, dp = flight.pop(j)
-        yield jax.device_get(cp), (jax.device_get(dp) if dp is not None else None)
+        result = None
+        if owner[j] == me:
+            i = mine.index(j)
+            for a in mine[i : i + ahead]:
+                if a not in flight:
+                    flight[a] = _dispatch(config, land, *items[a], devices[a % len(devices)], budget)
+            cp, dp = flight.pop(j)
+            result = (jax.device_get(cp), (jax.device_get(dp) if dp is not None else None))
+        if multi:
+            result = _share(result, owner[j], config, land, items[j][0], budget)
+        yield result
 
 
 def run(config: CriticalConfig, *, progress: Progress | None = None) -> Result:
@@ -317,7 +368,7 @@ def run(config: CriticalConfig, *, progress: Progress | None = None) -> Result:
     land = config.make_landscape()
     budget = config.finder_budget()
     max_steps, patience = budget
-    devices = get_devices(config.devices, platform=config.platform, local=True)
+    devices = get_devices(config.devices, platform=config.platform)
     results = _results(config, land, devices, budget)
     rows, descent_rows, summary, spectrum = [], [], [], []
     timings = {}
@@ -424,6 +475,7 @@ def run(config: CriticalConfig, *, progress: Progress | None = None) -> Result:
         "seconds_per_size": timings,
         "device": str(devices[0]),
         "devices": len(devices),
+        "processes": jax.process_count(),
         "platform": devices[0].platform,
     }
     if config.landscape == "pspin":

@@ -6,6 +6,9 @@
   Wilson 95% error bars, and the fitted exponential decay ``logit p = a - c N``.
 * ``fig_spectra``: Hessian eigenvalues at saddles (drawn at random by the experiment) against the shifted
   semicircle of the theory.
+* ``fig_dauphin``: index fraction against training loss of the critical points of an MLP on real data
+  (Dauphin et al. 2014, Fig. 1), with the least-squares line and its 95% band, degenerate points
+  (zero modes) marked apart and the final losses of the non-converged searches as a rug.
 * ``fig_descent_energy``: energies per spin of the minima reached by gradient descent (p-spin) against n,
   with the threshold -E_inf and the ground state -E_0.
 
@@ -28,6 +31,7 @@ __all__ = [
     "fig_minima_fraction",
     "fig_spectra",
     "fig_descent_energy",
+    "fig_dauphin",
     "ENERGY_LABEL",
 ]
 
@@ -287,4 +291,63 @@ def fig_descent_energy(summary, descent_rows, p, *, fit=None, title=None):
     ax.set_ylabel("energy per spin  H / n")
     ax.set_title(title or f"Spherical {p}-spin: gradient descent stops near the threshold energy", fontsize=10)
     ax.legend(fontsize=7, loc="upper right")
+    return fig
+
+
+def fig_dauphin(rows, line=None, *, title=None):
+    """Index fraction against training loss of the unique critical points (one network and data set).
+
+    Args:
+        rows: the experiment's main table (one row per start; converged or not).
+        line: ``sim.fit.LinearFit`` of index fraction on loss (drawn with its 95% band), or None.
+    """
+    fig, axes = new_figure(width=5.6, height=3.6)
+    ax = axes[0, 0]
+    pts = [r for r in rows if r["converged"] and r["unique"]]
+    lost = [r for r in rows if not r["converged"]]
+    groups = (
+        ("saddles", [r for r in pts if r["index"] > 0 and r["n_zero"] == 0], COLORS[0], "o", True),
+        ("minima (index 0)", [r for r in pts if r["index"] == 0 and r["n_zero"] == 0], COLORS[1], "s", True),
+        ("degenerate (zero modes)", [r for r in pts if r["n_zero"] > 0], COLORS[2], "D", False),
+    )
+    for label, g, color, marker, filled in groups:
+        if not g:
+            continue
+        ax.plot(
+            [r["energy"] for r in g],
+            [r["index_fraction"] for r in g],
+            ls="none",
+            marker=marker,
+            ms=4,
+            alpha=0.75,
+            color=color,
+            mfc=color if filled else "none",
+            label=f"{label}: {len(g)}",
+        )
+    if lost:
+        ax.plot(
+            [r["energy"] for r in lost],
+            np.full(len(lost), -0.03),
+            ls="none",
+            marker="|",
+            ms=7,
+            color=COLORS[6],
+            alpha=0.5,
+            label=f"not converged (final loss): {len(lost)}",
+        )
+    if line is not None and pts:
+        e = np.array([r["energy"] for r in pts])
+        xs = np.linspace(e.min(), e.max(), 50)
+        ax.plot(xs, line.intercept + line.slope * xs, color=COLORS[6], lw=1.0, ls="--", label="least squares")
+        # pointwise 95% band of the fitted mean: s^2 / n + stderr^2 (x - mean)^2 (fit_slope's residual
+        # variance s^2 is its chi2_per_dof)
+        se = np.sqrt(line.chi2_per_dof / e.size + line.stderr**2 * (xs - e.mean()) ** 2)
+        mid = line.intercept + line.slope * xs
+        ax.fill_between(xs, mid - 1.96 * se, mid + 1.96 * se, color=COLORS[6], alpha=0.12, lw=0, label="95% band")
+    ax.set_xlabel("training loss at the critical point  (MSE / 2 + weight decay)")
+    ax.set_ylabel("index fraction  k / P")
+    top = max([r["index_fraction"] for r in pts], default=0.0)
+    ax.set_ylim(-0.06, max(0.1, 1.15 * top))
+    ax.legend(fontsize=7, loc="upper left")
+    ax.set_title(title or "MLP on digits: index fraction of critical points against their training loss", fontsize=9)
     return fig
