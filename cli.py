@@ -973,6 +973,8 @@ def _critical_plots(o, config, result):
             save(pc.fig_spectra(result.tables["spectrum"], name, theory_spec=spec), o, "critical_spectra")
         if name == "pspin" and result.tables["descent"]:
             save(pc.fig_descent_energy(summary, result.tables["descent"], config.p), o, "critical_descent_energy")
+        if config.data != "teacher":  # an MLP on real data: Dauphin et al.'s index against training loss
+            save(pc.fig_dauphin(result.rows), o, "critical_dauphin")
 
 
 # ---- hdsim spectrum (Hessian spectra from Hessian-vector products, issue 5) ----

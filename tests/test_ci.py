@@ -28,13 +28,9 @@ NOT_CLAIMS = {
     "tests/test_counts.py::test_mlp_counts_against_eigvalsh[N2185-init]": "no README or gallery sentence quotes "
     "the counts at N = 2185 (the default suite checks N = 489); move it to CLAIM_TESTS if one does",
     "tests/test_counts.py::test_mlp_counts_against_eigvalsh[N2185-trained]": "as N2185-init",
+    "tests/test_critical.py::test_digits_critical_points_are_critical_and_their_index_is_exact": "the Dauphin "
+    "plot on digits is not in the gallery or README yet (too few converged starts)",
     # slow sizes given as fixture parameters, which the old regex scan of the files did not see
-    "tests/test_counts.py::test_dense_counts_against_eigvalsh[N3000]": "the default suite checks the same "
-    "brackets against eigvalsh at N = 600; no README sentence quotes N = 3,000",
-    "tests/test_counts.py::test_spiked_outliers_are_deflated_and_counted_exactly[N3000]": "as "
-    "test_dense_counts_against_eigvalsh[N3000]",
-    "tests/test_counts.py::test_index_resolved_where_the_spectrum_has_a_gap[N3000]": "as "
-    "test_dense_counts_against_eigvalsh[N3000]",
     "tests/test_lanczos.py::test_no_reorthogonalisation_gives_the_same_count[N2000]": "an implementation "
     "cross-check (no reorthogonalisation against full); the default suite runs the small GOE",
 }

@@ -156,7 +156,7 @@ def test_critical_mlp_on_digits(tmp_path):
     converged or not, and the JSON records the data."""
     out = tmp_path / "digits"
     args = ["critical", "--landscape", "mlp", "--data", "digits", "--dims", "2", "--num-samples", "32"]
-    args += ["--starts", "4", "--start-steps", "0,100", "--start-lr", "0.5", "--no-descent", "--no-plots"]
+    args += ["--starts", "4", "--start-steps", "0,100", "--start-lr", "0.5", "--no-descent"]
     res = runner.invoke(app, [*args, "--out", str(out)])
     assert res.exit_code == 0, res.output
     rows = _read(out / "critical_points.csv")
@@ -166,9 +166,10 @@ def test_critical_mlp_on_digits(tmp_path):
     meta = json.loads((out / "critical.json").read_text())
     assert meta["parameters"]["data"] == "digits" and meta["parameters"]["start_steps"] == [0, 100]
     assert "data=digits" in meta["info"]["landscape"] and "d_in=64" in meta["info"]["landscape"]
+    assert (out / "critical_dauphin.png").stat().st_size > 10_000  # Dauphin et al.'s index against loss
 
 
-NAMES = ("critical_index_energy", "critical_minima_fraction", "critical_spectra", "pspin_threshold", "critical_digits")
+NAMES = ("critical_index_energy", "critical_minima_fraction", "critical_spectra", "pspin_threshold")
 
 
 def test_quick_gallery_is_byte_identical(tmp_path):
