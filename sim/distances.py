@@ -16,10 +16,11 @@ by the detected ISA and cache sizes); the elementwise sums reduce one pair over 
 Reproducibility, and its scope: for a given key, the matrices are **bit-identical for every chunk
 size, every number of devices and every number of jax.distributed processes, on one machine with one
 jax/jaxlib version** (tests: chunks of 1 to 16 tiles, 1, 2, 3 and 8 devices, 2 processes, and the
-compiled program checked to hold one dot shape for every chunk). Across machines or library versions
-the random bits are identical (integer Threefry), but the float32 transforms (erfinv, log, ...) and the
-float32 dot products may be evaluated in another order: distances then agree to about 1e-7 relative,
-not bit for bit. The packed Rademacher path counts in integers and is exact everywhere.
+compiled program checked to hold one dot shape for every chunk). Across machines, backends (CPU, GPU,
+TPU) or library versions the random bits are identical (integer Threefry, see ``sim.vectors``), but the
+float32 transforms (erfinv, log, ...) and the float32 dot products may be evaluated in another order:
+distances then agree to about 1e-7 relative, not bit for bit. The packed Rademacher path counts in
+integers and is exact everywhere.
 
 Accumulators (what each tile contributes):
 
@@ -39,6 +40,13 @@ signs h_ij = sum popcount(x_i xor x_j) is counted in integers, 32 coordinates pe
 accumulator follows from h (Gram d - 2h, sum |x - y|^p = 2^p h, max = 2 [h > 0]), so the results equal
 the float-tile path bit for bit (x64, d < 2**53) while generating 1 bit instead of 32 per coordinate:
 d = 1.75e11 (two random GPT-3-sized sign vectors) takes about 40 s of CPU time (no vector is held).
+
+Few points (at most ELEMENTWISE_GRAM_MAX_POINTS = 8, e.g. two huge vectors): every contribution, the
+Gram one too, is an elementwise product reduced pair by pair over one tile, computed for a whole chunk
+of tiles at once; the chunk's tiles are summed in their own pairwise tree and enter the counter as one
+aligned block (``_push_block``), which is exactly the tree of tile-by-tile pushes, so results stay
+bit-identical for every chunk while the loop over tiles (7 us per tile) disappears. The default chunk
+is then ~1 MB of samples, which stays in the core's cache between generation and reduction.
 
 The Gram route costs one matrix product per tile (GEMM speed; from SYMMETRIC_MIN_POINTS = 512
 points on, three fixed-shape block products, 3/4 of the flops, like BLAS syrk). Squared distances are recovered as
@@ -130,7 +138,7 @@ def make_metric(name: str, p: float | None = None) -> Metric:
 def _tile_contribution(acc: tuple, x: jax.Array) -> jax.Array:
     """(n, n) contribution of one tile x of shape (n, TILE), in x's dtype."""
     if acc[0] == "gram":
-        return _gram_tile(x)
+        return _gram_rows(x) if x.shape[0] <= ELEMENTWISE_GRAM_MAX_POINTS else _gram_tile(x)
     if acc[0] == "max":
         return jax.lax.map(lambda row: jnp.max(jnp.abs(row[None, :] - x), axis=-1), x)
     p = acc[1]
@@ -140,6 +148,32 @@ def _tile_contribution(acc: tuple, x: jax.Array) -> jax.Array:
         return jnp.sum(a if p == 1 else (a * a if p == 2 else a**p), axis=-1)
 
     return jax.lax.map(row_pow, x)
+
+
+#: Up to this many points, a tile's Gram contribution is an elementwise product summed over the tile's
+#: coordinates (one reduction per pair, like the ``pow`` accumulators) rather than a dot: for a handful
+#: of points a dot per tile costs more in loop and call overhead than in arithmetic, and the sums of a
+#: whole chunk, reduced pair by pair over one tile at a time, do not depend on the chunk.
+ELEMENTWISE_GRAM_MAX_POINTS = 8
+
+
+def _chunked(acc: tuple, n: int) -> bool:
+    """Whether the contributions of ``acc`` are computed for a chunk's tiles at once (elementwise
+    accumulators, and the Gram of at most ELEMENTWISE_GRAM_MAX_POINTS points) rather than tile by tile."""
+    return acc[0] != "gram" or n <= ELEMENTWISE_GRAM_MAX_POINTS
+
+
+def _gram_rows(x: jax.Array) -> jax.Array:
+    """(n, n) Gram contribution of one tile x (n, w) as sums over the coordinates of elementwise
+    products (few points: see ELEMENTWISE_GRAM_MAX_POINTS), one per pair i <= j, mirrored.
+
+    The pairs are gathered explicitly: ``sum(x[:, None] * x[None, :], -1)`` is the same sum, but
+    jaxlib 0.10.2's CPU backend miscompiles it when vmapped over a single tile (a (1, n, n, w)
+    product reduced over w returned G[i, j] = G[0, i]).
+    """
+    iu, ju = np.triu_indices(x.shape[0])
+    s = jnp.sum(x[iu] * x[ju], axis=-1)
+    return jnp.zeros((x.shape[0],) * 2, x.dtype).at[iu, ju].set(s).at[ju, iu].set(s)
 
 
 def _combine(acc: tuple, a, b):
@@ -200,6 +234,29 @@ def _push(acc: tuple, stack: jax.Array, count, val: jax.Array) -> jax.Array:
     t = _trailing_ones(count)
     val = jax.lax.fori_loop(0, t, merge, val)
     return jax.lax.dynamic_update_index_in_dim(stack, val, t, 0)
+
+
+def _push_block(acc: tuple, stack: jax.Array, count, val: jax.Array, level: int) -> jax.Array:
+    """``_push`` for the sum ``val`` of an aligned block of 2^level tiles, the ``count``-th such block.
+
+    The block's sum must be its pairwise tree ((c0 + c1) + (c2 + c3)) + ... (``_tree_sum``): the stack
+    is then exactly what pushing its tiles one by one would leave, so the result does not depend on
+    whether (or in which block sizes) tiles were pushed together. Levels below ``level`` stay empty.
+    """
+
+    def merge(i, v):
+        return _combine(acc, jax.lax.dynamic_index_in_dim(stack, level + i, keepdims=False), v)
+
+    t = _trailing_ones(count)
+    val = jax.lax.fori_loop(0, t, merge, val)
+    return jax.lax.dynamic_update_index_in_dim(stack, val, level + t, 0)
+
+
+def _tree_sum(acc: tuple, c: jax.Array) -> jax.Array:
+    """Pairwise tree over the leading axis (a power of two): ((c0 + c1) + (c2 + c3)) + ..."""
+    while c.shape[0] > 1:
+        c = _combine(acc, c[0::2], c[1::2])
+    return c[0]
 
 
 def _finish(acc: tuple, stack: jax.Array, count) -> jax.Array:
@@ -305,6 +362,26 @@ def _runner(mesh, impl, dist, n, accs, chunk_tiles, levels, dtype, width, packed
             return tuple(_from_counts(acc, h, d) for acc in accs)
 
         n_tiles = (d + TILE - 1) // TILE
+        stacks = tuple(jnp.zeros((levels, n, n), acc_dtype()) for _ in accs)
+        if all(_chunked(acc, n) for acc in accs):
+            # every contribution is computed for a whole chunk at once: sum the chunk's tiles in their
+            # pairwise tree and push that as one aligned block (no loop over tiles)
+            level = chunk_tiles.bit_length() - 1
+
+            def block_body(j, stacks):
+                x = sample_tiles(point_keys, dist, tiles_of(j), d, dtype, width)  # (k, n, width)
+                # generated once: XLA would otherwise fuse the generator into each pair's reduction
+                x = jax.lax.optimization_barrier(x)
+                return tuple(
+                    _push_block(acc, stack, j, _tree_sum(acc, _elementwise_contributions(acc, x)), level)
+                    for acc, stack in zip(accs, stacks)
+                )
+
+            stacks = jax.lax.fori_loop(0, count, block_body, stacks)
+            # the stack holds count whole chunks (tiles past n_tiles are zero and change no sum)
+            roots = tuple(_finish(acc, s, count * chunk_tiles) for acc, s in zip(accs, stacks))
+            return tuple(ordered_reduce(r, axis, functools.partial(_combine, acc)) for acc, r in zip(accs, roots))
+
         elementwise = [acc for acc in accs if acc[0] != "gram"]
 
         def chunk_body(j, stacks):
@@ -327,7 +404,6 @@ def _runner(mesh, impl, dist, n, accs, chunk_tiles, levels, dtype, width, packed
 
             return jax.lax.fori_loop(0, real, tile_body, stacks)
 
-        stacks = tuple(jnp.zeros((levels, n, n), acc_dtype()) for _ in accs)
         stacks = jax.lax.fori_loop(0, count, chunk_body, stacks)
         # tiles past the last one (n_tiles) are zero: leaving them out of the tree changes no value
         count = jnp.clip(n_tiles - c0 * chunk_tiles, 0, count * chunk_tiles).astype(jnp.int32)
@@ -352,7 +428,13 @@ def _from_counts(acc: tuple, h: jax.Array, d) -> jax.Array:
 
 def default_chunk(n: int, *, itemsize: int = 4, budget: int = 32 << 20, packed: bool = False) -> int:
     """Coordinates per chunk: the largest power-of-two multiple of TILE (at most 1024 tiles; 8192
-    packed) whose samples (n x chunk x itemsize bytes; n x chunk / 8 packed) fit in ``budget``."""
+    packed) whose samples (n x chunk x itemsize bytes; n x chunk / 8 packed) fit in ``budget``.
+
+    Up to ELEMENTWISE_GRAM_MAX_POINTS points (float tiles) the budget is at most 1 MB: a chunk is
+    generated and reduced at once, and a chunk that stays in the core's cache is faster to reduce.
+    """
+    if not packed and n <= ELEMENTWISE_GRAM_MAX_POINTS:
+        budget = min(budget, 1 << 20)
     if packed:
         k = max(1, budget * 8 // (n * TILE))
         return TILE * min(8192, 1 << (k.bit_length() - 1))
@@ -360,10 +442,11 @@ def default_chunk(n: int, *, itemsize: int = 4, budget: int = 32 << 20, packed: 
     return TILE * min(1024, 1 << (k.bit_length() - 1))
 
 
-def _levels(d: int) -> int:
-    """Levels of the binary-counter stack over the tiles of dimension d (bucketed: one compile serves
-    many d)."""
+def _levels(d: int, chunk_tiles: int = 1) -> int:
+    """Levels of the binary-counter stack over the tiles of dimension d, rounded up to whole chunks of
+    ``chunk_tiles`` (bucketed: one compile serves many d)."""
     n_tiles = -(-d // TILE)
+    n_tiles = -(-n_tiles // chunk_tiles) * chunk_tiles
     if n_tiles == 1:
         return 1  # one tile: the stack holds it alone (a deeper stack only costs (levels, n, n) work)
     return 8 * (-(-max(1, n_tiles.bit_length()) // 8))
@@ -432,7 +515,7 @@ def _program(key, dist, n, d, metrics, chunk, dtype, devices, packed):
     args = [key_data, np.asarray(d, idt), np.asarray(n_chunks, idt), np.asarray(block, idt)]
     if not isinstance(key_data, jax.core.Tracer):
         args[0] = np.asarray(key_data)  # host value: valid input for a mesh spanning several processes
-    run = _runner(mesh, impl, dist, n, accs, k, _levels(d), dtype, tile_width(d), packed)
+    run = _runner(mesh, impl, dist, n, accs, k, _levels(d, k), dtype, tile_width(d), packed)
     return run, args, metrics, accs
 
 
@@ -542,14 +625,41 @@ class PairStats(NamedTuple):
 
 @functools.partial(jax.jit, static_argnames=("edges",))
 def _pair_stats(m, edges):
+    # over the pairs i < j by masking the (n, n) matrix, not gathering its n(n-1)/2 entries (a
+    # gather and a searchsorted histogram cost 3x the distances themselves at n = 1024, d = 100)
     n = m.shape[0]
-    iu = jnp.triu_indices(n, 1)
-    v = m[iu]
-    mean = jnp.mean(v)
-    std = jnp.sqrt(jnp.mean((v - mean) ** 2))
-    lo, hi = jnp.min(v), jnp.max(v)
-    hist, _ = jnp.histogram(v / mean, bins=jnp.asarray(edges, v.dtype))
-    return PairStats(mean, std, std / mean, lo, hi, (hi - lo) / lo, hist.astype(jnp.int32))
+    pairs = n * (n - 1) // 2
+    mask = jnp.arange(n)[:, None] < jnp.arange(n)[None, :]
+    zero = jnp.zeros((), m.dtype)
+    mean = jnp.sum(jnp.where(mask, m, zero)) / pairs
+    std = jnp.sqrt(jnp.sum(jnp.where(mask, (m - mean) ** 2, zero)) / pairs)
+    lo = jnp.min(jnp.where(mask, m, jnp.asarray(jnp.inf, m.dtype)))
+    hi = jnp.max(jnp.where(mask, m, jnp.asarray(-jnp.inf, m.dtype)))
+    hist = _histogram(m / mean, mask, edges)
+    return PairStats(mean, std, std / mean, lo, hi, (hi - lo) / lo, hist)
+
+
+def _histogram(r: jax.Array, mask: jax.Array, edges: tuple) -> jax.Array:
+    """Counts of the entries of ``r`` where ``mask`` in the bins of ``edges``, as ``jnp.histogram``
+    counts them ([e_k, e_k+1), the last bin closed, values outside or NaN dropped), int32.
+
+    Evenly spaced edges (to 1e-9) take the bin from one multiplication, corrected by one step each way
+    against the edges themselves (so that rounding cannot move a value across an edge); others a search.
+    """
+    e = jnp.asarray(edges, r.dtype)
+    nb = len(edges) - 1
+    step = np.diff(np.asarray(edges))
+    if np.allclose(step, step[0], rtol=1e-9, atol=0):
+        b = jnp.clip(jnp.floor((r - edges[0]) * (nb / (edges[-1] - edges[0]))).astype(jnp.int32), 0, nb - 1)
+        b = b - (r < e[b]).astype(jnp.int32)
+        b = jnp.clip(b, 0, nb - 1)
+        b = b + (r >= e[jnp.minimum(b + 1, nb)]).astype(jnp.int32)
+    else:
+        b = jnp.searchsorted(e, r, side="right").astype(jnp.int32) - 1
+    b = jnp.where(r == e[-1], nb - 1, b)
+    keep = mask & (r >= e[0]) & (r <= e[-1])
+    counts = jnp.zeros(nb + 1, jnp.int32).at[jnp.where(keep, jnp.clip(b, 0, nb - 1), nb).ravel()].add(1)
+    return counts[:nb]
 
 
 def pair_stats(m: jax.Array, *, edges=HIST_EDGES) -> PairStats:

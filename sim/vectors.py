@@ -22,6 +22,21 @@ powerlaw       independent N(0, lambda_j), lambda_j = j**-a    a >= 0 (j = 1..d)
 init           parameters of an MLP at initialisation         widths, scheme (he, lecun, glorot)
 =============  =============================================  =====================================
 
+What holds where (the stream's promises and their scope):
+
+* the random *bits* of every tile (Threefry-2x32 words, ``sign_words``) are integer functions of the key
+  and the (point, tile) indices: identical on every backend (CPU, GPU, TPU), machine, device count,
+  chunk size and jax version that keeps ``fold_in`` and Threefry-2x32 (Rademacher vectors, made of
+  these bits alone, are identical everywhere);
+* float coordinates are float32 (or float64) transforms of those bits (``erf_inv`` for Gaussians,
+  ``log``/``tan``/... for the other laws), evaluated by the backend's own math library: bit-identical
+  on one machine with one jax/jaxlib version, otherwise equal to about 1 ulp (what the transform's
+  implementation may change);
+* keys of another PRNG implementation (``jax.random.key(s, impl="rbg")``) fall back to
+  ``jax.random``'s draws for that implementation, whose bits XLA's RngBitGenerator defines per backend:
+  then even the bits may differ between CPU and accelerators. (On this project's CPU ``rbg`` and
+  ``unsafe_rbg`` are also slower than the Threefry stream here: ``benchmarks/bench_stream.py``.)
+
 ``powerlaw`` is an anisotropic Gaussian written in its eigenbasis (distances are invariant under
 rotations, so this is no loss of generality): its concentration is governed by the effective rank
 ``(tr S)^2 / tr S^2``, not by d. ``init`` lays out the parameters layer by layer (W1, b1, W2, b2, ...):
@@ -63,6 +78,7 @@ __all__ = [
     "sign_words",
     "standard_normal",
     "sign_blocks",
+    "threefry2x32",
 ]
 
 #: Coordinates per tile: the unit of key derivation. Part of the definition of the random stream.
@@ -328,7 +344,11 @@ def sign_words(key: jax.Array, n_words: int) -> jax.Array:
 
 
 def standard_normal(key: jax.Array, shape: tuple[int, ...], dtype) -> jax.Array:
-    """Standard normal draws; float32 from both halves of every Threefry block (2.7x faster).
+    """Standard normal draws; float32 from both halves of every Threefry block.
+
+    About 3.5x ``jax.random.normal``'s float32 rate per CPU second on this project's CPU (both halves of
+    each block, and the unrolled ``threefry2x32`` fused with the transform; ``benchmarks/bench_stream.py``
+    prints the rates beside numpy's PCG64).
 
     float32: value ``j`` (row-major) is ``sqrt(2) erfinv(u_j)`` with ``u_j`` uniform on
     [nextafter(-1, 0), 1) made from the 23 high bits of ``sign_words(key, size)[j]``: the mapping of
@@ -359,12 +379,39 @@ def standard_normal(key: jax.Array, shape: tuple[int, ...], dtype) -> jax.Array:
 
 def sign_blocks(key: jax.Array, m: int) -> tuple[jax.Array, jax.Array]:
     """The words of ``sign_words(key, 2 m)`` as (even words, odd words), each uint32 of shape ``(m,)``:
-    the low and high halves of the Threefry-2x32 blocks 0..m-1 (threefry keys only)."""
-    from jax.extend.random import threefry2x32_p
+    the low and high halves of the Threefry-2x32 blocks 0..m-1 (threefry keys only).
 
+    The blocks are ``threefry2x32(key, (0, j))``, exactly JAX's ``threefry2x32_p``, but written out
+    round by round (``threefry2x32``): JAX lowers the primitive on CPU as a loop of 5 steps over whole
+    arrays, which XLA cannot fuse with what consumes the words, and which stores the state between
+    steps; unrolled, the 20 rounds, the float transform and the masking are one elementwise loop
+    (3.4x the words per CPU second on this project's CPU; tests check the words bit for bit).
+    """
     k1, k2 = jax.random.key_data(key)
-    hi, lo = threefry2x32_p.bind(k1, k2, jnp.zeros((m,), jnp.uint32), jnp.arange(m, dtype=jnp.uint32))
+    hi, lo = threefry2x32(k1, k2, jnp.zeros((m,), jnp.uint32), jnp.arange(m, dtype=jnp.uint32))
     return lo, hi
+
+
+#: Threefry-2x32 rotation constants of the even and odd groups of four rounds (Salmon et al. 2011).
+_ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
+
+
+def threefry2x32(k1: jax.Array, k2: jax.Array, x0: jax.Array, x1: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The Threefry-2x32 block cipher (20 rounds) of the counters (x0, x1) under the key (k1, k2).
+
+    Bit for bit the function of JAX's ``threefry2x32_p`` (and of Random123), in plain uint32 adds,
+    shifts and xors that broadcast and fuse: the key words are scalars or arrays broadcasting against
+    the counters. See ``sign_blocks`` for why it is written out here.
+    """
+    ks = (k1, k2, k1 ^ k2 ^ np.uint32(0x1BD11BDA))
+    x0, x1 = x0 + ks[0], x1 + ks[1]
+    for i in range(5):
+        for r in _ROTATIONS[i % 2]:
+            x0 = x0 + x1
+            x1 = x0 ^ ((x1 << np.uint32(r)) | (x1 >> np.uint32(32 - r)))
+        x0 = x0 + ks[(i + 1) % 3]
+        x1 = x1 + ks[(i + 2) % 3] + np.uint32(i + 1)
+    return x0, x1
 
 
 def harmonic(d: int, s: float) -> float:

@@ -328,3 +328,62 @@ def test_standard_normal_uses_both_halves_of_each_block():
     assert_proportion(int(np.sum(np.abs(x) > 3)), x.size, math.erfc(3 / math.sqrt(2)), what="P(|z| > 3)")
     f64 = standard_normal(KEY, (8,), jnp.float64)  # other dtypes: jax.random.normal
     np.testing.assert_array_equal(f64, jax.random.normal(KEY, (8,), jnp.float64))
+
+
+def test_unrolled_threefry_is_jax_threefry_bit_for_bit():
+    """sim.vectors.threefry2x32 (written out so that XLA fuses it) equals JAX's threefry2x32_p on
+    random keys and counters, with per-row key arrays broadcasting against the counters, and
+    sign_words equals jax.random.bits(key, uint64)'s words (tests/test_scale.py) through it."""
+    from jax.extend.random import threefry2x32_p
+
+    from sim.vectors import threefry2x32
+
+    r = np.random.default_rng(5)
+    k = r.integers(0, 2**32, (2, 7, 1), dtype=np.uint32)
+    x = r.integers(0, 2**32, (2, 7, 300), dtype=np.uint32)
+    k1, k2 = jnp.asarray(k[0]), jnp.asarray(k[1])
+    want = threefry2x32_p.bind(*jnp.broadcast_arrays(k1, k2, jnp.asarray(x[0]), jnp.asarray(x[1])))
+    got = jax.jit(threefry2x32)(k1, k2, jnp.asarray(x[0]), jnp.asarray(x[1]))
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_few_points_sum_a_chunk_at_once_and_stay_chunk_invariant():
+    """Up to ELEMENTWISE_GRAM_MAX_POINTS points every tile's contribution (Gram too) is computed for a
+    chunk at once and the chunk enters the tree as one aligned block: bit-identical for chunks of 1 and
+    16 tiles (16 > the 10 tiles of d: a padded chunk; one tile is where jaxlib 0.10.2 miscompiled a
+    broadcast Gram), and scipy's distances on the same vectors."""
+    from sim.distances import ELEMENTWISE_GRAM_MAX_POINTS
+
+    n, d = ELEMENTWISE_GRAM_MAX_POINTS, 9 * TILE + 123
+    metrics = ("euclidean", "cosine", "cityblock", "chebyshev")
+    results = [pairwise_matrices(KEY, StudentT(df=5.0), n, d, metrics, chunk=TILE * k) for k in (1, 16)]
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            assert np.array_equal(np.asarray(a), np.asarray(b))
+    x = np.asarray(sample(KEY, StudentT(df=5.0), n, d), dtype=np.float64)
+    for name, got in zip(metrics, results[0]):
+        np.testing.assert_allclose(np.asarray(got), squareform(pdist(x, name)), rtol=1e-5, atol=0, err_msg=name)
+
+
+@pytest.mark.parametrize("edges", [None, (0.0, 0.5, 0.97, 1.0, 1.01, 1.3, 3.0)])
+def test_pair_stats_histogram_is_numpys_at_the_edges(edges):
+    """The histogram counts as numpy's over the masked entries, also for values exactly on bin edges,
+    on the last edge (closed), outside (dropped) and NaN, for even (the fast binning) and uneven edges;
+    and pair_stats bins value/mean over the pairs i < j as numpy does."""
+    from sim.distances import HIST_EDGES, _histogram
+
+    edges = HIST_EDGES if edges is None else edges
+    r = np.random.default_rng(3)
+    v = r.uniform(-0.2, 2.8, (60, 60))
+    v = np.where(r.random(v.shape) < 0.4, np.asarray(edges)[r.integers(0, len(edges), v.shape)], v)
+    v[0, :3] = (np.nan, edges[-1], np.nextafter(edges[-1], 9))
+    mask = r.random(v.shape) < 0.7
+    got = np.asarray(_histogram(jnp.asarray(v), jnp.asarray(mask), tuple(edges)))
+    want, _ = np.histogram(v[mask & ~np.isnan(v)], bins=np.asarray(edges))
+    np.testing.assert_array_equal(got, want)
+    m = np.asarray(pairwise_distances(KEY, Gaussian(), 50, 40))
+    iu = np.triu_indices(50, 1)
+    s = pair_stats(jnp.asarray(m), edges=tuple(edges))
+    assert float(s.mean) == pytest.approx(m[iu].mean(), rel=1e-12)
+    np.testing.assert_array_equal(np.asarray(s.hist), np.histogram(m[iu] / float(s.mean), bins=np.asarray(edges))[0])
