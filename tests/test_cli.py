@@ -268,6 +268,14 @@ SHARED = {
     "--lr": "learning rate",
     "--n-test": "test samples",
     "--seeds": "independent seeds averaged",
+    "--alpha": "power-law covariance exponent",
+    "--beta": "power-law target exponent",
+    "--noise": "label-noise variance",
+    "--n-train": "training samples",
+    "--width": "MLP hidden units",
+    "--max-steps": "iteration cap (training steps or Newton iterations)",
+    "--dim": "dimension of the object studied (data features, matrix or landscape size)",
+    "--model": "model studied (learner or Hessian operator)",
 }
 
 
