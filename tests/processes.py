@@ -21,6 +21,21 @@ def fresh_env(**extra) -> dict:
     return env
 
 
+def run_on_devices(code: str, *args: str, devices: int = 8) -> subprocess.CompletedProcess:
+    """``python -c code *args`` in a fresh process whose CPU is split into ``devices`` virtual devices;
+    asserts it exits 0 (a hung collective fails after TIMEOUT) and returns the completed process."""
+    r = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        env=fresh_env(XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}"),
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    return r
+
+
 def stderr_of(result) -> str:
     """A CliRunner result's stderr (older click mixes it into the output)."""
     try:

@@ -6,14 +6,12 @@ optimal rate: E L_t / L_0 = ((d + 1)/(B + d + 1))^t and B_noise = B_simple = d +
 
 import json
 import math
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from processes import ROOT, TIMEOUT, fresh_env
+from processes import run_on_devices
 
 from sim.experiments import batch as E
 from sim.experiments.base import ConfigError
@@ -135,15 +133,7 @@ print(out)
 def test_trajectories_bit_identical_on_1_2_8_devices():
     """Losses along training and final parameters hash the same on 1, 2 and 8 forced CPU devices (a fresh
     process), for the linear stream (optimal rate) and an MLP on digits."""
-    r = subprocess.run(
-        [sys.executable, "-c", _IDENTITY],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        env=fresh_env(XLA_FLAGS="--xla_force_host_platform_device_count=8"),
-    )
-    assert r.returncode == 0, r.stderr[-3000:]
+    r = run_on_devices(_IDENTITY)
     out = eval(r.stdout.strip().splitlines()[-1])
     for name in ("stream", "pool"):
         assert out[f"{name}/1"] == out[f"{name}/2"] == out[f"{name}/8"], out

@@ -315,21 +315,11 @@ np.savez(sys.argv[1], **out)
 def test_streamed_counts_bit_identical_on_8_devices(tmp_path):
     """Index counts of padded-bucket LDL programs (several n per program) and of Wishart eigh counts are
     the same integers on 1 and 8 (forced host) devices, and equal to this process's single device."""
-    import subprocess
-    import sys
 
-    from tests.processes import ROOT, TIMEOUT, fresh_env
+    from tests.processes import run_on_devices
 
     path = tmp_path / "counts.npz"
-    r = subprocess.run(
-        [sys.executable, "-c", EIGHT_DEVICES, str(path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        env=fresh_env(XLA_FLAGS="--xla_force_host_platform_device_count=8"),
-    )
-    assert r.returncode == 0, r.stderr[-3000:]
+    run_on_devices(EIGHT_DEVICES, str(path))
     got = dict(np.load(path))
     for name in ("ldl_3", "ldl_8", "ldl_11", "wishart"):
         np.testing.assert_array_equal(got[f"{name}_1"], got[f"{name}_8"], err_msg=name)

@@ -20,7 +20,7 @@ import pytest
 from sim.devices import block_size, parse_coordinator
 from sim.distances import pairwise_distances, pairwise_matrices
 from sim.vectors import TILE, Gaussian, Rademacher, sample, sign_words
-from tests.processes import ROOT, TIMEOUT, fresh_env, run_two_processes
+from tests.processes import ROOT, TIMEOUT, fresh_env, run_on_devices, run_two_processes
 
 KEY = jax.random.key(20261124)
 ALL = ("euclidean", "sqeuclidean", "cityblock", "cosine", "chebyshev")
@@ -136,15 +136,7 @@ DEVICE_SCRIPT = textwrap.dedent("""
 
 def test_bit_identical_for_1_2_3_8_devices(tmp_path):
     path = tmp_path / "dev.npz"
-    r = subprocess.run(
-        [sys.executable, "-c", DEVICE_SCRIPT, str(path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        env=fresh_env(XLA_FLAGS="--xla_force_host_platform_device_count=8"),
-    )
-    assert r.returncode == 0, r.stderr[-3000:]
+    run_on_devices(DEVICE_SCRIPT, str(path))
     got = np.load(path)
     g = pairwise_matrices(KEY, Gaussian(), 6, 11 * TILE + 5, ("euclidean", "cityblock"), chunk=TILE)
     rad = pairwise_matrices(KEY, Rademacher(), 6, 11 * TILE + 5, ("euclidean", "cosine"), chunk=TILE)

@@ -19,7 +19,15 @@ from typer.testing import CliRunner
 
 from cli import app
 from sim.lanczos import lanczos, probe_vector, tridiagonal_quadrature
-from tests.processes import ROOT, TIMEOUT, assert_missing_backend_fails, fresh_env, run_two_processes, stderr_of
+from tests.processes import (
+    ROOT,
+    TIMEOUT,
+    assert_missing_backend_fails,
+    fresh_env,
+    run_on_devices,
+    run_two_processes,
+    stderr_of,
+)
 
 # the workloads, shared by the subprocess (8 devices) and this process (1 device)
 COMMON = textwrap.dedent("""
@@ -85,15 +93,7 @@ DEVICE_SCRIPT = COMMON + textwrap.dedent("""
 @pytest.fixture(scope="module")
 def eight_devices(tmp_path_factory):
     path = tmp_path_factory.mktemp("dev") / "dev.npz"
-    r = subprocess.run(
-        [sys.executable, "-c", "import jax; jax.config.update('jax_enable_x64', True)\n" + DEVICE_SCRIPT, str(path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        env=fresh_env(XLA_FLAGS="--xla_force_host_platform_device_count=8"),
-    )
-    assert r.returncode == 0, r.stderr[-3000:]
+    run_on_devices("import jax; jax.config.update('jax_enable_x64', True)\n" + DEVICE_SCRIPT, str(path))
     return dict(np.load(path))
 
 
