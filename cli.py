@@ -68,7 +68,7 @@ def _with_value(e, args) -> str:
 app = typer.Typer(
     cls=_OneLineErrors,
     help="hdsim: high-dimensional geometry simulator (distance concentration, random-matrix Hessians, "
-    "critical points of random losses).",
+    "critical points of random losses, networks that learn).",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
@@ -560,7 +560,12 @@ def _distance_plots(o, result, metrics):
 @app.command()
 def figures(
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("figures"),
-    quick: Annotated[bool, typer.Option(help="Reduced sizes (a smoke run in under 2 minutes).")] = False,
+    quick: Annotated[
+        bool,
+        typer.Option(
+            help="Reduced sizes: a smoke run of every entry (about 3 minutes on 2 cores, mostly compilation)."
+        ),
+    ] = False,
     only: Annotated[str | None, typer.Option(help="Comma list of figure names to regenerate (see --list).")] = None,
     list_: Annotated[bool, typer.Option("--list", help="List the figures and exit.")] = False,
 ):
