@@ -540,9 +540,7 @@ class MLP(Landscape):
         if self.data != "teacher":
             d = load_data(self.data, jax.random.fold_in(key, 0), int(self.num_samples), 1, dtype=dtype)
             return MLPParams(d.x_train, d.y_train, ref)
-        # sim.models broadcasts biases implicitly (x @ w + b): allow it for this call only
-        with jax.numpy_rank_promotion("allow"):
-            task = teacher_task(key, widths, int(self.num_samples), noise=self.noise, dtype=dtype)
+        task = teacher_task(key, widths, int(self.num_samples), noise=self.noise, dtype=dtype)
         return MLPParams(task.x, task.y, ref)
 
     def size(self, params):

@@ -156,9 +156,8 @@ def test_mlp_layout_and_teacher():
     np.testing.assert_array_equal(land.start(jax.random.key(7), params), flat)
     # energy is sim.models.mse_loss; the teacher is a global minimum (zero loss, zero gradient)
     task = Task(params.inputs, params.targets)
-    with jax.numpy_rank_promotion("allow"):  # sim.models broadcasts biases implicitly
-        ref = float(mse_loss(tree, task))
-        np.testing.assert_allclose(land.output(flat, params.inputs), mlp_apply(tree, params.inputs), rtol=1e-14)
+    ref = float(mse_loss(tree, task))
+    np.testing.assert_allclose(land.output(flat, params.inputs), mlp_apply(tree, params.inputs), rtol=1e-14)
     assert float(land.energy(params, flat)) == pytest.approx(ref, rel=1e-14)
     assert float(land.energy(params, params.teacher)) < 1e-28
     assert float(jnp.linalg.norm(land.grad(params, params.teacher))) < 1e-14
