@@ -88,6 +88,25 @@ def run_two_processes(args: list[str], out_dirs: list[Path]) -> list[str]:
     return [out for out, _ in outs]
 
 
+def run_two_processes_and_one(args: list[str], tmp_path: Path, *, silent: str | None = None) -> tuple[Path, Path]:
+    """``hdsim *args`` twice: as processes 0 and 1 of one jax.distributed run (``tmp_path/p0``, ``p1``) and
+    in this process (``tmp_path/single``). Asserts that the two-process run says so, that only process 0
+    writes (process 1 makes no directory and prints no ``silent`` line) and that the single run exits 0;
+    returns ``(p0, single)`` for the caller to compare their files."""
+    from typer.testing import CliRunner
+
+    from cli import app
+
+    outs = run_two_processes(args, [tmp_path / "p0", tmp_path / "p1"])
+    assert "on 2 cpu device(s) in 2 processes" in outs[0]
+    assert not (tmp_path / "p1").exists()  # only process 0 writes
+    if silent is not None:
+        assert silent not in outs[1]
+    single = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "single")])
+    assert single.exit_code == 0, stderr_of(single)
+    return tmp_path / "p0", tmp_path / "single"
+
+
 def assert_missing_backend_fails(args: list[str], out: Path, platform: str = "tpu") -> None:
     """``cli.py *args --platform <platform>`` in a fresh process (the platform is applied before JAX
     initialises its backends) fails with one line naming the missing backend, exit 2, nothing written."""

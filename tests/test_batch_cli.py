@@ -5,11 +5,11 @@ import csv
 import json
 
 import pytest
-from processes import run_two_processes, stderr_of
 from typer.testing import CliRunner
 
 from cli import app
 from sim.experiments.batch import COLUMNS
+from tests.processes import run_two_processes_and_one, stderr_of
 
 runner = CliRunner()
 SMALL = ["batch", "--dim", "10", "--batch-sizes", "1,4,16", "--target-loss", "0.05", "--seeds", "6"]
@@ -101,10 +101,6 @@ ARGS = ["batch", "--dim", "10", "--batch-sizes", "2,8", "--target-loss", "0.05",
 
 @pytest.mark.slow  # ~1 CPU-minute: two fresh JAX processes compile the sweep, then the single-process run
 def test_two_processes_equal_one(tmp_path):
-    outs = run_two_processes(ARGS, [tmp_path / "p0", tmp_path / "p1"])
-    assert "on 2 cpu device(s) in 2 processes" in outs[0]
-    assert not (tmp_path / "p1").exists()
-    single = _invoke(*ARGS, "--out", tmp_path / "single")
-    assert single.exit_code == 0, stderr_of(single)
+    p0, single = run_two_processes_and_one(ARGS, tmp_path)
     for name in ("batch.csv", "batch_noise.csv"):
-        assert (tmp_path / "p0" / name).read_bytes() == (tmp_path / "single" / name).read_bytes()
+        assert (p0 / name).read_bytes() == (single / name).read_bytes(), name

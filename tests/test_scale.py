@@ -20,7 +20,7 @@ import pytest
 from sim.devices import block_size, parse_coordinator
 from sim.distances import pairwise_distances, pairwise_matrices
 from sim.vectors import TILE, Gaussian, Rademacher, sample, sign_words
-from tests.processes import ROOT, TIMEOUT, fresh_env, run_on_devices, run_two_processes
+from tests.processes import ROOT, TIMEOUT, fresh_env, run_on_devices, run_two_processes_and_one
 
 KEY = jax.random.key(20261124)
 ALL = ("euclidean", "sqeuclidean", "cityblock", "cosine", "chebyshev")
@@ -171,19 +171,9 @@ CLI_ARGS = [
 
 @pytest.mark.slow  # ~25 s: two fresh JAX processes that compile the sweep, then the single-process run
 def test_two_processes_equal_one(tmp_path):
-    from typer.testing import CliRunner
-
-    from cli import app
-
-    outs = run_two_processes(CLI_ARGS, [tmp_path / "p0", tmp_path / "p1"])
-    assert "on 2 cpu device(s) in 2 processes" in outs[0]
-    assert not (tmp_path / "p1").exists() and "coordinates/s" not in outs[1]  # only process 0 writes
-    single = CliRunner().invoke(app, [*CLI_ARGS, "--out", str(tmp_path / "single")])
-    assert single.exit_code == 0, single.stderr
-    assert (tmp_path / "p0" / "distances.csv").read_bytes() == (tmp_path / "single" / "distances.csv").read_bytes()
-    assert (tmp_path / "p0" / "distances_angles.csv").read_bytes() == (
-        tmp_path / "single" / "distances_angles.csv"
-    ).read_bytes()
+    p0, single = run_two_processes_and_one(CLI_ARGS, tmp_path, silent="coordinates/s")
+    for name in ("distances.csv", "distances_angles.csv"):
+        assert (p0 / name).read_bytes() == (single / name).read_bytes(), name
 
 
 # ---------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli import app
-from tests.processes import ROOT, assert_missing_backend_fails, fresh_env, run_two_processes, stderr_of
+from tests.processes import ROOT, assert_missing_backend_fails, fresh_env, run_two_processes_and_one, stderr_of
 
 TIMEOUT = 300  # seconds: a deadlocked pool fails the test instead of hanging the suite
 
@@ -198,12 +198,8 @@ def test_two_processes_equal_one(tmp_path):
         "4",
         "--no-plots",
     ]
-    outs = run_two_processes(args, [tmp_path / "p0", tmp_path / "p1"])
-    assert "on 2 cpu device(s) in 2 processes" in outs[0]
-    assert not (tmp_path / "p1").exists() and "starts did not converge" not in outs[1]  # only process 0 writes
-    single = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "single")])
-    assert single.exit_code == 0, stderr_of(single)
+    p0, single = run_two_processes_and_one(args, tmp_path, silent="starts did not converge")
     for name in ("critical_points.csv", "critical_summary.csv", "critical_descent.csv", "critical_spectrum.csv"):
-        with open(tmp_path / "p0" / name, newline="") as f2, open(tmp_path / "single" / name, newline="") as f1:
+        with open(p0 / name, newline="") as f2, open(single / name, newline="") as f1:
             rows = list(csv.DictReader(f1))
             assert rows and list(csv.DictReader(f2)) == rows, name

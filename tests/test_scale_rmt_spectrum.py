@@ -25,7 +25,7 @@ from tests.processes import (
     assert_missing_backend_fails,
     fresh_env,
     run_on_devices,
-    run_two_processes,
+    run_two_processes_and_one,
     stderr_of,
 )
 
@@ -261,13 +261,9 @@ def test_rmt_two_processes_equal_one(tmp_path):
         "5",
         "--no-plots",
     ]
-    outs = run_two_processes(args, [tmp_path / "p0", tmp_path / "p1"])
-    assert "on 2 cpu device(s) in 2 processes" in outs[0]
-    assert not (tmp_path / "p1").exists() and "matrices/s" not in outs[1]  # only process 0 writes
-    single = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "single")])
-    assert single.exit_code == 0, stderr_of(single)
+    p0, single = run_two_processes_and_one(args, tmp_path, silent="matrices/s")
     for name in ("rmt.csv", "rmt_index_hist.csv", "rmt_spectrum.csv"):
-        assert _csv(tmp_path / "p0" / name) == _csv(tmp_path / "single" / name), name
+        assert _csv(p0 / name) == _csv(single / name), name
 
 
 @pytest.mark.slow  # two fresh JAX processes meet through jax.distributed, then a single-process run (~30 s CPU)
@@ -303,10 +299,6 @@ def test_spectrum_two_processes_equal_one(tmp_path):
         "3",
         "--no-plots",
     ]
-    outs = run_two_processes(args, [tmp_path / "p0", tmp_path / "p1"])
-    assert "on 2 cpu device(s) in 2 processes" in outs[0]
-    assert not (tmp_path / "p1").exists() and "SLQ" not in outs[1]  # only process 0 writes
-    single = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "single")])
-    assert single.exit_code == 0, stderr_of(single)
+    p0, single = run_two_processes_and_one(args, tmp_path, silent="SLQ")
     for name in ("density.csv", "ritz.csv", "counts.csv", "exact_eigenvalues.csv"):
-        assert (tmp_path / "p0" / name).read_bytes() == (tmp_path / "single" / name).read_bytes(), name
+        assert (p0 / name).read_bytes() == (single / name).read_bytes(), name
