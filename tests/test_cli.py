@@ -46,21 +46,18 @@ def test_every_command_has_help_with_one_line_per_option():
                 assert "\n" not in param.help
 
 
+# one distances run, made twice (the same seed must give the same numbers)
+DIST_ARGS = (
+    *("distances", "--dist", "gaussian,cauchy", "--metric", "euclidean,cityblock"),
+    *("--dims", "10,1e2,1000", "--points", 32, "--seed", 3),
+)
+
+
 @pytest.fixture(scope="module")
 def distances_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("dist")
     r = invoke(
-        "distances",
-        "--dist",
-        "gaussian,cauchy",
-        "--metric",
-        "euclidean,cityblock",
-        "--dims",
-        "10,1e2,1000",
-        "--points",
-        32,
-        "--seed",
-        3,
+        *DIST_ARGS,
         "--out",
         out,
     )
@@ -120,17 +117,7 @@ def test_distances_numbers_agree_with_theory(distances_run):
 def test_distances_same_seed_same_numbers(distances_run, tmp_path):
     _, out = distances_run
     r = invoke(
-        "distances",
-        "--dist",
-        "gaussian,cauchy",
-        "--metric",
-        "euclidean,cityblock",
-        "--dims",
-        "10,1e2,1000",
-        "--points",
-        32,
-        "--seed",
-        3,
+        *DIST_ARGS,
         "--out",
         tmp_path,
         "--no-plots",
