@@ -11,13 +11,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from processes import run_on_devices
 
 from sim.experiments import batch as E
 from sim.experiments.base import ConfigError
 from sim.learning import noise as NS
 from sim.learning import parallel as P
 from sim.learning.data import isotropic_spectrum, powerlaw_spectrum
+from tests.processes import run_on_devices
 
 
 def _stream(lam, v2, noise=0.0):
