@@ -171,26 +171,28 @@ def _data(config: TrainConfig, dtype):
     return load(config.data, key, config.n_train, config.n_test, dtype=dtype)
 
 
+# The jitted measurements take the parameterisation's multipliers as data (``T.hyper_loss``): one
+# program per architecture serves the three parameterisations of a gallery sweep.
 @functools.cache
-def _negfrac_fn(model, num_steps, num_probes):
+def _negfrac_fn(loss, num_steps, num_probes):
     from sim.learning import geometry as G
 
     @jax.jit
-    def f(key, params, x, y):
+    def f(mult, key, params, x, y):
         return G.negative_fraction(
-            key, lambda p: model.loss(p, x, y), params, num_steps=num_steps, num_probes=num_probes
+            key, lambda p: loss(mult, p, x, y), params, num_steps=num_steps, num_probes=num_probes
         )
 
     return f
 
 
 @functools.cache
-def _barrier_fn(model, num):
+def _barrier_fn(loss, num):
     from sim.learning import geometry as G
 
     @jax.jit
-    def f(a, b, x, y):
-        return G.barrier(lambda p: model.loss(p, x, y), a, b, num)
+    def f(mult, a, b, x, y):
+        return G.barrier(lambda p: loss(mult, p, x, y), a, b, num)
 
     return f
 
@@ -204,8 +206,8 @@ def _geometry_fns():
 
 
 @functools.cache
-def _loss_fn(model):
-    return jax.jit(model.loss)
+def _loss_fn(loss):
+    return jax.jit(loss)
 
 
 def _take(tree, i):
@@ -269,8 +271,13 @@ def run(config: TrainConfig, progress: Progress = no_progress) -> Result:
         scales = [
             (mw, mb) for mw, _, mb, _ in mlp.multipliers(mlp.widths_of(d_in, width, config.depth, d_out), config.param)
         ]
-        bar = _barrier_fn(model, config.barrier_points)
-        hess = _negfrac_fn(model, config.hessian_steps, config.hessian_probes) if config.hessian_steps else None
+        loss_fn, mult = T.hyper_loss(model, dtype)
+        bar = functools.partial(_barrier_fn(loss_fn, config.barrier_points), mult)
+        hess = (
+            functools.partial(_negfrac_fn(loss_fn, config.hessian_steps, config.hessian_probes), mult)
+            if config.hessian_steps
+            else None
+        )
         unconverged = 0
         for s in range(S):
             a0, a = _take(run_.params0, s), _take(run_.params, s)
@@ -319,7 +326,7 @@ def run(config: TrainConfig, progress: Progress = no_progress) -> Result:
             for j, step in enumerate(run_.checkpoint_steps):
                 p = _take(_take(run_.checkpoints, 0), j)
                 nf, se = hess(jax.random.fold_in(k_hess, 10_000 + j), p, data.x_train, data.y_train)
-                loss = _loss_fn(model)(p, data.x_train.astype(dtype), data.y_train.astype(dtype))
+                loss = _loss_fn(loss_fn)(mult, p, data.x_train.astype(dtype), data.y_train.astype(dtype))
                 index_rows.append(
                     {
                         "data": config.data,

@@ -165,10 +165,11 @@ def _forward(params, x, mult, phi, transposed=None):
     the same function, one pass over the smaller array (and the NTK parameterisation's effective
     weights ``m * w`` are computed as the standard one's initial weights are). ``transposed[l]``: layer l's
     weight is stored as (fan_out, fan_in) (``sim.learning.train`` trains in that layout where it makes
-    XLA's weight-gradient product faster; the function is the same)."""
+    XLA's weight-gradient product faster; the function is the same). The multipliers may be traced
+    arrays (``sim.learning.train`` passes them as data); a Python 1.0 skips its product."""
     h = x
     for l, (p, (mw, _, mb, _)) in enumerate(zip(params, mult)):
-        w = p["w"] if mw == 1.0 else mw * p["w"]
+        w = p["w"] if isinstance(mw, float) and mw == 1.0 else mw * p["w"]
         if transposed is not None and transposed[l]:
             w = w.T
         h = h @ w + mb * p["b"][None, :]

@@ -6,8 +6,9 @@
   (the loss before the update, on the batch).
 * ``train(key, data, ...)``: S networks from seeds ``fold_in(key, s)`` (initialisation ``fold_in(., 0)``,
   mini-batches ``fold_in(fold_in(., 1), t)``), all trained on the same training set by one program
-  compiled once per architecture and schedule (the seed index is an argument, so any S reuses it) and run
-  for one seed after another. Seed s's numbers do not depend on S (the same program on the same keys).
+  compiled once per architecture (widths, activation), optimizer and schedule (the seed index, the
+  parameterisation's multipliers and the learning rate are arguments, so any S, parameterisation and rate
+  reuse it) and run for one seed after another. Seed s's numbers do not depend on S (the same program on the same keys).
   Parameters are kept at ``checkpoints + 1`` evenly spaced steps (for the Hessian index along training).
 
 Performance (CPU; benchmarks/bench_train.py): the seeds run one after another rather than as one
@@ -34,7 +35,7 @@ import optax
 from sim._util import as_key
 from sim.learning import mlp
 
-__all__ = ["OPTIMIZERS", "Model", "make_optimizer", "make_step", "TrainRun", "train", "evaluate"]
+__all__ = ["OPTIMIZERS", "Model", "make_optimizer", "make_step", "TrainRun", "train", "evaluate", "hyper_loss"]
 
 OPTIMIZERS = ("gd", "sgd", "adam")
 
@@ -137,29 +138,44 @@ def _relayout(params, transposed):
     return [{"w": p["w"].T if t else p["w"], "b": p["b"]} for p, t in zip(params, transposed)]
 
 
-@functools.partial(jax.jit, static_argnames=("model", "optimizer", "lr", "steps", "batch_size", "checkpoints", "dtype"))
-def _train_one(key, s, x, y, *, model, optimizer, lr, steps, batch_size, checkpoints, dtype):
+def _hyper(model: Model, lr: float, dtype):
+    """The run-time numbers of a training program: per layer ``(m_w, std_w, m_b, std_b)`` (L, 4) and lr."""
+    ws = mlp.widths_of(model.d_in, model.width, model.depth, model.d_out)
+    mult = mlp.multipliers(ws, model.parameterization, sigma_w=model.sigma_w, sigma_b=model.sigma_b)
+    return jnp.asarray(mult, dtype), jnp.asarray(lr, dtype)
+
+
+@functools.partial(
+    jax.jit, static_argnames=("widths", "activation", "optimizer", "steps", "batch_size", "checkpoints", "dtype")
+)
+def _train_one(key, s, x, y, mult, lr, *, widths, activation, optimizer, steps, batch_size, checkpoints, dtype):
     """One seed's whole training in one program: ``lax.scan`` over steps (segments between checkpoints).
 
-    Compiled once per architecture and schedule, whatever the number of seeds (``s`` is traced)."""
-    opt = make_optimizer(optimizer, lr)
+    Compiled once per architecture (widths, activation), optimizer and schedule, whatever the number of
+    seeds (``s`` is traced), the parameterisation (its multipliers ``mult`` are data) and the learning rate
+    (data too): the gallery's sweeps over parameterisations and rates reuse one program."""
+    opt = optax.adam(lr) if optimizer == "adam" else optax.sgd(lr)
     n = x.shape[0]
     seg = steps // checkpoints
     rest = steps - seg * checkpoints
-    tr = _transposed(model)
-    mult = mlp.multipliers(
-        mlp.widths_of(model.d_in, model.width, model.depth, model.d_out),
-        model.parameterization,
-        sigma_w=model.sigma_w,
-        sigma_b=model.sigma_b,
-    )
-    phi = mlp.ACTIVATIONS[model.activation]
+    tr = tuple(fi > fo for fi, fo in zip(widths[:-1], widths[1:]))  # _transposed
+    fwd = tuple((mult[l, 0], mult[l, 1], mult[l, 2], mult[l, 3]) for l in range(len(widths) - 1))
+    phi = mlp.ACTIVATIONS[activation]
 
     def loss(q, xb, yb):  # model.loss on the parameters in the training layout
-        return mlp.mse(mlp._forward(q, xb, mult, phi, tr), yb)
+        return mlp.mse(mlp._forward(q, xb, fwd, phi, tr), yb)
+
+    def init(k0):  # model.init with the standard deviations as data: the same keys, the same products
+        out = []
+        for l, (fi, fo) in enumerate(zip(widths[:-1], widths[1:])):
+            kl = jax.random.fold_in(k0, l)
+            w = mult[l, 1] * jax.random.normal(jax.random.fold_in(kl, 0), (fi, fo), dtype)
+            b = mult[l, 3] * jax.random.normal(jax.random.fold_in(kl, 1), (fo,), dtype)
+            out.append({"w": w, "b": b})
+        return out
 
     k = jax.random.fold_in(key, s)
-    p0 = model.init(jax.random.fold_in(k, 0), dtype)
+    p0 = init(jax.random.fold_in(k, 0))
     kb = jax.random.fold_in(k, 1)
 
     def body(carry, t):
@@ -237,30 +253,62 @@ def train(
     bs = None if optimizer == "gd" or batch_size is None or batch_size >= x.shape[0] else int(batch_size)
     fn = functools.partial(
         _train_one,
-        model=model,
+        widths=mlp.widths_of(model.d_in, model.width, model.depth, model.d_out),
+        activation=model.activation,
         optimizer=optimizer,
-        lr=float(lr),
         steps=int(steps),
         batch_size=bs,
         checkpoints=int(checkpoints),
         dtype=jnp.dtype(dtype),
     )
+    mult, lr_ = _hyper(model, lr, dtype)
     key = as_key(key)
     # one seed at a time (dispatched asynchronously, no host synchronisation between seeds): each
     # seed's activations stay in cache, where the vmapped ensemble streamed S times as much memory per
     # step and ran at a third of the speed on CPU (benchmarks/bench_train.py, "profile")
-    p0, p, losses, ckpt = jax.tree.map(lambda *a: jnp.stack(a), *[fn(key, s, x, y) for s in range(seeds)])
+    p0, p, losses, ckpt = jax.tree.map(lambda *a: jnp.stack(a), *[fn(key, s, x, y, mult, lr_) for s in range(seeds)])
     seg = steps // checkpoints
     marks = tuple(j * seg for j in range(checkpoints + 1)) + ((steps,) if steps != seg * checkpoints else ())
     return TrainRun(p0, p, losses, ckpt, marks)
 
 
-@functools.partial(jax.jit, static_argnames=("model",))
+def hyper_loss(model: Model, dtype=jnp.float32):
+    """``(loss, mult)``: the architecture's loss ``loss(mult, params, x, y)`` with the parameterisation's
+    multipliers ``mult`` (L, 4) as data, and this model's ``mult`` in ``dtype``. ``loss`` depends only on the widths and
+    the activation, so one jitted function of it serves every parameterisation (same value as
+    ``model.loss(params, x, y)``)."""
+    widths = mlp.widths_of(model.d_in, model.width, model.depth, model.d_out)
+    return _arch_loss(widths, model.activation), _hyper(model, 1.0, dtype)[0]
+
+
+@functools.cache
+def _arch_loss(widths, activation):
+    phi = mlp.ACTIVATIONS[activation]
+
+    def loss(mult, params, x, y):
+        fwd = tuple((mult[l, 0], mult[l, 1], mult[l, 2], mult[l, 3]) for l in range(len(widths) - 1))
+        return mlp.mse(mlp._forward(params, x, fwd, phi), y)
+
+    return loss
+
+
 def evaluate(model: Model, params, x, y, labels):
-    """Per seed ``(loss, error_rate)`` of stacked ``params`` (leading axis S) on one data set."""
+    """Per seed ``(loss, error_rate)`` of stacked ``params`` (leading axis S) on one data set.
+
+    One program per architecture: the parameterisation's multipliers are data, as in ``train``."""
+    x = jnp.asarray(x)
+    mult, _ = _hyper(model, 1.0, x.dtype)
+    ws = mlp.widths_of(model.d_in, model.width, model.depth, model.d_out)
+    return _evaluate(params, x, y, labels, mult, widths=ws, activation=model.activation)
+
+
+@functools.partial(jax.jit, static_argnames=("widths", "activation"))
+def _evaluate(params, x, y, labels, mult, *, widths, activation):
+    fwd = tuple((mult[l, 0], mult[l, 1], mult[l, 2], mult[l, 3]) for l in range(len(widths) - 1))
+    phi = mlp.ACTIVATIONS[activation]
 
     def one(p):
-        out = model.apply(p, x)
+        out = mlp._forward(p, x, fwd, phi)
         return mlp.mse(out, y), jnp.mean(jnp.argmax(out, axis=-1) != labels)
 
     return jax.vmap(one)(params)
