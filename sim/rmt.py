@@ -315,7 +315,46 @@ def shifted_goe(key, n: int, shift: float, *, batch_shape=(), dtype=jnp.float32)
 LDL_BLOCK = 16
 
 
-def _ldl_pivots(h, block=LDL_BLOCK):
+def _ldl_block(n: int) -> int:
+    """Panel width of the blocked elimination: 16 up to n = 64, 32 beyond (fewer, larger matrix
+    products; at n = 128 about 1.1x faster than 16, and half the compile time)."""
+    return LDL_BLOCK if n <= 64 else 2 * LDL_BLOCK
+
+
+def _ldl_sub_batch(n: int) -> int:
+    """Matrices eliminated together: about 2^16 / n^2 (a float64 working set of a few hundred KiB, which
+    stays in L2 cache), a power of two between 8 and 256."""
+    return int(min(256, max(8, 2 ** math.floor(math.log2(max(1, 2**16 // (n * n)))))))
+
+
+def _ldl_pivots(h, block=None, dtype=None):
+    """Pivots of the unpivoted LDL^T of symmetric h (..., n, n), eliminated in ``dtype`` (default h's):
+    shape (..., n).
+
+    The batch is cut into sub-batches of ``_ldl_sub_batch(n)`` matrices by a static reshape (padded with
+    identity matrices to a multiple) and eliminated one sub-batch after another (``lax.map``): each
+    sub-batch's working set stays in cache, where one pass over the whole chunk streamed it through
+    memory once per panel (at n = 32: 2x faster; n = 128: 1.3x).
+    """
+    n = h.shape[-1]
+    batch = h.shape[:-2]
+    size = math.prod(batch)
+    sb = _ldl_sub_batch(n)
+    block = _ldl_block(n) if block is None else block
+    dtype = h.dtype if dtype is None else dtype
+    if size <= sb:
+        return _ldl_pivots_blocked(h.astype(dtype), block)
+    flat = h.reshape((size, n, n))
+    groups = -(-size // sb)
+    pad = groups * sb - size
+    if pad:
+        flat = jnp.concatenate([flat, jnp.broadcast_to(jnp.eye(n, dtype=h.dtype), (pad, n, n))])
+    # the conversion to the elimination dtype happens per sub-batch, in cache
+    piv = jax.lax.map(lambda x: _ldl_pivots_blocked(x.astype(dtype), block), flat.reshape((groups, sb, n, n)))
+    return piv.reshape((groups * sb, n))[:size].reshape(batch + (n,))
+
+
+def _ldl_pivots_blocked(h, block):
     """Pivots of the unpivoted LDL^T of symmetric h (..., n, n): shape (..., n).
 
     Right-looking blocked elimination: each panel of ``block`` columns is factored column by column
@@ -400,7 +439,7 @@ def ldl_pivots(h: jax.Array, *, dtype=None) -> jax.Array:
 def _index_of(h, method, pivot_dtype=np.float64):
     """Index of each matrix of ``h`` (traced): ``ldl`` eliminates in ``pivot_dtype``, ``eigh`` in h's dtype."""
     if method == "ldl":
-        return jnp.sum(_ldl_pivots(h.astype(pivot_dtype)) < 0, axis=-1)
+        return jnp.sum(_ldl_pivots(h, dtype=pivot_dtype) < 0, axis=-1)
     return jnp.sum(jnp.linalg.eigvalsh(h) < 0, axis=-1)
 
 
