@@ -68,7 +68,16 @@ from jax.sharding import PartitionSpec
 
 from sim._util import acc_dtype, as_key, float_dtype
 from sim.devices import block_size, make_mesh, ordered_reduce, replicated
-from sim.vectors import TILE, Distribution, Rademacher, sample_tiles, sign_blocks, sign_words, tile_width
+from sim.vectors import (
+    TILE,
+    Distribution,
+    Rademacher,
+    kernel_jit,
+    sample_tiles,
+    sign_blocks,
+    sign_words,
+    tile_width,
+)
 
 #: bin edges of ``pair_stats``'s histogram of value/mean (100 bins on [0, 2.5])
 HIST_EDGES = tuple(np.linspace(0.0, 2.5, 101).tolist())
@@ -412,7 +421,7 @@ def _runner(mesh, impl, dist, n, accs, chunk_tiles, levels, dtype, width, packed
 
     rep = replicated(mesh)
     f = jax.shard_map(local, mesh=mesh, in_specs=(PartitionSpec(),) * 4, out_specs=PartitionSpec(), check_vma=False)
-    return jax.jit(f, in_shardings=(rep,) * 4, out_shardings=rep)
+    return kernel_jit(f, platform=mesh.devices.flat[0].platform, in_shardings=(rep,) * 4, out_shardings=rep)
 
 
 def _from_counts(acc: tuple, h: jax.Array, d) -> jax.Array:
