@@ -2,8 +2,11 @@
 
 ``pairwise_distances(key, dist, n, d, metric=...)`` returns the ``(n, n)`` matrix of distances between
 ``n`` random vectors of dimension ``d`` without ever holding the ``n x d`` vectors: coordinates are
-generated a chunk of tiles at a time (see ``sim.vectors``), each tile contributes an ``(n, n)`` partial
-sum, and the partial sums are added in a fixed binary tree over tile indices.
+generated a tile at a time in the loop that consumes them (Gram path) or a chunk of tiles at a time
+(elementwise accumulators, few points; see ``sim.vectors``), each tile contributes an ``(n, n)``
+partial sum, and the partial sums are added in a fixed binary tree over tile indices. The loop's trip
+count is a run-time value: up to ONE_PROGRAM_MAX_POINTS points one compiled program per point count
+serves every d up to 2**8 tiles.
 
 Why a tree: float32 partial sums added one after another in float32 lose ~log2(d) bits; a pairwise
 (tree) sum loses O(log d) ulps at most, and the accumulator is float64 whenever ``jax_enable_x64`` is
