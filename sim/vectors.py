@@ -348,9 +348,9 @@ def sign_words(key: jax.Array, n_words: int) -> jax.Array:
 def standard_normal(key: jax.Array, shape: tuple[int, ...], dtype) -> jax.Array:
     """Standard normal draws; float32 from both halves of every Threefry block.
 
-    About 3.5x ``jax.random.normal``'s float32 rate per CPU second on this project's CPU (both halves of
-    each block, and the unrolled ``threefry2x32`` fused with the transform; ``benchmarks/bench_stream.py``
-    prints the rates beside numpy's PCG64).
+    About 6x ``jax.random.normal``'s float32 rate per CPU second on this project's CPU, and 3.4x numpy
+    PCG64's (both halves of each block, the unrolled ``threefry2x32`` fused with ``erfinv32``, compiled
+    with CPU_COMPILER_OPTIONS; ``benchmarks/bench_stream.py`` prints the rates).
 
     float32: value ``j`` (row-major) is ``sqrt(2) erfinv32(u_j)`` with ``u_j`` uniform on
     [nextafter(-1, 0), 1) made from the 23 high bits of ``sign_words(key, size)[j]``: the mapping of
