@@ -413,3 +413,20 @@ def test_pair_stats_histogram_is_numpys_at_the_edges(edges):
     s = pair_stats(jnp.asarray(m), edges=tuple(edges))
     assert float(s.mean) == pytest.approx(m[iu].mean(), rel=1e-12)
     np.testing.assert_array_equal(np.asarray(s.hist), np.histogram(m[iu] / float(s.mean), bins=np.asarray(edges))[0])
+
+
+def test_kernels_run_inside_a_callers_jit():
+    """The kernels' own top-level jits carry CPU compiler options, which XLA refuses on a nested jit:
+    traced inside a caller's jit they compile without them, and give the same distances (to rounding)
+    and the same samples."""
+    from sim.vectors import kernel_jit
+
+    f = kernel_jit(lambda x: x + 1, platform="cpu")
+    picked = []
+    assert f.pick() is f.tuned and float(jax.jit(lambda x: picked.append(f.pick()) or f(x))(1.0)) == 2.0
+    assert picked == [f.plain]
+    top = np.asarray(pairwise_distances(KEY, Gaussian(), 12, 5000))
+    inner = np.asarray(jax.jit(lambda k: pairwise_distances(k, Gaussian(), 12, 5000))(KEY))
+    np.testing.assert_allclose(inner, top, rtol=1e-6)
+    x = np.asarray(sample(KEY, Gaussian(), 3, 50))
+    np.testing.assert_allclose(np.asarray(jax.jit(lambda k: sample(k, Gaussian(), 3, 50))(KEY)), x, rtol=1e-6)
