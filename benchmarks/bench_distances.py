@@ -72,14 +72,15 @@ def _distances_from_gram(g32):
 
 def machine_limits(threads: int) -> dict:
     """Measured rates per CPU second (so that other jobs on the cores matter less): float32 Gaussians of
-    numpy's PCG64 and of hdsim's stream (``sim.vectors.standard_normal``, in blocks that stay in cache),
+    numpy's PCG64 and of hdsim's stream (``sim.vectors.standard_normal``, in blocks that stay in cache,
+    compiled with the kernels' CPU options),
     and float32 GEMM flops (numpy ``a @ b`` on the worker's threads). The limit takes the faster
     generator on every core."""
     import jax
     import jax.numpy as jnp
     import numpy as np
 
-    from sim.vectors import standard_normal
+    from sim.vectors import kernel_jit, standard_normal
 
     def cpu_best(fn):
         fn()
@@ -94,7 +95,7 @@ def machine_limits(threads: int) -> dict:
     numpy_rate = (1 << 24) / cpu_best(lambda: [rng.standard_normal(1 << 18, dtype=np.float32) for _ in range(64)])
     block = 1 << 18
 
-    @jax.jit
+    @kernel_jit  # compiled as the distance kernels are (sim.vectors.CPU_COMPILER_OPTIONS)
     def gen(key):
         def body(i, acc):
             return acc + standard_normal(jax.random.fold_in(key, i), (block,), jnp.float32)

@@ -21,7 +21,8 @@ Random-number throughput (``--rates``, printed first): numbers per CPU second of
 in blocks of 2^18 that stay in cache and are summed (so no generator pays for writing gigabytes to
 memory): hdsim's counter-based stream (Threefry-2x32 words, and float32 Gaussians from them), JAX's own
 ``jax.random.bits``/``normal`` with its default Threefry and with the ``rbg``/``unsafe_rbg``
-implementations (XLA's RngBitGenerator), and numpy's PCG64 (uint32 words, float32 uniforms and
+implementations (XLA's RngBitGenerator), all compiled with the CPU options of hdsim's kernels
+(``sim.vectors.CPU_COMPILER_OPTIONS``: prefer 512-bit vectors), and numpy's PCG64 (uint32 words, float32 uniforms and
 Gaussians, one core: numpy's generators are single-threaded). CPU time, not wall time: the figure
 that does not depend on the other jobs sharing the cores. The limit of the cores is the fastest of
 these per CPU second times the cores.
@@ -99,7 +100,9 @@ def _jax_rate(make_block, total):
     """Numbers per CPU second of ``make_block(key, i)`` (RATE_BLOCK numbers), summed in a jitted loop."""
     import jax.numpy as jnp
 
-    @jax.jit
+    from sim.vectors import kernel_jit
+
+    @kernel_jit  # jax.jit with the CPU options hdsim's kernels compile with (sim.vectors.CPU_COMPILER_OPTIONS)
     def run(key):
         def body(i, acc):
             return acc + make_block(key, i).astype(jnp.float32)

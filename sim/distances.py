@@ -2,8 +2,11 @@
 
 ``pairwise_distances(key, dist, n, d, metric=...)`` returns the ``(n, n)`` matrix of distances between
 ``n`` random vectors of dimension ``d`` without ever holding the ``n x d`` vectors: coordinates are
-generated a chunk of tiles at a time (see ``sim.vectors``), each tile contributes an ``(n, n)`` partial
-sum, and the partial sums are added in a fixed binary tree over tile indices.
+generated a tile at a time in the loop that consumes them (Gram path) or a chunk of tiles at a time
+(elementwise accumulators, few points; see ``sim.vectors``), each tile contributes an ``(n, n)``
+partial sum, and the partial sums are added in a fixed binary tree over tile indices. The loop's trip
+count is a run-time value: up to ONE_PROGRAM_MAX_POINTS points one compiled program per point count
+serves every d up to 2**8 tiles.
 
 Why a tree: float32 partial sums added one after another in float32 lose ~log2(d) bits; a pairwise
 (tree) sum loses O(log d) ulps at most, and the accumulator is float64 whenever ``jax_enable_x64`` is
@@ -68,7 +71,16 @@ from jax.sharding import PartitionSpec
 
 from sim._util import acc_dtype, as_key, float_dtype
 from sim.devices import block_size, make_mesh, ordered_reduce, replicated
-from sim.vectors import TILE, Distribution, Rademacher, sample_tiles, sign_blocks, sign_words, tile_width
+from sim.vectors import (
+    TILE,
+    Distribution,
+    Rademacher,
+    kernel_jit,
+    sample_tiles,
+    sign_blocks,
+    sign_words,
+    tile_width,
+)
 
 #: bin edges of ``pair_stats``'s histogram of value/mean (100 bins on [0, 2.5])
 HIST_EDGES = tuple(np.linspace(0.0, 2.5, 101).tolist())
@@ -204,6 +216,14 @@ def _gram_tile(x: jax.Array) -> jax.Array:
     return g[:n, :n]
 
 
+#: Up to this many points, the Gram path draws full tiles of TILE coordinates even when d < TILE and
+#: keeps a stack of at least 8 levels, so that one compiled program serves every d up to 2**8 tiles
+#: (d = 1, 100, 10^5 alike): a first call at a new d costs no compile, and a short tile costs at most
+#: one (n, TILE) generation and dot (at 1024 points about 0.06 s). More points: the tile width and
+#: the stack follow d (a full tile's dot at 4096 points is ~100 GFLOP).
+ONE_PROGRAM_MAX_POINTS = 1024
+
+
 #: From this many points on, a tile's Gram product is computed from the three upper blocks of its
 #: 2 x 2 block form (the lower one is the transpose): 3/4 of the GEMM flops, like BLAS syrk.
 SYMMETRIC_MIN_POINTS = 512
@@ -330,15 +350,23 @@ def _count_dtype():
 def _runner(mesh, impl, dist, n, accs, chunk_tiles, levels, dtype, width, packed):
     """Jitted ``(key_data, d, n_chunks, block) -> sums`` for one static configuration over ``mesh``.
 
-    Device k streams the aligned block of chunks [k*block, (k+1)*block) (``sim.devices.block_size``).
-    Chunk c covers tiles [c*chunk_tiles, (c+1)*chunk_tiles): its samples are drawn at once, then its
-    tiles are added one by one, in tile order, into the device's binary-counter tree (``_push``);
-    the device roots are combined in a fixed tree (``ordered_reduce``). The Gram product of a tile is
-    one fixed-shape dot in a loop with a run-time trip count (the same compiled instruction for every
-    chunk, which XLA cannot unroll, batch or merge); the elementwise accumulators reduce each pair over
-    one tile's coordinates in XLA's own loops, batched over the chunk's tiles (a reduction along the
-    tile axis whose order does not depend on the batch). The tree depends only on tile indices: the
-    whole is the zero-padded pairwise tree over tiles for every chunk size and number of devices.
+    Device k streams the aligned block of chunks [k*block, (k+1)*block) (``sim.devices.block_size``);
+    chunk c covers tiles [c*chunk_tiles, (c+1)*chunk_tiles). Two forms:
+
+    * every accumulator elementwise (pow, max; the Gram of at most ELEMENTWISE_GRAM_MAX_POINTS
+      points): a chunk's samples are drawn at once, reduced pair by pair over each tile (batched over
+      the chunk's tiles: a reduction whose order does not depend on the batch), summed in their
+      pairwise tree and pushed as one aligned block (``_push_block``);
+    * a Gram accumulator (more points): one tile at a time (``_program`` passes chunk_tiles = 1 and
+      counts the device blocks in tiles, the same partition), each tile generated in the loop body
+      where its dot and reductions consume it, then pushed into the binary-counter tree (``_push``).
+      The Gram product of a tile is one fixed-shape dot in a loop with a run-time trip count (the same
+      compiled instruction for every chunk, which XLA cannot unroll, batch or merge), and the trip
+      count makes one program serve every d of one tile width and stack depth.
+
+    The device roots are combined in a fixed tree (``ordered_reduce``). The tree depends only on tile
+    indices: the whole is the zero-padded pairwise tree over tiles for every chunk size and number of
+    devices.
     """
     axis = mesh.axis_names[0]
 
@@ -361,7 +389,6 @@ def _runner(mesh, impl, dist, n, accs, chunk_tiles, levels, dtype, width, packed
             h = ordered_reduce(h, axis)
             return tuple(_from_counts(acc, h, d) for acc in accs)
 
-        n_tiles = (d + TILE - 1) // TILE
         stacks = tuple(jnp.zeros((levels, n, n), acc_dtype()) for _ in accs)
         if all(_chunked(acc, n) for acc in accs):
             # every contribution is computed for a whole chunk at once: sum the chunk's tiles in their
@@ -382,37 +409,28 @@ def _runner(mesh, impl, dist, n, accs, chunk_tiles, levels, dtype, width, packed
             roots = tuple(_finish(acc, s, count * chunk_tiles) for acc, s in zip(accs, stacks))
             return tuple(ordered_reduce(r, axis, functools.partial(_combine, acc)) for acc, r in zip(accs, roots))
 
-        elementwise = [acc for acc in accs if acc[0] != "gram"]
+        # one tile at a time, generated where it is used (its samples are consumed by the dot or
+        # the pair reductions right away, never a chunk of them in memory): chunk_tiles is 1 here and
+        # the trip count `count` (this device's tiles) is a run-time value, so one program serves
+        # every d with this width and number of levels (``_program``)
+        def tile_body(i, stacks):
+            x = sample_tiles(point_keys, dist, (c0 + i)[None], d, dtype, width)[0]  # (n, width)
+            # generated once: XLA would otherwise fuse the generator into each pair's reduction
+            x = jax.lax.optimization_barrier(x)
+            out = []
+            for acc, stack in zip(accs, stacks):
+                val = _gram_tile(x) if acc[0] == "gram" else _tile_contribution(acc, x)
+                out.append(_push(acc, stack, i, val.astype(acc_dtype())))
+            return tuple(out)
 
-        def chunk_body(j, stacks):
-            tiles = tiles_of(j)
-            x = sample_tiles(point_keys, dist, tiles, d, dtype, width)  # (k, n, width)
-            contrib = {acc: _elementwise_contributions(acc, x) for acc in elementwise}
-            first = j * chunk_tiles  # this device's number of tiles before this chunk
-            real = jnp.clip(n_tiles - tiles[0], 0, chunk_tiles).astype(jnp.int32)  # tiles < n_tiles
-
-            def tile_body(i, stacks):  # one tile at a time, `real` (a run-time count) times
-                out = []
-                for acc, stack in zip(accs, stacks):
-                    if acc[0] == "gram":
-                        xi = jax.lax.dynamic_index_in_dim(x, i, keepdims=False)
-                        val = _gram_tile(xi).astype(acc_dtype())
-                    else:
-                        val = jax.lax.dynamic_index_in_dim(contrib[acc], i, keepdims=False)
-                    out.append(_push(acc, stack, first + i, val))
-                return tuple(out)
-
-            return jax.lax.fori_loop(0, real, tile_body, stacks)
-
-        stacks = jax.lax.fori_loop(0, count, chunk_body, stacks)
-        # tiles past the last one (n_tiles) are zero: leaving them out of the tree changes no value
-        count = jnp.clip(n_tiles - c0 * chunk_tiles, 0, count * chunk_tiles).astype(jnp.int32)
+        assert chunk_tiles == 1, "tile by tile: the device blocks are counted in tiles (_program)"
+        stacks = jax.lax.fori_loop(0, count, tile_body, stacks)
         roots = tuple(_finish(acc, s, count) for acc, s in zip(accs, stacks))
         return tuple(ordered_reduce(r, axis, functools.partial(_combine, acc)) for acc, r in zip(accs, roots))
 
     rep = replicated(mesh)
     f = jax.shard_map(local, mesh=mesh, in_specs=(PartitionSpec(),) * 4, out_specs=PartitionSpec(), check_vma=False)
-    return jax.jit(f, in_shardings=(rep,) * 4, out_shardings=rep)
+    return kernel_jit(f, platform=mesh.devices.flat[0].platform, in_shardings=(rep,) * 4, out_shardings=rep)
 
 
 def _from_counts(acc: tuple, h: jax.Array, d) -> jax.Array:
@@ -463,8 +481,10 @@ def memory_estimate(
     accs = {make_metric(m.name, m.p).accumulator if isinstance(m, Metric) else m for m in metrics}
     if packed:  # words, their xor with one row, counts, and the (n, n) results
         return int(3 * n * chunk // 8 + (4 + len(accs)) * n * n * 8)
+    if not all(_chunked(acc, n) for acc in accs):
+        k = 1  # tile by tile (``_runner``): one tile's samples and contributions at a time
     samples = 2 * k * n * TILE * itemsize
-    per_acc = [((k if acc[0] != "gram" else 1) + _levels(d) + 4) * n * n * 8 for acc in accs]
+    per_acc = [((k if acc[0] != "gram" else 1) + max(8, _levels(d)) + 4) * n * n * 8 for acc in accs]
     row_work = 2 * n * TILE * itemsize * k
     return int(samples + sum(per_acc) + row_work)
 
@@ -508,6 +528,12 @@ def _program(key, dist, n, d, metrics, chunk, dtype, devices, packed):
     n_tiles = -(-d // TILE)  # ceil(d / TILE)
     n_chunks = -(-n_tiles // k)
     block = block_size(n_chunks, mesh.size)
+    width, levels = tile_width(d), _levels(d, k)
+    if not packed and not all(_chunked(acc, n) for acc in accs):
+        # tile by tile (``_runner``): the same device blocks counted in tiles
+        n_chunks, block, k, levels = n_tiles, block * k, 1, _levels(d)
+        if n <= ONE_PROGRAM_MAX_POINTS:  # one program for every d up to 2**8 tiles
+            width, levels = TILE, max(levels, 8)
     key = as_key(key)
     impl = str(jax.random.key_impl(key))
     key_data = jax.random.key_data(key)
@@ -515,7 +541,7 @@ def _program(key, dist, n, d, metrics, chunk, dtype, devices, packed):
     args = [key_data, np.asarray(d, idt), np.asarray(n_chunks, idt), np.asarray(block, idt)]
     if not isinstance(key_data, jax.core.Tracer):
         args[0] = np.asarray(key_data)  # host value: valid input for a mesh spanning several processes
-    run = _runner(mesh, impl, dist, n, accs, k, _levels(d, k), dtype, tile_width(d), packed)
+    run = _runner(mesh, impl, dist, n, accs, k, levels, dtype, width, packed)
     return run, args, metrics, accs
 
 

@@ -28,8 +28,9 @@ What holds where (the stream's promises and their scope):
   and the (point, tile) indices: identical on every backend (CPU, GPU, TPU), machine, device count,
   chunk size and jax version that keeps ``fold_in`` and Threefry-2x32 (Rademacher vectors, made of
   these bits alone, are identical everywhere);
-* float coordinates are float32 (or float64) transforms of those bits (``erf_inv`` for Gaussians,
-  ``log``/``tan``/... for the other laws), evaluated by the backend's own math library: bit-identical
+* float coordinates are float32 (or float64) transforms of those bits (``erfinv32`` for float32
+  Gaussians, ``erf_inv`` for float64, ``log``/``tan``/... for the other laws), evaluated by the
+  backend's own math library (``erfinv32`` calls only ``log`` and ``sqrt``): bit-identical
   on one machine with one jax/jaxlib version, otherwise equal to about 1 ulp (what the transform's
   implementation may change);
 * keys of another PRNG implementation (``jax.random.key(s, impl="rbg")``) fall back to
@@ -77,6 +78,7 @@ __all__ = [
     "init_params",
     "sign_words",
     "standard_normal",
+    "erfinv32",
     "sign_blocks",
     "threefry2x32",
 ]
@@ -346,14 +348,15 @@ def sign_words(key: jax.Array, n_words: int) -> jax.Array:
 def standard_normal(key: jax.Array, shape: tuple[int, ...], dtype) -> jax.Array:
     """Standard normal draws; float32 from both halves of every Threefry block.
 
-    About 3.5x ``jax.random.normal``'s float32 rate per CPU second on this project's CPU (both halves of
-    each block, and the unrolled ``threefry2x32`` fused with the transform; ``benchmarks/bench_stream.py``
-    prints the rates beside numpy's PCG64).
+    About 6x ``jax.random.normal``'s float32 rate per CPU second on this project's CPU, and 3.4x numpy
+    PCG64's (both halves of each block, the unrolled ``threefry2x32`` fused with ``erfinv32``, compiled
+    with CPU_COMPILER_OPTIONS; ``benchmarks/bench_stream.py`` prints the rates).
 
-    float32: value ``j`` (row-major) is ``sqrt(2) erfinv(u_j)`` with ``u_j`` uniform on
+    float32: value ``j`` (row-major) is ``sqrt(2) erfinv32(u_j)`` with ``u_j`` uniform on
     [nextafter(-1, 0), 1) made from the 23 high bits of ``sign_words(key, size)[j]``: the mapping of
     ``jax.random.normal``, which however hashes one Threefry block per 32-bit word and keeps half of
-    it. Like ``sign_words``, a short draw is the prefix of a long one. Other dtypes and other PRNG
+    it, and whose ``jax.lax.erf_inv`` is up to 65 ulp off in the tails (``erfinv32``: at most 3.8).
+    Like ``sign_words``, a short draw is the prefix of a long one. Other dtypes and other PRNG
     implementations: ``jax.random.normal``.
 
     Args:
@@ -374,7 +377,51 @@ def standard_normal(key: jax.Array, shape: tuple[int, ...], dtype) -> jax.Array:
     f = jax.lax.bitcast_convert_type((words >> 9) | jnp.uint32(0x3F800000), jnp.float32) - 1.0  # [0, 1)
     lo = np.nextafter(np.float32(-1.0), np.float32(0.0))
     u = jnp.maximum(lo, f * (np.float32(1.0) - lo) + lo)
-    return (np.float32(math.sqrt(2.0)) * jax.lax.erf_inv(u)).reshape(shape)
+    return (np.float32(math.sqrt(2.0)) * erfinv32(u)).reshape(shape)
+
+
+#: Coefficients (highest degree first) of Giles' single-precision erfinv: p(w - 2.5) for w < 5 and
+#: p(sqrt(w) - 3) for w >= 5, w = -log((1 - x)(1 + x)); erfinv(x) = x p.
+_ERFINV_CENTRAL = (
+    2.81022636e-08, 3.43273939e-07, -3.5233877e-06, -4.39150654e-06, 0.00021858087,
+    -0.00125372503, -0.00417768164, 0.246640727, 1.50140941,
+)  # fmt: skip
+_ERFINV_TAIL = (
+    -0.000200214257, 0.000100950558, 0.00134934322, -0.00367342844, 0.00573950773,
+    -0.0076224613, 0.00943887047, 1.00167406, 2.83297682,
+)  # fmt: skip
+
+
+def erfinv32(x: jax.Array) -> jax.Array:
+    """Inverse error function in float32: Giles' single-precision approximation.
+
+    M. Giles, "Approximating the erfinv function", GPU Computing Gems Jade Edition (2011): with
+    w = -log((1 - x)(1 + x)), erfinv(x) = x p(w - 2.5) for w < 5 and x p(sqrt(w) - 3) otherwise, p
+    two polynomials of degree 8. (1 - x)(1 + x) keeps the tails accurate where ``1 - x*x`` (the
+    ``log1p(-x*x)`` of ``jax.lax.erf_inv``) rounds x*x first: at most 3.8 ulp from the exact value
+    over every uniform the stream makes and over (-1, 1), where ``jax.lax.erf_inv`` float32 is up to
+    65 ulp off near |x| = 1 (tests/test_distances.py). Both branches are evaluated and selected, so
+    the whole is one branch-free vectorisable loop. erfinv(+-1) = +-inf; |x| > 1 gives nan.
+
+    Args:
+        x: float32 array (other float inputs are converted to float32).
+
+    Returns:
+        float32 array of the shape of ``x``.
+    """
+    x = jnp.asarray(x, jnp.float32)
+    w = -jnp.log((np.float32(1) - x) * (np.float32(1) + x))
+
+    def horner(coeffs, t):
+        p = jnp.full_like(t, np.float32(coeffs[0]))
+        for c in coeffs[1:]:
+            p = np.float32(c) + p * t
+        return p
+
+    central = horner(_ERFINV_CENTRAL, w - np.float32(2.5))
+    tail = horner(_ERFINV_TAIL, jnp.sqrt(w) - np.float32(3))
+    y = jnp.where(w < np.float32(5), central, tail) * x
+    return jnp.where(jnp.abs(x) == np.float32(1), x * np.float32(np.inf), y)
 
 
 def sign_blocks(key: jax.Array, m: int) -> tuple[jax.Array, jax.Array]:
@@ -529,7 +576,50 @@ def sample(key, dist: Distribution, n: int, d: int, *, dtype=jnp.float32) -> jax
     return _sample(as_key(key), dist, int(n), int(d), dtype)
 
 
-@functools.partial(jax.jit, static_argnums=(1, 2, 3, 4))
+#: XLA CPU options of the stream kernels' own top-level programs (``kernel_jit``): prefer 512-bit
+#: vectors where the CPU has them (LLVM otherwise caps the preference at what the CPU supports). On
+#: this project's AVX-512 CPU the fused Threefry + erfinv32 loop runs about 1.6-2x the Gaussians per
+#: CPU second (``benchmarks/bench_stream.py``).
+CPU_COMPILER_OPTIONS = {"xla_cpu_prefer_vector_width": 512}
+
+
+class kernel_jit:
+    """``jax.jit(fun, **jit_kwargs)`` that compiles with CPU_COMPILER_OPTIONS when it is the top-level
+    program on CPU devices, and without them when it is traced inside a caller's jit, vmap or grad
+    (where XLA refuses per-jit options) or runs on another backend. No global config or environment
+    variable is changed: the options live on this jit alone.
+
+    The options change how XLA vectorises elementwise loops and reductions, so a kernel called under
+    a caller's transformation may differ from its top-level call by rounding (a few ulp); each form is
+    deterministic, and every chunk size and device count of one form gives the same bits.
+
+    Args:
+        fun: the function to jit.
+        platform: the backend's platform name if known (e.g. a mesh's devices), else the default one.
+        jit_kwargs: passed to ``jax.jit``.
+    """
+
+    def __init__(self, fun, *, platform: str | None = None, **jit_kwargs):
+        self.plain = jax.jit(fun, **jit_kwargs)
+        self.tuned = jax.jit(fun, compiler_options=CPU_COMPILER_OPTIONS, **jit_kwargs)
+        self.platform = platform
+        functools.update_wrapper(self, fun)
+
+    def __call__(self, *args, **kwargs):
+        return self.pick()(*args, **kwargs)
+
+    def lower(self, *args, **kwargs):
+        return self.pick().lower(*args, **kwargs)
+
+    def pick(self):
+        """The jitted function this call would use (for ``.lower``)."""
+        from jax._src import core
+
+        on_cpu = (self.platform or jax.default_backend()) == "cpu"
+        return self.tuned if on_cpu and core.trace_state_clean() else self.plain
+
+
+@functools.partial(kernel_jit, static_argnums=(1, 2, 3, 4))
 def _sample(key, dist, n, d, dtype):
     point_keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(n, dtype=jnp.uint32))
     n_tiles, width = -(-d // TILE), tile_width(d)
