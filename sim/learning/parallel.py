@@ -404,12 +404,10 @@ def _pairwise_last(a):
 
 
 def _stream_slot_sums(problem: Problem, arrays: Arrays, p, kt, bint, own):
-    """Summed gradients of one seed's slots ``own`` (m,) for a stream (linear model): slot s holds the
-    samples j = s, s + 8, s + 16, ... < B, added as blocks of 4 consecutive ones (all slots at once,
-    ``j = 32 i + 8 r + s``), each block summed pairwise, then the remaining ones one by one (a row of all
-    slots at a time, then the slots of the last, partial row, one after the other). Everything is
-    elementwise (the dot products are ``_pairwise_last``), so a slot's sum is the same bits whichever device
-    and however many slots a device holds."""
+    """Summed gradients of one seed's slots ``own`` (m,) for a stream (linear model): slot s adds its samples
+    j = s, s + 8, s + 16, ... < B one after the other (all slots of a row at once). Everything is elementwise
+    (the dot products are ``_pairwise_last``), so a slot's sum is the same bits whichever device and however
+    many slots a device holds."""
     lam, w, noise = arrays
     d, m = problem.d_in, own.shape[0]
     dt = jnp.dtype(problem.dtype)
@@ -423,19 +421,11 @@ def _stream_slot_sums(problem: Problem, arrays: Arrays, p, kt, bint, own):
         r = _pairwise_last(x * dw.reshape(lead + (d,))) - sn * z[..., d]
         return x * r[..., None]
 
-    rows = MAX_LEAVES * 4  # samples per block of 4 in every slot
-
-    def block(i, acc):
-        g = grads(rows * i + MAX_LEAVES * jnp.arange(4, dtype=jnp.int32)[:, None] + own[None, :])  # (4, m, d)
-        return acc + ((g[0] + g[1]) + (g[2] + g[3]))
-
-    n_blocks = bint // rows
-    acc = jax.lax.fori_loop(0, n_blocks, block, jnp.zeros((m, d), dt))
-    # the rest (< 32 samples) one per slot at a time: full rows of 8 at once, then the last partial row
-    start = n_blocks * rows
-    n_rows = (bint - start) // MAX_LEAVES
-    acc = jax.lax.fori_loop(0, n_rows, lambda q, a: a + grads(start + MAX_LEAVES * q + own), acc)
-    start = start + n_rows * MAX_LEAVES
+    # a row of 8 slots (8 samples) at a time, then the slots of the last, partial row one after the other:
+    # two draw sites, each compiled once (every extra site costs ~0.8 CPU-s of compilation)
+    n_rows = bint // MAX_LEAVES
+    acc = jax.lax.fori_loop(0, n_rows, lambda q, a: a + grads(MAX_LEAVES * q + own), jnp.zeros((m, d), dt))
+    start = n_rows * MAX_LEAVES
     tail = bint - start
 
     def one(c):
@@ -546,8 +536,8 @@ def run_to_target(
     for every batch size (a ``lax.while_loop``; B, its leaves and the step cap are run-time values).
 
     Sample j of a batch goes to slot ``j mod 8`` of ``MAX_LEAVES`` (8) slots, split evenly over the
-    devices; a slot adds its samples in a fixed order (a stream: blocks of 4, summed pairwise, then one by
-    one, see ``_stream_slot_sums``; a pool: groups of 32, 8, 1, ``_pool_slot_sum``), the slots are summed
+    devices; a slot adds its samples in a fixed order (a stream: one after the other, ``_stream_slot_sums``;
+    a pool: the gradients of groups of 32, 8, 1, ``_pool_slot_sum``), the slots are summed
     in a pairwise tree and the devices in ``ordered_reduce``'s fixed tree: the trajectory is bit for bit the
     same on 1, 2, 4 and 8 devices and in one or several processes, and for a given B it does not depend
     on ``max_steps``, ``capacity`` or ``every``. It is the SGD of ``train_chunk`` (same samples, same
