@@ -365,8 +365,8 @@ def train_chunk(
     return fn(host(params), host(opt_state), np.asarray(keys), np.uint32(t0), host(arrays), rate)
 
 
-#: a pool slot's samples are added in groups of these sizes, largest first (``run_to_target``)
-MICRO_POOL = (32, 8, 1)
+#: a pool slot's samples are added in groups of this many (``run_to_target``)
+POOL_GROUP = 32
 
 
 class RunResult(NamedTuple):
@@ -437,29 +437,29 @@ def _stream_slot_sums(problem: Problem, arrays: Arrays, p, kt, bint, own):
     return acc
 
 
-def _pool_slot_sum(problem: Problem, arrays: Arrays, p, kt, bint, s, micro):
+def _pool_slot_sum(problem: Problem, arrays: Arrays, p, kt, bint, s, group: int):
     """Summed gradient of slot ``s`` for a pool: its samples j = s, s + 8, ... < B in consecutive groups of
-    ``micro[0]`` while that many remain, then ``micro[1]``, ... (the last size 1); each group's gradient is
-    that of its summed loss, computed by the same program on every device."""
+    ``group``, the last one padded with samples of weight 0; each group's gradient is that of its weighted
+    summed loss, computed by the same program (same shapes) on every device. One gradient site: the
+    padding costs little beside the full-pool loss computed after every step."""
     count = jnp.maximum(bint - s + MAX_LEAVES - 1, 0) // MAX_LEAVES
-    off, rem = jnp.int32(0), count
-    acc = jax.tree.map(jnp.zeros_like, p)
-    for size in micro:
-        n = rem // size
 
-        def body(i, a, size=size, off=off):
-            idx = s + MAX_LEAVES * (off + i * size + jnp.arange(size, dtype=jnp.int32))
-            x, y = _sample_raw(problem, arrays, kt, idx.astype(jnp.uint32))
-            g = jax.grad(lambda q: batch_loss(problem, q, x, y, total=True))(p)
-            return jax.tree.map(jnp.add, a, g)
+    def body(i, a):
+        n = i * group + jnp.arange(group, dtype=jnp.int32)
+        x, y = _sample_raw(problem, arrays, kt, (s + MAX_LEAVES * n).astype(jnp.uint32))
+        wt = (n < count).astype(x.dtype)
 
-        acc = jax.lax.fori_loop(0, n, body, acc)
-        off, rem = off + n * size, rem - n * size
-    return acc
+        def loss(q):
+            r = _predict(problem, q, x) - y
+            return 0.5 * jnp.sum(wt[:, None] * r * r)
+
+        return jax.tree.map(jnp.add, a, jax.grad(loss)(p))
+
+    return jax.lax.fori_loop(0, (count + group - 1) // group, body, jax.tree.map(jnp.zeros_like, p))
 
 
 @functools.cache
-def _run_fn(problem: Problem, capacity: int, every: int, micro: tuple[int, ...], optimal: bool, mesh):
+def _run_fn(problem: Problem, capacity: int, every: int, group: int, optimal: bool, mesh):
     k = mesh.devices.size
     m = MAX_LEAVES // k  # slots per device
     n_ck = capacity // every + 1  # checkpoints 0, every, ..., plus one scratch row at index n_ck
@@ -478,7 +478,7 @@ def _run_fn(problem: Problem, capacity: int, every: int, micro: tuple[int, ...],
             if problem.kind == "stream":
                 sums = _stream_slot_sums(problem, arrays, p, kt, bint, own)[..., None]
             else:
-                sums = jax.lax.map(lambda s: _pool_slot_sum(problem, arrays, p, kt, bint, s, micro), own)
+                sums = jax.lax.map(lambda s: _pool_slot_sum(problem, arrays, p, kt, bint, s, group), own)
             return _tree_pairwise_sum(sums)
 
         def update(q, s, gg, e):
@@ -537,7 +537,7 @@ def run_to_target(
 
     Sample j of a batch goes to slot ``j mod 8`` of ``MAX_LEAVES`` (8) slots, split evenly over the
     devices; a slot adds its samples in a fixed order (a stream: one after the other, ``_stream_slot_sums``;
-    a pool: the gradients of groups of 32, 8, 1, ``_pool_slot_sum``), the slots are summed
+    a pool: the gradients of groups of 32, ``_pool_slot_sum``), the slots are summed
     in a pairwise tree and the devices in ``ordered_reduce``'s fixed tree: the trajectory is bit for bit the
     same on 1, 2, 4 and 8 devices and in one or several processes, and for a given B it does not depend
     on ``max_steps``, ``capacity`` or ``every``. It is the SGD of ``train_chunk`` (same samples, same
@@ -564,7 +564,7 @@ def run_to_target(
             raise ValueError("run_to_target: lr 'optimal' needs a stream (the linear model on Gaussian data)")
     elif not (isinstance(lr, (int, float)) and np.isfinite(lr) and lr > 0):
         raise ValueError(f"run_to_target: lr must be 'optimal' or a finite number > 0, got {lr!r}")
-    fn = _run_fn(problem, capacity, int(every), MICRO_POOL, lr == "optimal", mesh)
+    fn = _run_fn(problem, capacity, int(every), POOL_GROUP, lr == "optimal", mesh)
     dt = problem.dtype
     host = functools.partial(jax.tree.map, np.asarray)
     params = host(params)
