@@ -7,16 +7,19 @@ Workloads (issue 15), the same for both sides, with the same stopping rule (a fi
   the per-step optimal rate ``B/(B + d + 1)``, batch sizes 1, 2, 4, ..., 4096, and per size the theory's
   steps to cut the loss 100-fold, ``ceil(ln 100 / ln(1 + B/(d + 1)))`` (961 steps per seed over the 13
   sizes); the population loss ``|theta - w|^2 / 2`` after every step is recorded. float64 on both sides.
-  hdsim: ``sim.learning.parallel.train_chunk`` (threefry keys per sample); numpy: ``default_rng`` per seed,
-  ``standard_normal((B, d))`` per step.
+  hdsim: ``sim.learning.parallel.run_to_target`` (one compiled program for all 13 sizes; sample j of step t
+  keyed by ``fold_in(fold_in(k_seed, t), j)``, float32 Threefry Gaussians from ``sim.vectors.standard_normal``
+  cast to float64); numpy: ``default_rng`` per seed, ``standard_normal((B, d))`` per step. The workload is
+  17 M Gaussians and mostly drawing: the RNG line prints both generators' rates alone, which bound the
+  speed-up (numpy's PCG64 draws float64 normals about as fast as hdsim's counter-based Threefry).
 * ``mlp``: one-hidden-layer ReLU MLP (width ``--width`` 64, NTK multipliers) on scikit-learn's digits
   (1,300 training images, squared loss on one-hot labels), 13 log-spaced batch sizes 1 .. 1024 drawn with
   replacement, ``--mlp-steps`` (200) SGD steps at rate 0.5, the full-pool loss after every step; float32.
   Both sides start from the same initial parameters (hdsim's, copied into torch).
 
 Both run in one worker per thread count with the same thread limits (``_report``). hdsim's first pass
-(tracing and XLA compilation of one program per batch size) is printed on its own line beside the warm
-time; the ratio is baseline / hdsim. hdsim is also timed on ``--devices`` (2) virtual CPU devices
+(tracing and XLA compilation of the one program that serves every batch size) is printed on its own line
+beside the warm time, in wall and CPU time; the ratio is baseline / hdsim. hdsim is also timed on ``--devices`` (2) virtual CPU devices
 (``sim.devices.split_host``): on a CPU they share the same cores, so splitting the batch gives no
 speed-up (it adds the all-gather of the gradients); on GPUs or TPUs each device brings its own compute and
 memory bandwidth, which is where data parallelism pays.
@@ -30,6 +33,7 @@ import argparse
 import math
 import os
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _report  # noqa: E402
@@ -45,6 +49,59 @@ def _sizes_mlp():
 
 def _steps_linear(b, d):
     return math.ceil(math.log(100) / math.log1p(b / (d + 1)))
+
+
+def _timed_cpu(fn, repeat):
+    """``_report.timed`` plus the CPU time of the first call and the shortest warm one (``cpu_first``,
+    ``cpu_warm``): with other jobs on the cores, CPU time is the cleaner measure (as bench_train)."""
+    cpu = []
+
+    def wrapped():
+        c = time.process_time()
+        out = fn()
+        cpu.append(time.process_time() - c)
+        return out
+
+    t, out = _report.timed(wrapped, repeat)
+    t["cpu_first"] = cpu[0]
+    t["cpu_warm"] = min(cpu[1:]) if len(cpu) > 1 else cpu[0]
+    return t, out
+
+
+def _print_compile(name, t):
+    """The first call's extra time (tracing + XLA compilation of the one program), wall and CPU."""
+    extra_wall, extra_cpu = t["first"] - t["warm"], t["cpu_first"] - t["cpu_warm"]
+    print(
+        f"{name}: hdsim compile (first call - warm): "
+        + (f"{extra_wall:.2f} s wall" if extra_wall >= 0 else "not resolved in wall time (load)")
+        + f", {extra_cpu:.2f} s CPU"
+    )
+
+
+def _rng_rates(np, n_gauss):
+    """Gaussians per CPU second of the two generators alone, on the workload's count ``n_gauss``:
+    hdsim's float32 Threefry path (``sim.vectors.standard_normal``, the one the stream draws from) and
+    numpy's PCG64 float64 ``standard_normal``. The linear workload is mostly drawing, so
+    ``n_gauss / rate`` bounds each side's time from below."""
+    import jax
+    import jax.numpy as jnp
+
+    from sim.vectors import standard_normal
+
+    n = 1 << 22
+    f = jax.jit(lambda k: jnp.sum(standard_normal(k, (n,), jnp.float32)))
+    key = jax.random.key(0)
+    f(key).block_until_ready()
+    c = time.process_time()
+    for i in range(5):
+        f(jax.random.fold_in(key, i)).block_until_ready()
+    hd = 5 * n / (time.process_time() - c)
+    rng = np.random.default_rng(0)
+    c = time.process_time()
+    for _ in range(5):
+        rng.standard_normal(n)
+    npr = 5 * n / (time.process_time() - c)
+    return {"gaussians": n_gauss, "hdsim_per_cpu_s": hd, "numpy_per_cpu_s": npr}
 
 
 def worker(args):
@@ -64,29 +121,32 @@ def worker(args):
     n_dev = len(jax.devices())
 
     def sweep(prob, arr, sizes, steps_of, lr, devices):
+        # one compiled program for every batch size: B and the step count are run-time values, the loss
+        # buffer (capacity) is the longest run; target 0: every size runs its fixed step count
+        cap = max(steps_of(b) for b in sizes)
         out = []
         for b in sizes:
             p = P.init_params(prob, key, seeds)
-            p, _, losses = P.train_chunk(
+            r = P.run_to_target(
                 prob,
                 arr,
                 p,
-                P.opt_init(p),
                 P.seed_keys(key, seeds),
-                0,
                 batch_size=b,
-                steps=steps_of(b),
+                max_steps=steps_of(b),
+                capacity=cap,
+                every=cap,
                 lr=lr,
                 devices=devices,
             )
-            out.append(np.asarray(losses))
+            out.append(np.asarray(r.losses)[:, : steps_of(b)])
         return out
 
     def _devices(run, sizes=SIZES_LINEAR):
         """Warm times of the batch sizes divisible by the device count, on one device and on all."""
         even = [b for b in sizes if b % n_dev == 0]
-        t1, _ = _report.timed(lambda: run(even, 1), 1)
-        tk, _ = _report.timed(lambda: run(even, n_dev), 1)
+        t1, _ = _timed_cpu(lambda: run(even, 1), 1)
+        tk, _ = _timed_cpu(lambda: run(even, n_dev), 1)
         return {"one": t1, "all": tk, "sizes": even}
 
     if "linear" in work:
@@ -94,7 +154,7 @@ def worker(args):
         w = np.full(d, 1 / math.sqrt(d))
         arr = P.stream_arrays(np.ones(d), w)
         steps_of = lambda b: _steps_linear(b, d)  # noqa: E731
-        t_hd, out_hd = _report.timed(lambda: sweep(prob, arr, SIZES_LINEAR, steps_of, "optimal", 1), args.repeat)
+        t_hd, out_hd = _timed_cpu(lambda: sweep(prob, arr, SIZES_LINEAR, steps_of, "optimal", 1), args.repeat)
 
         def numpy_loop():
             finals = []
@@ -115,10 +175,11 @@ def worker(args):
                 finals.append(np.array(fin))
             return finals
 
-        t_np, out_np = _report.timed(numpy_loop, max(args.repeat - 1, 0) if args.repeat > 1 else 0)
+        t_np, out_np = _timed_cpu(numpy_loop, max(args.repeat - 1, 0) if args.repeat > 1 else 0)
         if not math.isfinite(t_np["warm"]):
             t_np["warm"] = t_np["first"]
         result["times"]["linear"] = {"hdsim": t_hd, "numpy": t_np}
+        result["rng"] = _rng_rates(np, sum(steps_of(b) * b for b in SIZES_LINEAR) * seeds * (d + 1))
         if n_dev > 1:
             result["times"]["linear_devices"] = _devices(lambda s, k: sweep(prob, arr, s, steps_of, "optimal", k))
         f_hd = np.array([o[:, -1].mean() for o in out_hd]) / 0.5
@@ -129,7 +190,7 @@ def worker(args):
             + "; numpy "
             + " ".join(f"{v:.3g}" for v in f_np)
         )
-        print(f"linear: hdsim compile (first pass - warm): {t_hd['first'] - t_hd['warm']:.2f} s")
+        _print_compile("linear", t_hd)
         result["checks"]["linear_final_ratio"] = {"hdsim": f_hd, "numpy": f_np}
 
     if "mlp" in work:
@@ -145,7 +206,7 @@ def worker(args):
         arr = P.pool_arrays(data.x_train, data.y_train, dtype=np.float32)
         sizes = _sizes_mlp()
         steps_of = lambda b: args.mlp_steps  # noqa: E731
-        t_hd, out_hd = _report.timed(lambda: sweep(prob, arr, sizes, steps_of, 0.5, 1), args.repeat)
+        t_hd, out_hd = _timed_cpu(lambda: sweep(prob, arr, sizes, steps_of, 0.5, 1), args.repeat)
         p0 = jax.tree.map(np.asarray, P.init_params(prob, key, seeds))
         x = torch.from_numpy(np.array(data.x_train))
         y = torch.from_numpy(np.array(data.y_train))
@@ -177,7 +238,7 @@ def worker(args):
                 finals.append(np.array(fin))
             return finals
 
-        t_pt, out_pt = _report.timed(torch_loop, max(args.repeat - 1, 0) if args.repeat > 1 else 0)
+        t_pt, out_pt = _timed_cpu(torch_loop, max(args.repeat - 1, 0) if args.repeat > 1 else 0)
         if not math.isfinite(t_pt["warm"]):
             t_pt["warm"] = t_pt["first"]
         result["times"]["mlp"] = {"hdsim": t_hd, "pytorch": t_pt}
@@ -191,7 +252,7 @@ def worker(args):
             + "; pytorch "
             + " ".join(f"{v:.3g}" for v in f_pt)
         )
-        print(f"mlp: hdsim compile (first pass - warm): {t_hd['first'] - t_hd['warm']:.2f} s")
+        _print_compile("mlp", t_hd)
         result["checks"]["mlp_final_loss"] = {"hdsim": f_hd, "pytorch": f_pt}
         result["torch"] = torch.__version__
     result["devices"] = n_dev
@@ -222,6 +283,23 @@ def main():
             sub = {t: {**r, "times": r["times"][name]} for t, r in runs.items()}
             print(f"--- {name} ---")
             print(_report.format_comparison(sub, "hdsim", base))
+            for t, r in runs.items():
+                th, tb = r["times"][name]["hdsim"], r["times"][name][base]
+                print(
+                    f"{t} thread(s), CPU time: hdsim warm {th['cpu_warm']:.4g} s (first {th['cpu_first']:.4g}), "
+                    f"{base} {tb['cpu_warm']:.4g} (first {tb['cpu_first']:.4g}): speed-up warm "
+                    f"{_report.format_speedup(tb['cpu_warm'] / th['cpu_warm'])}, compile-inclusive "
+                    f"{_report.format_speedup(tb['cpu_first'] / th['cpu_first'])}"
+                )
+                g = r.get("rng") if name == "linear" else None
+                if g:
+                    n, hd, npr = g["gaussians"], g["hdsim_per_cpu_s"], g["numpy_per_cpu_s"]
+                    print(
+                        f"{t} thread(s), RNG bound: {n / 1e6:.1f} M Gaussians; the generators alone draw "
+                        f"{hd / 1e6:.0f} M/CPU-s (hdsim, float32 Threefry) and {npr / 1e6:.0f} M/CPU-s (numpy "
+                        f"PCG64): drawing alone takes {n / hd:.3g} s and {n / npr:.3g} s, {n / npr / tb['cpu_warm']:.0%} "
+                        f"of numpy's run; a 5x speed-up needs {5 * n / tb['cpu_warm'] / 1e6:.0f} M/CPU-s"
+                    )
             for t, r in runs.items():
                 dev = r["times"].get(f"{name}_devices")
                 if dev:

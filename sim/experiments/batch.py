@@ -2,9 +2,9 @@
 and the critical batch size (issue 15).
 
 ``run(BatchConfig(...))`` trains ``seeds`` models at once for every batch size B (data-parallel SGD over
-``devices``, ``sim.learning.parallel``) until the seed-averaged loss ratio ``mean_s L_t / L_0`` first
-falls to ``target_loss`` or ``max_steps`` is reached, and returns one row per B with the columns of
-``COLUMNS``:
+``devices``, ``sim.learning.parallel.run_to_target``: one compiled program serves every B, a while loop
+on the device) until the seed-averaged loss ratio ``mean_s L_t / L_0`` first falls to ``target_loss`` or
+``max_steps`` is reached, and returns one row per B with the columns of ``COLUMNS``:
 
 * ``steps``: that first step t (empty if the target was not reached within ``max_steps``; the row stays,
   with ``reached_seeds`` saying how many seeds' own curves reached it); ``examples`` = B steps;
@@ -97,7 +97,7 @@ class BatchConfig:
     seed: int = 0
     lr: float | str | None = None
     max_steps: int = 2000
-    chunk: int = 32
+    chunk: int = 32  # parameters are kept every chunk steps: the points where the noise scales are measured
     alpha: float = 1.5
     beta: float = 2.0
     noise: float = 0.0
@@ -233,13 +233,6 @@ def _noise_fn(prob, noise_batches, reps):
     return jax.jit(jax.vmap(one, in_axes=(None, 0, 0)))
 
 
-@functools.cache
-def _loss0_fn(prob):
-    from sim.learning import parallel as P
-
-    return jax.jit(jax.vmap(lambda arrays, p: P.true_loss(prob, arrays, p), in_axes=(None, 0)))
-
-
 def _first(curve: np.ndarray, target: float) -> int | None:
     """First index t >= 1 with curve[t] <= target (curve[0] is the start), or None."""
     hit = np.flatnonzero(curve[1:] <= target)
@@ -307,7 +300,6 @@ def run(config: BatchConfig, progress: Progress = no_progress) -> Result:
     rng = np.random.default_rng(config.seed)
     boot = rng.integers(0, S, size=(config.bootstrap, S))
     noise_fn = _noise_fn(prob, tuple(config.noise_batches), config.noise_reps)
-    loss0_fn = _loss0_fn(prob)
     rows: list[dict[str, Any]] = []
     noise_rows: list[dict[str, Any]] = []
     curves: dict[int, np.ndarray] = {}
@@ -317,24 +309,25 @@ def run(config: BatchConfig, progress: Progress = no_progress) -> Result:
     for B in config.batch_sizes:
         t_start = time.perf_counter()
         params = P.init_params(prob, k_model, S)
-        state = P.opt_init(params)
-        l0 = np.asarray(loss0_fn(arrays, params), float)
-        losses = [l0[:, None]]
-        checkpoints = {0: jax.tree.map(np.asarray, params)}
-        t, hit = 0, None
-        while t < config.max_steps and hit is None:
-            n = min(config.chunk, config.max_steps - t)
-            params, state, ls = P.train_chunk(
-                prob, arrays, params, state, keys, t, batch_size=B, steps=config.chunk, lr=lr, devices=mesh
-            )
-            losses.append(np.asarray(ls, float)[:, :n])
-            t += n
-            if t < config.max_steps:
-                checkpoints[t] = jax.tree.map(np.asarray, params)
-            curve = np.concatenate(losses, axis=1) / l0[:, None]  # (S, t + 1)
-            hit = _first(curve.mean(axis=0), config.target_loss)
+        res = P.run_to_target(
+            prob,
+            arrays,
+            params,
+            keys,
+            batch_size=B,
+            max_steps=config.max_steps,
+            target=config.target_loss,
+            every=config.chunk,
+            lr=lr,
+            devices=mesh,
+        )
+        t = int(res.steps)
+        hit = t if bool(res.reached) else None
+        l0 = np.asarray(res.loss0, float)
+        curve = np.concatenate([np.ones((S, 1)), np.asarray(res.losses, float)[:, :t] / l0[:, None]], axis=1)
+        ck = jax.tree.map(np.asarray, res.checkpoints)
+        checkpoints = {q * config.chunk: jax.tree.map(lambda a, q=q: a[q], ck) for q in range(t // config.chunk + 1)}
         seconds["train"] += time.perf_counter() - t_start
-        curve = np.concatenate(losses, axis=1)[:, : t + 1] / l0[:, None]
         curves[B] = curve
         reached = sum(_first(c, config.target_loss) is not None for c in curve)
         frac = _crossing(curve.mean(axis=0), config.target_loss)
