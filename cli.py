@@ -840,8 +840,9 @@ def critical(
         int | None, typer.Option(help="Newton iterations per start, >= 1 (default 100; mlp 300).")
     ] = None,
     method: Annotated[
-        str, typer.Option(help="Finder step rule: lm (Levenberg-Marquardt) or newton (uphill steps too; n <= 32).")
-    ] = "lm",
+        str | None,
+        typer.Option(help="Finder: lm, newton or subnet (mlp: silent-unit saddles); default subnet on real data."),
+    ] = None,
     descent: Annotated[
         bool, typer.Option(help="Also run gradient descent from the same starts (minima energies).")
     ] = True,

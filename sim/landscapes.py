@@ -585,6 +585,24 @@ class MLP(Landscape):
         r = ha @ v - params.targets
         return xa, u, v, h, ha, r
 
+    def unit_mask(self, n: int, active, dtype=jnp.float64) -> jax.Array:
+        """Mask (P,) of the parameters of a width-``n`` network that belong to hidden units ``j < active``
+        (their incoming weights and bias, their outgoing weights) or to the output bias: 1 there, 0 on
+        the *silent* units ``j >= active``. ``active`` may be traced (0 <= active <= n).
+
+        A point whose silent units have all their weights at 0 is critical for the width-``n`` loss iff
+        it is critical for the loss restricted to the unmasked parameters: a silent unit's output
+        ``tanh(0) = 0`` and its outgoing weights 0 make both its gradients vanish exactly (Fukumizu &
+        Amari 2000, the embedding of a narrower network). The Hessian is block diagonal across the
+        silent units; each contributes the block ``[[wd I, Q], [Q^T, wd I]]`` with ``Q = X~^T R / m``
+        (inputs against residuals), eigenvalues ``wd -+ sigma_i(Q)``: one descending direction per
+        singular value of ``Q`` above ``wd``."""
+        d, k = int(self.d_in) + 1, int(self.d_out)  # type: ignore[arg-type]
+        on = jnp.arange(n) < active
+        u = jnp.broadcast_to(on[None, :], (d, n))
+        v = jnp.concatenate([jnp.broadcast_to(on[:, None], (n, k)), jnp.ones((1, k), bool)], axis=0)
+        return jnp.concatenate([u.reshape(-1), v.reshape(-1)]).astype(dtype)
+
     def euclidean_grad(self, params, x):
         xa, u, v, h, ha, r = self._forward(params, x)
         m = xa.shape[0]

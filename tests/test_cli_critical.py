@@ -126,7 +126,7 @@ def test_critical_help_one_line_per_option():
         (["--landscape", "pspin", "--dims", "1"], "got 1"),
         (["--landscape", "pspin", "--p", "4", "--dims", "100"], "100**4"),
         (["--starts", "many"], "'many'"),
-        (["--method", "bfgs"], "--method: unknown value 'bfgs'; valid: lm, newton"),
+        (["--method", "bfgs"], "--method: unknown value 'bfgs'; valid: lm, newton, subnet"),
         (["--starts", "100000000"], "--starts 100000000 at dimension 32 needs about"),
         (["--landscape", "mlp", "--data", "cifar"], "--data: unknown value 'cifar'; valid: teacher, digits, mnist1d"),
         (["--data", "digits"], "--data 'digits' applies to landscape mlp only, got landscape 'grf'"),

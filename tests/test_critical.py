@@ -268,7 +268,7 @@ def test_index_zero_modes_and_quadratic_convergence():
         assert np.all(cp.converged) and np.all(cp.steps <= 12), (method, cp.steps)
         np.testing.assert_allclose(cp.x[:, 1:3], x0[:, 1:3], rtol=1e-12)
         assert np.all(np.abs(cp.x[:, [0, 3]]) < 1e-8) and np.all(cp.index == 1)
-    with pytest.raises(ValueError, match="method must be one of lm, newton"):
+    with pytest.raises(ValueError, match="method must be one of lm, newton, subnet"):
         C.find_critical_points(jax.random.key(0), land, params, 4, method="bfgs")
 
 
@@ -424,7 +424,7 @@ def test_bad_solver_input(call, match):
         ({"starts": 0}, "starts must be an integer >= 1"),
         ({"landscape": "pspin", "dims": (1,)}, "dimension must be an integer >= 2"),
         ({"landscape": "pspin", "p": 4, "dims": (100,)}, "PSPIN_MAX_COUPLINGS"),
-        ({"method": "bfgs"}, "method: unknown value 'bfgs'; valid: lm, newton"),
+        ({"method": "bfgs"}, "method: unknown value 'bfgs'; valid: lm, newton, subnet"),
         ({"landscape": "mlp", "data": "cifar"}, "data: unknown value 'cifar'; valid: teacher, digits, mnist1d"),
         ({"landscape": "grf", "data": "digits"}, "data 'digits' applies to landscape mlp only"),
         ({"landscape": "mlp", "data": "digits", "d_in": 3}, "d_in is 64 for data 'digits'"),

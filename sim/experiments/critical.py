@@ -90,7 +90,10 @@ class CriticalConfig:
             then full-batch gradient descent for a number of steps from ``start_steps`` at learning rate
             ``start_lr`` (``sim.landscapes.MLP.start``; defaults: the initialisation itself).
         max_steps, patience: finder budget (None: 100 and 10; 300 and 50 for mlp).
-        method: the finder's step rule, "lm" (default) or "newton" (see ``sim.critical``).
+        method: the finder's step rule, "lm" or "newton" (see ``sim.critical``), or "subnet" (mlp only:
+            minima of sub-networks embedded with silent hidden units, ``sim.critical.subnet_solve``).
+            None (default): "subnet" for an MLP on real data (the Newton-type finders converge on few
+            starts there, most stall at non-critical minima of |grad|^2), else "lm".
         rtol, zero_tol, dedup_tol: tolerances (see ``sim.critical``).
         descent: also run gradient descent from the same starts.
         descent_steps: iteration cap of the descent.
@@ -120,7 +123,7 @@ class CriticalConfig:
     start_lr: float = 0.05
     max_steps: int | None = None
     patience: int | None = None
-    method: str = "lm"
+    method: str | None = None
     rtol: float = 1e-8
     zero_tol: float = 1e-6
     dedup_tol: float = 1e-6
@@ -144,7 +147,11 @@ class CriticalConfig:
                 check_int(name, getattr(self, name), 1)
             for name in ("max_steps", "patience"):
                 check_int(name, getattr(self, name), 1, optional=True)
-            check_choice("method", self.method, critical.METHODS)
+            if self.method is None:
+                object.__setattr__(self, "method", "subnet" if self.data != "teacher" else "lm")
+            check_choice("method", self.method, critical.FINDERS)
+            if self.method == "subnet" and self.landscape != "mlp":
+                raise ConfigError(f"method 'subnet' applies to landscape mlp only, got landscape {self.landscape!r}")
             check_int("spectra", self.spectra, 0)
             check_int("seed", self.seed, 0)
             for name in ("rtol", "zero_tol", "dedup_tol"):
@@ -270,7 +277,7 @@ def _compute(config: CriticalConfig, land, size: int, inst: int, budget, root):
         rtol=config.rtol,
         zero_tol=config.zero_tol,
         dedup_tol=config.dedup_tol,
-        method=config.method,
+        method=str(config.method),
     )
     dp = None
     if config.descent:

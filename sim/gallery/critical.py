@@ -7,10 +7,12 @@ Entries (their experiments are shared through ``_run``):
 * ``critical_spectra``: Hessian spectra at randomly chosen GRF saddles against the shifted semicircle.
 * ``pspin_threshold``: energies of the minima reached by gradient descent (3-spin) against n.
 
-The Dauphin plot (index fraction against training loss of an MLP's critical points on scikit-learn's
-digits) is not a gallery entry yet: the damped-Newton search converges from too few starts on that
-loss (most stall at non-critical minima of |grad|^2) to show saddles; ``hdsim critical --data digits``
-draws it for a user's own run.
+``dauphin_entry`` (``critical_dauphin``, proposed, not registered until its figure is committed): the
+Dauphin plot, index fraction against training loss of an MLP's critical points on scikit-learn's
+digits, found by the "subnet" finder (minima of sub-networks embedded with silent hidden units; the
+damped-Newton search converges from too few starts on that loss). To add it to the gallery:
+``register("critical_dauphin", DAUPHIN_DESCRIPTION)(dauphin_entry)`` and ``hdsim figures --only
+critical_dauphin``.
 """
 
 from __future__ import annotations
@@ -41,12 +43,14 @@ def _configs(quick: bool) -> dict[str, exp_crit.CriticalConfig]:
             "grf_small": grf,
             "mlp": C(landscape="mlp", dims=(1, 2), starts=32, descent=False, spectra=0),
             "pspin": C(landscape="pspin", dims=(8, 16), starts=8, instances=2, spectra=0),
+            "dauphin": C(landscape="mlp", data="digits", dims=(2,), num_samples=32, starts=6, descent=False, spectra=0),
         }
     return {
         "grf": C(landscape="grf", dims=(4, 8, 16, 32), starts=512, descent=False, spectra=32),
         "grf_small": C(landscape="grf", dims=(2, 3, 4, 5, 6, 8), starts=256, instances=4, descent=False, spectra=0),
         "mlp": C(landscape="mlp", dims=(1, 2, 3, 4, 6, 8), starts=256, descent=False, spectra=0),
         "pspin": C(landscape="pspin", dims=(8, 16, 32, 64), starts=32, instances=4, spectra=0),
+        "dauphin": C(landscape="mlp", data="digits", dims=(6,), num_samples=128, starts=28, descent=False, spectra=0),
     }
 
 
@@ -309,3 +313,36 @@ def _pspin_threshold(out: Output, quick: bool):
         f"ground state {-theory.pspin_ground_state(cfg.p):.3f}" + fit_txt + "."
     )
     return caption, _params(cfgs, "pspin"), cfg.seed, {"fit": gap_fit._asdict() if gap_fit else None}
+
+
+DAUPHIN_DESCRIPTION = "index fraction against training loss of an MLP's critical points on digits (Dauphin plot)"
+
+
+def dauphin_entry(out: Output, quick: bool):
+    """The Dauphin plot (see the module docstring; not registered yet)."""
+    cfgs = _configs(quick)
+    cfg = cfgs["dauphin"]
+    res = _run(cfg)
+    rows, s = res.rows, res.tables["summary"][0]
+    pts = [r for r in rows if r["converged"] and r["unique"]]
+    line = fit.fit_slope([r["energy"] for r in pts], [r["index_fraction"] for r in pts])
+    with style():
+        save(plot_crit.fig_dauphin(rows, line), out, "critical_dauphin")
+    keys = ("start", "converged", "grad_norm", "energy", "index", "index_fraction", "n_zero", "unique", "steps")
+    out.csv("critical_dauphin.csv", [{k: r[k] for k in keys} for r in rows])
+    saddles = [r for r in pts if r["index"] > 0]
+    minima = [r for r in pts if r["index"] == 0]
+    e_sad = min((r["energy"] for r in saddles), default=math.nan)
+    e_min = max((r["energy"] for r in minima), default=math.nan)
+    caption = (
+        f"A (64, {cfg.dims[0]}, 10) tanh MLP (P = {s['dim']}) on {cfg.num_samples} digits images: of {s['found']} "
+        f"starts {s['converged']} converged to {s['unique']} distinct critical points (minima of sub-networks with "
+        f"0 to {cfg.dims[0]} active hidden units, the rest silent), {len(saddles)} saddles with index fractions "
+        f"{_fmt(min((r['index_fraction'] for r in saddles), default=None), '.3f')} to "
+        f"{_fmt(max((r['index_fraction'] for r in saddles), default=None), '.3f')} at losses from {_fmt(e_sad, '.3f')} "
+        f"up and {len(minima)} minima at losses up to {_fmt(e_min, '.3f')}, Spearman correlation of index and loss "
+        f"{_fmt(s['spearman'], '.2f')} (Dauphin et al. 2014: high-loss critical points are saddles, only low-loss ones "
+        "minima; the indices are measured from the full Hessian, not assumed)."
+    )
+    extra = {"summary": res.tables["summary"], "fit": line._asdict() if line else None}
+    return caption, _params(cfgs, "dauphin"), cfg.seed, extra
