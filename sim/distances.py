@@ -179,12 +179,13 @@ def _gram_rows(x: jax.Array) -> jax.Array:
     """(n, n) Gram contribution of one tile x (n, w) as sums over the coordinates of elementwise
     products (few points: see ELEMENTWISE_GRAM_MAX_POINTS), one per pair i <= j, mirrored.
 
-    The pairs are gathered explicitly: ``sum(x[:, None] * x[None, :], -1)`` is the same sum, but
-    jaxlib 0.10.2's CPU backend miscompiles it when vmapped over a single tile (a (1, n, n, w)
-    product reduced over w returned G[i, j] = G[0, i]).
+    The pairs are static row slices, one product and reduction each: ``sum(x[:, None] * x[None, :],
+    -1)`` is the same sum, but jaxlib 0.10.2's CPU backend miscompiles it when vmapped over a single
+    tile (a (1, n, n, w) product reduced over w returned G[i, j] = G[0, i]); gathering the pairs
+    (``x[iu] * x[ju]``) is correct but materialises them, 25% slower than slices that fuse.
     """
     iu, ju = np.triu_indices(x.shape[0])
-    s = jnp.sum(x[iu] * x[ju], axis=-1)
+    s = jnp.stack([jnp.sum(x[i] * x[j], axis=-1) for i, j in zip(iu.tolist(), ju.tolist())])
     return jnp.zeros((x.shape[0],) * 2, x.dtype).at[iu, ju].set(s).at[ju, iu].set(s)
 
 
