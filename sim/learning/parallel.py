@@ -24,7 +24,11 @@ others (a mean all-reduce): that is SGD with batch B = K b. Here:
 
 ``train_chunk`` runs ``steps`` steps from step ``t0`` for S seeds at once (vmap over seeds) and returns
 the loss after every step; the caller decides after each chunk whether to go on (the random numbers of
-a step depend only on its index, so the chunking changes no value).
+a step depend only on its index, so the chunking changes no value). It compiles one program per batch
+size and step count. ``run_to_target`` (what the sweep uses) compiles ONE program for every batch size:
+B is a run-time value (behind ``lax.optimization_barrier``), the steps run in a ``lax.while_loop`` until
+the seed-averaged loss ratio reaches the target, and sample j of a batch is added in slot ``j mod 8`` in a
+fixed order, so it is bit-identical on 1, 2, 4 and 8 devices too.
 
 References:
     McCandlish, Kaplan, Amodei et al. 2018, "An empirical model of large-batch training", arXiv 1812.06162.
