@@ -91,3 +91,17 @@ def test_subnet_needs_an_mlp():
         E.CriticalConfig(landscape="grf", method="subnet")
     assert E.CriticalConfig(landscape="mlp", data="digits").method == "subnet"  # the default on real data
     assert E.CriticalConfig(landscape="mlp").method == "lm"
+
+
+def test_proposed_gallery_entry_runs_quick(tmp_path):
+    """The proposed ``critical_dauphin`` entry (not registered until its figure is committed)."""
+    from sim.gallery import critical as gallery
+    from sim.io import Output
+
+    with Output(tmp_path) as out:
+        caption, params, seed, extra = gallery.dauphin_entry(out, True)
+    for ext in ("png", "svg"):
+        assert (tmp_path / f"critical_dauphin.{ext}").stat().st_size > 10_000
+    assert len((tmp_path / "critical_dauphin.csv").read_text().splitlines()) == 1 + 6  # every start, a row
+    assert caption.endswith(".") and caption.count(". ") == 0, caption  # one sentence, as the gallery's
+    assert "of 6 starts 6 converged" in caption and extra["summary"][0]["spearman"] > 0.5, caption

@@ -341,8 +341,8 @@ def dauphin_entry(out: Output, quick: bool):
         f"{_fmt(min((r['index_fraction'] for r in saddles), default=None), '.3f')} to "
         f"{_fmt(max((r['index_fraction'] for r in saddles), default=None), '.3f')} at losses from {_fmt(e_sad, '.3f')} "
         f"up and {len(minima)} minima at losses up to {_fmt(e_min, '.3f')}, Spearman correlation of index and loss "
-        f"{_fmt(s['spearman'], '.2f')} (Dauphin et al. 2014: high-loss critical points are saddles, only low-loss ones "
-        "minima; the indices are measured from the full Hessian, not assumed)."
+        f"{_fmt(s['spearman'], '.2f')} (as Dauphin and co-authors reported in 2014: high-loss critical points are saddles, only "
+        "low-loss ones minima; the indices are measured from the full Hessian, not assumed)."
     )
     extra = {"summary": res.tables["summary"], "fit": line._asdict() if line else None}
     return caption, _params(cfgs, "dauphin"), cfg.seed, extra
