@@ -51,21 +51,7 @@ def _steps_linear(b, d):
     return math.ceil(math.log(100) / math.log1p(b / (d + 1)))
 
 
-def _timed_cpu(fn, repeat):
-    """``_report.timed`` plus the CPU time of the first call and the shortest warm one (``cpu_first``,
-    ``cpu_warm``): with other jobs on the cores, CPU time is the cleaner measure (as bench_train)."""
-    cpu = []
-
-    def wrapped():
-        c = time.process_time()
-        out = fn()
-        cpu.append(time.process_time() - c)
-        return out
-
-    t, out = _report.timed(wrapped, repeat)
-    t["cpu_first"] = cpu[0]
-    t["cpu_warm"] = min(cpu[1:]) if len(cpu) > 1 else cpu[0]
-    return t, out
+_timed_cpu = _report.timed_cpu
 
 
 def _print_compile(name, t):
