@@ -123,15 +123,14 @@ class TrainRun(NamedTuple):
     checkpoint_steps: tuple[int, ...]
 
 
-def _transposed(model: Model) -> tuple[bool, ...]:
+def _transposed(widths: tuple[int, ...]) -> tuple[bool, ...]:
     """Per layer: train the weight stored as (fan_out, fan_in)? Yes where fan_in > fan_out.
 
     The weight gradient ``h^T g`` (contracting the n samples) then comes out as (min, max) of the two
     widths: XLA's CPU backend (jaxlib 0.10) computes the (256, 10) output of a width-256 network's last
     layer through a generic kernel about 5x slower than the (10, 256) one (benchmarks/bench_train.py,
     "profile"); the layout changes no number but the rounding of that product."""
-    ws = mlp.widths_of(model.d_in, model.width, model.depth, model.d_out)
-    return tuple(fi > fo for fi, fo in zip(ws[:-1], ws[1:]))
+    return tuple(fi > fo for fi, fo in zip(widths[:-1], widths[1:]))
 
 
 def _relayout(params, transposed):
@@ -143,6 +142,11 @@ def _hyper(model: Model, lr: float, dtype):
     ws = mlp.widths_of(model.d_in, model.width, model.depth, model.d_out)
     mult = mlp.multipliers(ws, model.parameterization, sigma_w=model.sigma_w, sigma_b=model.sigma_b)
     return jnp.asarray(mult, dtype), jnp.asarray(lr, dtype)
+
+
+def _layers(mult) -> tuple:
+    """The (L, 4) multiplier array as ``mlp._forward``'s per-layer ``(m_w, std_w, m_b, std_b)``."""
+    return tuple(tuple(mult[l, j] for j in range(4)) for l in range(mult.shape[0]))
 
 
 @functools.partial(
@@ -158,8 +162,8 @@ def _train_one(key, s, x, y, mult, lr, *, widths, activation, optimizer, steps, 
     n = x.shape[0]
     seg = steps // checkpoints
     rest = steps - seg * checkpoints
-    tr = tuple(fi > fo for fi, fo in zip(widths[:-1], widths[1:]))  # _transposed
-    fwd = tuple((mult[l, 0], mult[l, 1], mult[l, 2], mult[l, 3]) for l in range(len(widths) - 1))
+    tr = _transposed(widths)
+    fwd = _layers(mult)
     phi = mlp.ACTIVATIONS[activation]
 
     def loss(q, xb, yb):  # model.loss on the parameters in the training layout
@@ -286,7 +290,7 @@ def _arch_loss(widths, activation):
     phi = mlp.ACTIVATIONS[activation]
 
     def loss(mult, params, x, y):
-        fwd = tuple((mult[l, 0], mult[l, 1], mult[l, 2], mult[l, 3]) for l in range(len(widths) - 1))
+        fwd = _layers(mult)
         return mlp.mse(mlp._forward(params, x, fwd, phi), y)
 
     return loss
@@ -304,7 +308,7 @@ def evaluate(model: Model, params, x, y, labels):
 
 @functools.partial(jax.jit, static_argnames=("widths", "activation"))
 def _evaluate(params, x, y, labels, mult, *, widths, activation):
-    fwd = tuple((mult[l, 0], mult[l, 1], mult[l, 2], mult[l, 3]) for l in range(len(widths) - 1))
+    fwd = _layers(mult)
     phi = mlp.ACTIVATIONS[activation]
 
     def one(p):
