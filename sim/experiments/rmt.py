@@ -29,6 +29,7 @@ Side tables:
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import math
 import struct
@@ -229,115 +230,140 @@ def _theory(ens: rmt.Ensemble, n: int, s: float) -> tuple[float, float, float, f
     return f, fn, var, lp
 
 
+def _timed(f, *args, **kwargs):
+    t0 = time.perf_counter()
+    out = f(*args, **kwargs)
+    return out, time.perf_counter() - t0
+
+
 def run(config: RmtConfig, *, progress: Progress | None = None) -> Result:
-    """Run the sweep. ``progress`` is advanced by the number of Monte Carlo matrices counted."""
+    """Run the sweep. ``progress`` is advanced by the number of Monte Carlo matrices counted.
+
+    The rare-event estimates (one per dim) and the exact values (one shared table) run in two worker
+    threads while the main thread streams the Monte Carlo counts: they are independent computations
+    with their own keys, so every number is the same as when run one after another; only the
+    ``seconds`` columns and ``info["seconds_*"]`` (each the wall time of its own part, overlapping)
+    depend on the scheduling.
+    """
     progress = progress or no_progress
     ens = rmt.Ensemble.from_label(config.ensemble, aspect=config.aspect)
     dtype = jnp.float64 if config.dtype == "float64" else jnp.float32
     dims = [int(d) for d in config.dims]
     shifts = [float(s) for s in config.shifts]
-    rows, hist_rows, spec_rows, rare_rows = [], [], [], []
-    rare_cache: dict[int, tuple[float, float, str]] = {}
-    exact_cache: dict[int, float] = {}
-    t_mc = t_rare = t_exact = 0.0
+    hist_rows, spec_rows = [], []
+    t_mc = 0.0
     mesh = make_mesh(get_devices(config.devices, platform=config.platform))
+    exact_dims = [n for n in dims if ens.name == "goe" and n <= config.exact_max_dim] if 0.0 in shifts else []
+    measured = []  # (n, s, counts, seconds of the Monte Carlo part)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="hdsim-rmt") as pool:
+        exact_job = pool.submit(_timed, rare.log_p_positive_definite_exact_many, exact_dims) if exact_dims else None
+        ti_jobs: dict[int, concurrent.futures.Future] = {}
+        for n in dims:
+            for s in shifts:
+                t0 = time.perf_counter()
+                counts = rmt.index_histogram(
+                    _key(config.seed, n, s, 0),
+                    ens,
+                    n,
+                    int(config.samples),
+                    shift=s,
+                    method=config.index_method,
+                    dtype=dtype,
+                    devices=mesh,
+                    progress=progress,
+                )
+                dt = time.perf_counter() - t0
+                t_mc += dt
+                measured.append((n, s, counts, dt))
+                wants_rare = ens.name == "goe" and s == 0 and counts[0] < config.min_minima
+                if wants_rare and config.rare == "ti" and n not in ti_jobs:
+                    ti_jobs[n] = pool.submit(
+                        _timed,
+                        rare.log_p_positive_definite_ti,
+                        _key(config.seed, n, 0.0, 1),
+                        n,
+                        chains=config.ti_chains,
+                        sweeps=config.ti_sweeps,
+                    )
+                if n in config.spectrum_dims:
+                    spec_rows += _spectrum(config, ens, n, s, dtype, mesh)
+        exact_values, t_exact = exact_job.result() if exact_job is not None else ({}, 0.0)
+        ti_results = {n: job.result() for n, job in ti_jobs.items()}
 
     def exact(n: int) -> float:
-        nonlocal t_exact
-        if ens.name != "goe" or n > config.exact_max_dim:
-            return float("nan")
-        if n not in exact_cache:
-            t0 = time.perf_counter()
-            exact_cache[n] = rare.log_p_positive_definite_exact(n)
-            t_exact += time.perf_counter() - t0
-        return exact_cache[n]
+        return exact_values.get(n, float("nan"))
 
-    for n in dims:
-        for s in shifts:
-            t0 = time.perf_counter()
-            counts = rmt.index_histogram(
-                _key(config.seed, n, s, 0),
-                ens,
-                n,
-                int(config.samples),
-                shift=s,
-                method=config.index_method,
-                dtype=dtype,
-                devices=mesh,
-                progress=progress,
-            )
-            t_mc += time.perf_counter() - t0
-            st = rmt.index_summary(counts)
-            f, fn, var, lp_theory = _theory(ens, n, s)
-            p, p_se = st["p_min"], st["p_min_stderr"]
-            lp, lp_se, method = st["log_p_min"], st["log_p_min_stderr"], "monte-carlo"
-            ex = exact(n) if s == 0 else float("nan")
-            if ens.name == "goe" and s == 0 and counts[0] < config.min_minima and config.rare != "none":
-                if n not in rare_cache:
-                    t1 = time.perf_counter()
-                    if config.rare == "exact":
-                        rare_cache[n] = (exact(n), 0.0, METHOD_NAMES["exact"])
-                    else:
-                        r = rare.log_p_positive_definite_ti(
-                            _key(config.seed, n, 0.0, 1), n, chains=config.ti_chains, sweeps=config.ti_sweeps
-                        )
-                        rare_cache[n] = (r.log_p, r.stderr, METHOD_NAMES["ti"])
-                    dt = time.perf_counter() - t1
-                    t_rare += dt
-                    rare_rows.append(
-                        {
-                            "dim": n,
-                            "method": rare_cache[n][2],
-                            "log_p_min": rare_cache[n][0],
-                            "log_p_min_stderr": rare_cache[n][1],
-                            "exact_log_p_min": exact(n),
-                            "chains": config.ti_chains if config.rare == "ti" else 0,
-                            "sweeps": config.ti_sweeps if config.rare == "ti" else 0,
-                            "seconds": dt,
-                        }
-                    )
-                lp, lp_se, method = rare_cache[n]
-                p = math.exp(lp)
-                p_se = p * lp_se
-            rows.append(
+    rows, rare_rows = [], []
+    t_rare = 0.0
+    rare_done: dict[int, tuple[float, float, str]] = {}
+    for n, s, counts, dt in measured:
+        st = rmt.index_summary(counts)
+        f, fn, var, lp_theory = _theory(ens, n, s)
+        p, p_se = st["p_min"], st["p_min_stderr"]
+        lp, lp_se, method = st["log_p_min"], st["log_p_min_stderr"], "monte-carlo"
+        ex = exact(n) if s == 0 else float("nan")
+        seconds = dt
+        if ens.name == "goe" and s == 0 and counts[0] < config.min_minima and config.rare != "none":
+            if n not in rare_done:
+                if config.rare == "exact":
+                    rare_done[n], dt_rare = (exact(n), 0.0, METHOD_NAMES["exact"]), 0.0
+                else:
+                    r, dt_rare = ti_results[n]
+                    rare_done[n] = (r.log_p, r.stderr, METHOD_NAMES["ti"])
+                t_rare += dt_rare
+                seconds += dt_rare
+                rare_rows.append(
+                    {
+                        "dim": n,
+                        "method": rare_done[n][2],
+                        "log_p_min": rare_done[n][0],
+                        "log_p_min_stderr": rare_done[n][1],
+                        "exact_log_p_min": exact(n),
+                        "chains": config.ti_chains if config.rare == "ti" else 0,
+                        "sweeps": config.ti_sweeps if config.rare == "ti" else 0,
+                        "seconds": dt_rare,
+                    }
+                )
+            lp, lp_se, method = rare_done[n]
+            p = math.exp(lp)
+            p_se = p * lp_se
+        rows.append(
+            {
+                "ensemble": ens.label,
+                "dim": n,
+                "samples": st["samples"],
+                "shift": s,
+                "mean_index_fraction": st["mean_index_fraction"],
+                "std_index_fraction": st["std_index_fraction"],
+                "mean_index_fraction_stderr": st["mean_index_fraction_stderr"],
+                "var_index": st["var_index"],
+                "p_min": p,
+                "p_min_stderr": p_se,
+                "log_p_min": lp,
+                "log_p_min_stderr": lp_se,
+                "method": method,
+                "mc_minima": int(counts[0]),
+                "mc_p_min": st["p_min"],
+                "mc_p_min_upper95": st["p_min_upper95"],
+                "theory_index_fraction": f,
+                "theory_index_fraction_finite_n": fn,
+                "theory_index_variance": var,
+                "theory_log_p_min": lp_theory,
+                "exact_log_p_min": ex,
+                "seconds": seconds,
+            }
+        )
+        for k in np.nonzero(counts)[0]:
+            hist_rows.append(
                 {
                     "ensemble": ens.label,
                     "dim": n,
-                    "samples": st["samples"],
                     "shift": s,
-                    "mean_index_fraction": st["mean_index_fraction"],
-                    "std_index_fraction": st["std_index_fraction"],
-                    "mean_index_fraction_stderr": st["mean_index_fraction_stderr"],
-                    "var_index": st["var_index"],
-                    "p_min": p,
-                    "p_min_stderr": p_se,
-                    "log_p_min": lp,
-                    "log_p_min_stderr": lp_se,
-                    "method": method,
-                    "mc_minima": int(counts[0]),
-                    "mc_p_min": st["p_min"],
-                    "mc_p_min_upper95": st["p_min_upper95"],
-                    "theory_index_fraction": f,
-                    "theory_index_fraction_finite_n": fn,
-                    "theory_index_variance": var,
-                    "theory_log_p_min": lp_theory,
-                    "exact_log_p_min": ex,
-                    "seconds": time.perf_counter() - t0,
+                    "index": int(k),
+                    "count": int(counts[k]),
+                    "fraction": counts[k] / st["samples"],
                 }
             )
-            for k in np.nonzero(counts)[0]:
-                hist_rows.append(
-                    {
-                        "ensemble": ens.label,
-                        "dim": n,
-                        "shift": s,
-                        "index": int(k),
-                        "count": int(counts[k]),
-                        "fraction": counts[k] / st["samples"],
-                    }
-                )
-            if n in config.spectrum_dims:
-                spec_rows += _spectrum(config, ens, n, s, dtype, mesh)
     info = {
         "device": str(mesh.devices.flat[0]),
         "devices": mesh.size,
