@@ -7,9 +7,9 @@ Workloads (issue 15), the same for both sides, with the same stopping rule (a fi
   the per-step optimal rate ``B/(B + d + 1)``, batch sizes 1, 2, 4, ..., 4096, and per size the theory's
   steps to cut the loss 100-fold, ``ceil(ln 100 / ln(1 + B/(d + 1)))`` (961 steps per seed over the 13
   sizes); the population loss ``|theta - w|^2 / 2`` after every step is recorded. float64 on both sides.
-  hdsim: ``sim.learning.parallel.run_to_target`` (one compiled program for all 13 sizes; sample j of step t
-  keyed by ``fold_in(fold_in(k_seed, t), j)``, float32 Threefry Gaussians from ``sim.vectors.standard_normal``
-  cast to float64); numpy: ``default_rng`` per seed, ``standard_normal((B, d))`` per step. The workload is
+  hdsim: ``sim.learning.parallel.run_to_target`` (one compiled program for all 13 sizes; the Gaussians of
+  sample j of step t are Threefry-2x32 blocks with counter (j, c) under ``fold_in(k_seed, t)``, mapped to
+  float32 as ``sim.vectors.standard_normal`` maps its words, cast to float64); numpy: ``default_rng`` per seed, ``standard_normal((B, d))`` per step. The workload is
   17 M Gaussians and mostly drawing: the RNG line prints both generators' rates alone, which bound the
   speed-up (numpy's PCG64 draws float64 normals about as fast as hdsim's counter-based Threefry).
 * ``mlp``: one-hidden-layer ReLU MLP (width ``--width`` 64, NTK multipliers) on scikit-learn's digits
@@ -72,10 +72,11 @@ def _rng_rates(np, n_gauss):
     import jax
     import jax.numpy as jnp
 
-    from sim.vectors import standard_normal
+    from sim.vectors import kernel_jit, standard_normal
 
     n = 1 << 22
-    f = jax.jit(lambda k: jnp.sum(standard_normal(k, (n,), jnp.float32)))
+    # compiled with the CPU options the training program uses (sim.vectors.CPU_COMPILER_OPTIONS)
+    f = kernel_jit(lambda k: jnp.sum(standard_normal(k, (n,), jnp.float32)))
     key = jax.random.key(0)
     f(key).block_until_ready()
     c = time.process_time()
@@ -129,11 +130,10 @@ def worker(args):
         return out
 
     def _devices(run, sizes=SIZES_LINEAR):
-        """Warm times of the batch sizes divisible by the device count, on one device and on all."""
-        even = [b for b in sizes if b % n_dev == 0]
-        t1, _ = _timed_cpu(lambda: run(even, 1), 1)
-        tk, _ = _timed_cpu(lambda: run(even, n_dev), 1)
-        return {"one": t1, "all": tk, "sizes": even}
+        """Warm times of the sweep on one device and on all (any batch size splits over 1, 2, 4, 8 devices)."""
+        t1, _ = _timed_cpu(lambda: run(list(sizes), 1), 1)
+        tk, _ = _timed_cpu(lambda: run(list(sizes), n_dev), 1)
+        return {"one": t1, "all": tk, "sizes": list(sizes)}
 
     if "linear" in work:
         prob = P.Problem("stream", None, d, 1)

@@ -48,6 +48,7 @@ import optax
 from jax.sharding import PartitionSpec
 
 from sim.devices import AXIS, make_mesh, ordered_reduce, replicated
+from sim.vectors import CPU_COMPILER_OPTIONS
 
 __all__ = [
     "MAX_LEAVES",
@@ -137,6 +138,12 @@ def check_batch(batch_size: int, devices: int) -> None:
 def seed_keys(key, seeds: int) -> jax.Array:
     """Raw uint32 keys ``(seeds, 2)`` of every seed's batches: ``fold_in(fold_in(key, s), 1)``."""
     key = key if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else jax.random.wrap_key_data(key)
+    return _seed_keys(key, int(seeds))
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _seed_keys(key, seeds: int):
+    # jitted: eager, the vmap is traced again at every call (~2.7 ms, as much as 50 training steps)
     ks = jax.vmap(lambda s: jax.random.fold_in(jax.random.fold_in(key, s), 1))(jnp.arange(seeds))
     return jax.random.key_data(ks)
 
@@ -264,8 +271,10 @@ def _optimizer():
     return optax.inject_hyperparams(optax.sgd)(learning_rate=1.0)
 
 
+@jax.jit
 def opt_init(params):
-    """The optimiser state of stacked ``params`` (leading axis S)."""
+    """The optimiser state of stacked ``params`` (leading axis S). Jitted: eager, the vmap is traced again
+    at every call (~1.6 ms)."""
     dt = jax.tree.leaves(params)[0].dtype
     st = jax.vmap(_optimizer().init)(params)
     return st._replace(hyperparams={k: jnp.asarray(v, dt) for k, v in st.hyperparams.items()})
@@ -316,8 +325,8 @@ STREAM_BLOCK = 8
 def _stream_slot_sums(problem: Problem, arrays: Arrays, p, kt, bint, own):
     """Summed gradients of one seed's slots ``own`` (m,) for a stream (linear model): slot s adds its samples
     j = s, s + 8, s + 16, ... < B one after the other, in sample order. The samples are drawn a block of
-    ``STREAM_BLOCK`` rows (8 samples a row) at a time while whole blocks remain, then a row at a time (the
-    last row masked: samples j >= B add an exact 0). Everything is elementwise (the dot products are
+    ``STREAM_BLOCK`` rows (8 samples a row) at a time while whole blocks remain, then a row at a time, then
+    the samples of the last, partial row one at a time. Everything is elementwise (the dot products are
     ``_pairwise_last``, the adds of a block's rows an unrolled chain), so a slot's sum is the same bits
     whichever device and however many slots a device holds, and the block size changes no value."""
     lam, w, noise = arrays
@@ -325,12 +334,11 @@ def _stream_slot_sums(problem: Problem, arrays: Arrays, p, kt, bint, own):
     dt = jnp.dtype(problem.dtype)
     sl, dw, sn = jnp.sqrt(lam), p[:, 0] - w, jnp.sqrt(noise)
 
-    def grads(idx):  # sample indices (..., m) int32 -> per-sample gradients (..., m, d), 0 where idx >= B
+    def grads(idx):  # sample indices (..., m) int32, all < B -> per-sample gradients (..., m, d)
         z = stream_normals(kt, idx.astype(jnp.uint32), d + 1).astype(dt)
         lead = (1,) * idx.ndim
         x = z[..., :d] * sl.reshape(lead + (d,))
         r = _pairwise_last(x * dw.reshape(lead + (d,))) - sn * z[..., d]
-        r = jnp.where(idx < bint, r, jnp.zeros((), dt))
         return x * r[..., None]
 
     rows = jnp.arange(STREAM_BLOCK, dtype=jnp.int32)[:, None]
@@ -343,9 +351,18 @@ def _stream_slot_sums(problem: Problem, arrays: Arrays, p, kt, bint, own):
 
     n_blocks = bint // (MAX_LEAVES * STREAM_BLOCK)
     acc = jax.lax.fori_loop(0, n_blocks, block, jnp.zeros((m, d), dt))
-    first = n_blocks * STREAM_BLOCK
-    n_rows = (bint + MAX_LEAVES - 1) // MAX_LEAVES
-    return jax.lax.fori_loop(first, n_rows, lambda q, a: a + grads(MAX_LEAVES * q + own), acc)
+    n_rows = bint // MAX_LEAVES
+    acc = jax.lax.fori_loop(n_blocks * STREAM_BLOCK, n_rows, lambda q, a: a + grads(MAX_LEAVES * q + own), acc)
+    # the last, partial row: its samples one at a time (drawing the whole row would waste up to 7 of 8
+    # samples a step at small B: 24% of the draws of a sweep over B = 1 .. 4096)
+    start = n_rows * MAX_LEAVES
+
+    def one(c):
+        i, a = c
+        return i + 1, a.at[i].add(grads(jnp.reshape(start + own[0] + i, (1,)))[0])
+
+    _, acc = jax.lax.while_loop(lambda c: (c[0] < m) & (start + own[0] + c[0] < bint), one, (jnp.int32(0), acc))
+    return acc
 
 
 def _pool_slot_sum(problem: Problem, arrays: Arrays, p, kt, bint, s, group: int):
@@ -425,7 +442,10 @@ def _run_fn(problem: Problem, capacity: int, every: int, group: int, optimal: bo
     rep = replicated(mesh)
     spec = PartitionSpec()
     f = jax.shard_map(local, mesh=mesh, in_specs=(spec,) * 10, out_specs=spec, check_vma=False)
-    return jax.jit(f, in_shardings=(rep,) * 10, out_shardings=rep)
+    # compiled as hdsim's kernels are on CPU (sim.vectors.CPU_COMPILER_OPTIONS: 512-bit vectors), ~1.4x the
+    # Gaussians per CPU second of the default; the same options on every device count and process
+    opts = CPU_COMPILER_OPTIONS if mesh.devices.flat[0].platform == "cpu" else None
+    return jax.jit(f, in_shardings=(rep,) * 10, out_shardings=rep, compiler_options=opts)
 
 
 def _run(
