@@ -290,7 +290,7 @@ def main():
                 dev = r["times"].get(f"{name}_devices")
                 if dev:
                     print(
-                        f"{t} thread(s), the {len(dev['sizes'])} sizes divisible by {r['devices']}: hdsim warm "
+                        f"{t} thread(s), the {len(dev['sizes'])} sizes: hdsim warm "
                         f"{dev['one']['warm']:.3f} s on one CPU device, {dev['all']['warm']:.3f} s on {r['devices']} "
                         f"virtual CPU devices ({dev['one']['warm'] / dev['all']['warm']:.2f}x): virtual devices share "
                         "the same cores"
