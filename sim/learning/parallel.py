@@ -154,9 +154,17 @@ def init_params(problem: Problem, key, seeds: int):
     dt = jnp.dtype(problem.dtype)
     if problem.model is None:
         return jnp.zeros((seeds, problem.d_in, problem.d_out), dt)
-    return jax.vmap(lambda s: problem.model.init(jax.random.fold_in(jax.random.fold_in(key, s), 0), dt))(
-        jnp.arange(seeds)
-    )
+    # one compiled single-seed init, called per seed: the same bits as vmapping ``model.init`` over the seeds,
+    # but the vmapped form (eager or jitted) spent ~5-6 CPU-s compiling its batched Threefry/erf_inv draws,
+    # most of the batch MLP's first call beyond the training program's ~2.5 CPU-s of tracing and compiling
+    one = _model_init(problem)
+    return jax.tree.map(lambda *a: jnp.stack(a), *[one(key, s) for s in range(int(seeds))])
+
+
+@functools.cache
+def _model_init(problem: Problem):
+    dt = jnp.dtype(problem.dtype)
+    return jax.jit(lambda key, s: problem.model.init(jax.random.fold_in(jax.random.fold_in(key, s), 0), dt))
 
 
 def sample(problem: Problem, arrays: Arrays, key, start, count: int):
