@@ -336,7 +336,9 @@ def _stream_slot_sums(problem: Problem, arrays: Arrays, p, kt, bint, own):
     ``STREAM_BLOCK`` rows (8 samples a row) at a time while whole blocks remain, then a row at a time, then
     the samples of the last, partial row one at a time. Everything is elementwise (the dot products are
     ``_pairwise_last``, the adds of a block's rows an unrolled chain), so a slot's sum is the same bits
-    whichever device and however many slots a device holds, and the block size changes no value."""
+    whichever device and however many slots a device holds (tests/test_batch.py checks 1, 2 and 8 devices).
+    ``STREAM_BLOCK`` itself is part of the program: 4 and 8 give the same bits, 16 does not (XLA fuses the
+    longer chain differently), so changing it changes the numbers."""
     lam, w, noise = arrays
     d, m = problem.d_in, own.shape[0]
     dt = jnp.dtype(problem.dtype)
