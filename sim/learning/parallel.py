@@ -1,4 +1,4 @@
-"""Data-parallel SGD over a device mesh (``jax.shard_map``), bit-identical for any power-of-two device count.
+"""Data-parallel SGD over a device mesh (``jax.shard_map``), bit-identical on 1, 2, 4 or 8 devices.
 
 K workers each take a slice of the batch, compute the gradient of their slice, and average with the
 others (a mean all-reduce): that is SGD with batch B = K b. Here:
