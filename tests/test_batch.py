@@ -24,12 +24,49 @@ def _stream(lam, v2, noise=0.0):
     return P.Problem("stream", None, len(lam), 1), P.stream_arrays(lam, np.sqrt(v2 / lam), noise)
 
 
-def test_leaves_and_batch_checks():
-    assert [P.leaves(b) for b in (1, 2, 3, 12, 24, 1024)] == [1, 2, 1, 4, 8, 8]
-    P.check_batch(24, 8)
-    for b, k, word in ((10, 4, "divisible"), (12, 8, "divisible"), (8, 3, "power of two"), (32, 16, "at most")):
+def test_batch_checks():
+    """Any batch size >= 1 on 1, 2, 4 or 8 devices (the 8 slots of a batch split evenly); nothing else."""
+    for b in (1, 3, 24, 1001):
+        for k in (1, 2, 4, 8):
+            P.check_batch(b, k)
+    for b, k, word in ((8, 3, "1, 2, 4 or 8"), (32, 16, "1, 2, 4 or 8"), (4, 0, "1, 2, 4 or 8"), (0, 1, ">= 1")):
         with pytest.raises(ValueError, match=word):
             P.check_batch(b, k)
+
+
+def test_stream_normals_counter_layout_and_distribution():
+    """Gaussian c of sample j is half c mod 2 of the Threefry block with counter (j, c // 2), mapped as
+    sim.vectors.standard_normal maps its words: sample 0 IS standard_normal(key, (n,)) (same counters (0, c)),
+    any other sample is standard_normal's mapping of sim.vectors.threefry2x32 at (j, c // 2); values do not
+    depend on how the indices are batched; and 2^17 of them are standard normal (moments, neighbour
+    correlations within 4 SE, Kolmogorov-Smirnov below its 0.1% critical value)."""
+    from scipy import stats
+
+    from sim.vectors import erfinv32, standard_normal, threefry2x32
+
+    raw = jax.random.key_data(jax.random.key(7))
+    n = 101
+    z0 = np.asarray(P.stream_normals(raw, jnp.arange(1, dtype=jnp.uint32), n))[0]
+    np.testing.assert_array_equal(z0, np.asarray(standard_normal(jax.random.wrap_key_data(raw), (n,), jnp.float32)))
+    j = jnp.uint32(12345)
+    hi, lo = threefry2x32(raw[0], raw[1], jnp.full((51,), j), jnp.arange(51, dtype=jnp.uint32))
+    words = np.stack([np.asarray(lo), np.asarray(hi)], axis=-1).reshape(-1)[:n]
+    f = (words >> 9 | np.uint32(0x3F800000)).view(np.float32) - np.float32(1)  # [0, 1)
+    low = np.nextafter(np.float32(-1), np.float32(0))
+    u = jnp.asarray(np.maximum(low, f * (1 - low) + low))
+    want = np.float32(np.sqrt(2.0)) * np.asarray(erfinv32(u))
+    np.testing.assert_array_equal(np.asarray(P.stream_normals(raw, jnp.asarray([j]), n))[0], want)
+    idx = jnp.arange(4096, dtype=jnp.uint32).reshape(128, 32)
+    z = np.asarray(P.stream_normals(raw, idx, 32))  # (128, 32, 32): 2^17 values
+    np.testing.assert_array_equal(z[5:7], np.asarray(P.stream_normals(raw, idx[5:7], 32)))
+    np.testing.assert_array_equal(z[..., :31], np.asarray(P.stream_normals(raw, idx, 31)))  # a short draw is a prefix
+    v = z.astype(np.float64).reshape(-1)
+    N = v.size
+    assert abs(v.mean()) < 4 / math.sqrt(N) and abs(v.var() - 1) < 4 * math.sqrt(2 / N)
+    flat = z.reshape(4096, 32).astype(np.float64)
+    for a, b in ((flat[:, 0::2], flat[:, 1::2]), (flat[:-1], flat[1:])):  # the halves of a block; neighbouring samples
+        assert abs(np.mean(a * b)) < 4 / math.sqrt(a.size)
+    assert stats.kstest(v, "norm").statistic < 1.95 / math.sqrt(N)
 
 
 def test_optimal_rate_loss_curve_matches_theory():
@@ -56,10 +93,11 @@ def test_optimal_rate_loss_curve_matches_theory():
         assert np.asarray(other)[:, -1].mean() > mean[-1] + 3 * se[-1]
 
 
-def test_run_to_target_is_the_sgd_of_train_chunk_and_stops_at_the_target():
-    """run_to_target (one program for every B, a while loop) takes the steps of train_chunk (same samples,
-    same rates; the batch sum in another order: equal to rounding), stops at the first step whose
-    seed-mean loss ratio is <= target, and keeps the parameters every ``every`` steps."""
+def test_train_chunk_is_run_to_target_in_chunks_and_the_stop():
+    """train_chunk is run_to_target's program with a target never reached: two chunks of 3 steps give the
+    losses and parameters of one run of 6 steps bit for bit (the batches of step t depend on t only); one
+    compiled program serves every batch size; the run stops at the first step whose seed-mean loss ratio is
+    <= target, and keeps the parameters every ``every`` steps."""
     from sim.learning.data import load
     from sim.learning.train import Model
 
@@ -67,27 +105,29 @@ def test_run_to_target_is_the_sgd_of_train_chunk_and_stops_at_the_target():
     d, S = 10, 3
     data = load("digits", jax.random.key(0), 256, 8, dtype=np.float32)
     cases = [
-        (*_stream(*isotropic_spectrum(d)), "optimal", 1e-10),
+        (*_stream(*isotropic_spectrum(d)), "optimal"),
         (
             P.Problem("pool", Model(64, 8, 1, 10), 64, 10, "float32"),
             P.pool_arrays(data.x_train, data.y_train, dtype=np.float32),
             0.3,
-            2e-5,
         ),
     ]
-    for prob, arr, lr, tol in cases:
+    for prob, arr, lr in cases:
         keys = P.seed_keys(key, S)
         before = P._run_fn.cache_info().misses
         for B in (1, 6, 40):
             p0 = P.init_params(prob, key, S)
-            p, _, ref = P.train_chunk(prob, arr, p0, P.opt_init(p0), keys, 0, batch_size=B, steps=6, lr=lr, devices=1)
+            p, st, l1 = P.train_chunk(prob, arr, p0, P.opt_init(p0), keys, 0, batch_size=B, steps=3, lr=lr, devices=1)
+            p, _, l2 = P.train_chunk(prob, arr, p, st, keys, 3, batch_size=B, steps=3, lr=lr, devices=1)
             r = P.run_to_target(prob, arr, p0, keys, batch_size=B, max_steps=6, capacity=32, every=2, lr=lr, devices=1)
             assert int(r.steps) == 6 and not bool(r.reached)
-            np.testing.assert_allclose(np.asarray(r.losses)[:, :6], np.asarray(ref), rtol=tol)
+            np.testing.assert_array_equal(np.asarray(r.losses)[:, :6], np.concatenate([l1, l2], axis=1))
             assert np.all(np.isnan(np.asarray(r.losses)[:, 6:]))
-            for a, b in zip(jax.tree.leaves(p), jax.tree.leaves(jax.tree.map(lambda c: c[3], r.checkpoints))):
-                np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=tol, atol=tol)
-        assert P._run_fn.cache_info().misses == before + 1  # one compiled program for the three batch sizes
+            for a, b, c in zip(jax.tree.leaves(p), jax.tree.leaves(r.params), jax.tree.leaves(r.checkpoints)):
+                np.testing.assert_array_equal(np.asarray(b), np.asarray(a))
+                np.testing.assert_array_equal(np.asarray(c[3]), np.asarray(a))
+            assert np.all(np.diff(np.asarray(r.losses)[:, :6].mean(0)) < 0)  # it trains
+        assert P._run_fn.cache_info().misses == before + 2  # run_to_target's program for the three B, train_chunk's
     # the stop: the first step with mean_s L_t / L_0 <= target
     prob, arr = _stream(*isotropic_spectrum(d))
     p0 = P.init_params(prob, key, S)
@@ -159,19 +199,10 @@ mlp = Model(64, 8, 1, 10)
 pool = (P.Problem("pool", mlp, 64, 10, "float32"), P.pool_arrays(data.x_train, data.y_train, dtype=np.float32), 0.3)
 for name, (prob, arr, lr) in (("stream", stream), ("pool", pool)):
     for k in (1, 2, 8):
-        p = P.init_params(prob, key, 3)
-        st = P.opt_init(p)
         ks = P.seed_keys(key, 3)
-        p, st, l1 = P.train_chunk(prob, arr, p, st, ks, 0, batch_size=24, steps=3, lr=lr, devices=k)
-        p, st, l2 = P.train_chunk(prob, arr, p, st, ks, 3, batch_size=24, steps=3, lr=lr, devices=k)
-        h = hashlib.sha256()
-        for a in jax.tree.leaves((p, l1, l2)):
-            h.update(np.asarray(a).tobytes())
-        out[f"{name}/{k}"] = h.hexdigest()
-        # run_to_target: one program for every batch size; 40 = a block of 4 per slot + a row, 6 = a partial row
-        for B in (24, 40, 6):
-            if B % k:
-                continue
+        # one program for every batch size: 72 = a block of 8 rows + a row (stream), 24 = whole rows,
+        # 6 = a partial row (fewer samples than slots on 8 devices)
+        for B in (72, 24, 6):
             p = P.init_params(prob, key, 3)
             r = P.run_to_target(prob, arr, p, ks, batch_size=B, max_steps=4, capacity=8, every=2, lr=lr, devices=k)
             h = hashlib.sha256()
@@ -183,16 +214,14 @@ print(out)
 
 
 def test_trajectories_bit_identical_on_1_2_8_devices():
-    """Losses along training and final parameters hash the same on 1, 2 and 8 forced CPU devices (a fresh
-    process), for the linear stream (optimal rate) and an MLP on digits, with ``train_chunk`` and with
-    ``run_to_target`` (one program for all batch sizes; every kind of slot loop: blocks, rows, a partial row)."""
+    """Losses along training, checkpoints and final parameters hash the same on 1, 2 and 8 forced CPU devices
+    (a fresh process), for the linear stream (optimal rate) and an MLP on digits, with ``run_to_target``
+    (the one program behind ``train_chunk`` too; every kind of slot loop: blocks, rows, a partial row)."""
     r = run_on_devices(_IDENTITY)
     out = eval(r.stdout.strip().splitlines()[-1])
     for name in ("stream", "pool"):
-        assert out[f"{name}/1"] == out[f"{name}/2"] == out[f"{name}/8"], out
-        assert out[f"{name}/run/24/1"] == out[f"{name}/run/24/2"] == out[f"{name}/run/24/8"], out
-        assert out[f"{name}/run/40/1"] == out[f"{name}/run/40/2"] == out[f"{name}/run/40/8"], out
-        assert out[f"{name}/run/6/1"] == out[f"{name}/run/6/2"], out
+        for B in (72, 24, 6):
+            assert out[f"{name}/run/{B}/1"] == out[f"{name}/run/{B}/2"] == out[f"{name}/run/{B}/8"], (name, B, out)
 
 
 def test_fit_tradeoff_recovers_known_parameters():
@@ -209,7 +238,7 @@ def test_fit_tradeoff_recovers_known_parameters():
     "kw, word",
     [
         (dict(data="digits", model="mlp", batch_sizes=(8, 2048)), "larger than the data set"),
-        (dict(batch_sizes=(8, 12), devices=8), "not divisible by the device count 8"),
+        (dict(batch_sizes=(8, 12), devices=3), "devices must be 1, 2, 4 or 8"),
         (dict(data="digits", lr="optimal"), "give a number"),
         (dict(target_loss=1.5), "target_loss"),
         (dict(batch_sizes=(4, 4)), "repeated"),

@@ -78,8 +78,8 @@ def test_unreached_target_is_a_row_with_empty_steps(tmp_path):
             "--batch-sizes: 4096 is larger than the data set",
         ),
         (
-            ["--batch-sizes", "3,4", "--devices", "2"],
-            "--batch-sizes: batch size 3 is not divisible by the device count 2",
+            ["--batch-sizes", "3,4", "--devices", "3"],
+            "--devices must be 1, 2, 4 or 8 (they split the 8 slots of a batch), got 3",
         ),
         (["--data", "digits", "--lr", "optimal"], "give a number"),
         (["--lr", "fast"], "--lr 'fast'"),

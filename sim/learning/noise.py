@@ -14,8 +14,8 @@ unbiased pieces (averaged over ``reps`` independent pairs), never the ratios, so
 numerators and denominators over seeds and replicates before dividing (the ratio of averages is
 consistent; an average of ratios is not).
 
-Batches are drawn like training batches (``sim.learning.parallel.sample``): sample j of pair r from
-``fold_in(fold_in(key, 2 r + size), j)`` (size 0: small, 1: big).
+Batches are drawn like training batches (``sim.learning.parallel.sample``): samples 0 .. b - 1 under the key
+``fold_in(key, 2 r + size)`` of pair r (size 0: small, 1: big).
 
 References:
     McCandlish, Kaplan, Amodei et al. 2018, arXiv 1812.06162, appendix A.1.

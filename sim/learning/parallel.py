@@ -1,4 +1,4 @@
-"""Data-parallel SGD over a device mesh (``jax.shard_map``), bit-identical for any power-of-two device count.
+"""Data-parallel SGD over a device mesh (``jax.shard_map``), bit-identical on 1, 2, 4 or 8 devices.
 
 K workers each take a slice of the batch, compute the gradient of their slice, and average with the
 others (a mean all-reduce): that is SGD with batch B = K b. Here:
@@ -9,26 +9,26 @@ others (a mean all-reduce): that is SGD with batch B = K b. Here:
   or ``pool`` (a fixed training set; batches are drawn from it with replacement, so its full-pool loss
   is the loss that a batch gradient estimates without bias). Models: ``linear`` (``theta`` of shape
   (d, k), started at 0) or an MLP (``sim.learning.train.Model``).
-* Sample j of step t of seed s is drawn from ``fold_in(fold_in(k_s, t), j)`` (``k_s`` the seed's batch
-  key): its value never depends on which device draws it.
-* The batch of B samples is cut into ``leaves(B)`` equal leaves (a power of two, at most ``MAX_LEAVES``);
-  every leaf's summed gradient is computed by the same program on whichever device holds it, the
-  leaves of a device are added in a pairwise tree, and the devices' sums are combined in a fixed
-  pairwise tree (``sim.devices.ordered_reduce``), so the gradient, hence the whole trajectory, is bit
-  for bit the same on 1, 2, 4 or 8 devices and in one or several processes (``jax.distributed``).
+* Step t of seed s draws from ``k_t = fold_in(k_s, t)`` (``k_s`` the seed's batch key), sample j of it
+  from (``k_t``, j) alone: a stream's Gaussians are Threefry blocks with counter (j, c)
+  (``stream_normals``: no key derived per sample), a pool's row index comes from ``fold_in(k_t, j)``; a
+  sample's value never depends on which device draws it.
+* Sample j of a batch goes to slot ``j mod 8`` of ``MAX_LEAVES`` (8) slots, split evenly over the devices
+  (1, 2, 4 or 8; ``check_batch``); a slot adds its samples in a fixed order, the slots of a device are added
+  in a pairwise tree, and the devices' sums are combined in a fixed pairwise tree
+  (``sim.devices.ordered_reduce``), so the gradient, hence the whole trajectory, is bit for bit the same
+  on 1, 2, 4 or 8 devices and in one or several processes (``jax.distributed``), for any batch size.
 * Updates are ``optax.sgd`` (the rate injected per step with ``optax.inject_hyperparams``). With
   ``lr="optimal"`` (linear model on a stream only) the rate of every step is the one that minimises the
   expected loss after the step, ``eta = |G|^2 / (G^T H G + tr(H Sigma)/B)`` from the exact G, H and
   Sigma of the current iterate (docs/theory.md#gradient-noise-scale): ``B / (B + d + 1)`` on isotropic
   noiseless data.
 
-``train_chunk`` runs ``steps`` steps from step ``t0`` for S seeds at once (vmap over seeds) and returns
-the loss after every step; the caller decides after each chunk whether to go on (the random numbers of
-a step depend only on its index, so the chunking changes no value). It compiles one program per batch
-size and step count. ``run_to_target`` (what the sweep uses) compiles ONE program for every batch size:
-B is a run-time value (behind ``lax.optimization_barrier``), the steps run in a ``lax.while_loop`` until
-the seed-averaged loss ratio reaches the target, and sample j of a batch is added in slot ``j mod 8`` in a
-fixed order, so it is bit-identical on 1, 2, 4 and 8 devices too.
+``run_to_target`` compiles ONE program for every batch size: B is a run-time value (behind
+``lax.optimization_barrier``) and the steps run in a ``lax.while_loop`` until the seed-averaged loss ratio
+reaches the target or the step cap. ``train_chunk`` (``steps`` steps from step ``t0``, with the optimiser
+state in and out) is the same program with a target never reached: cutting a run into chunks changes no
+value.
 
 References:
     McCandlish, Kaplan, Amodei et al. 2018, "An empirical model of large-batch training", arXiv 1812.06162.
@@ -48,13 +48,13 @@ import optax
 from jax.sharding import PartitionSpec
 
 from sim.devices import AXIS, make_mesh, ordered_reduce, replicated
+from sim.vectors import CPU_COMPILER_OPTIONS
 
 __all__ = [
     "MAX_LEAVES",
     "MAX_POOL",
     "Problem",
     "Arrays",
-    "leaves",
     "check_batch",
     "stream_arrays",
     "pool_arrays",
@@ -67,12 +67,13 @@ __all__ = [
     "run_to_target",
     "RunResult",
     "fold_in_raw",
+    "stream_normals",
     "seed_keys",
 ]
 
 #: most rows of a pool (rows are picked with 32-bit integer arithmetic)
 MAX_POOL = 1 << 16
-#: most leaves a batch is cut into: trajectories are bit-identical for power-of-two device counts up to this
+#: slots a batch is cut into (sample j to slot j mod 8): trajectories are bit-identical on 1, 2, 4 and 8 devices
 MAX_LEAVES = 8
 
 
@@ -123,32 +124,26 @@ def pool_arrays(x, y, *, dtype=jnp.float64) -> Arrays:
     return Arrays(jnp.asarray(x, dtype), jnp.asarray(y, dtype), jnp.asarray(0.0, dtype))
 
 
-def leaves(batch_size: int) -> int:
-    """Number of leaves a batch of ``batch_size`` is cut into: the largest power of two <= MAX_LEAVES
-    that divides it."""
-    b = int(batch_size)
-    return min(MAX_LEAVES, b & -b)
-
-
 def check_batch(batch_size: int, devices: int) -> None:
-    """Raise ValueError unless a batch of ``batch_size`` splits into equal micro-batches on ``devices``
-    devices with the same leaves as on one device (devices a power of two dividing ``leaves``)."""
+    """Raise ValueError unless ``batch_size`` >= 1 and ``devices`` is 1, 2, 4 or 8: a batch's samples go to
+    ``MAX_LEAVES`` (8) slots (sample j to slot ``j mod 8``) split evenly over the devices, so any batch size
+    runs on any of these device counts."""
     b, k = int(batch_size), int(devices)
-    if k < 1 or k & (k - 1):
-        raise ValueError(f"devices must be a power of two (1, 2, 4, 8, ...), got {k}")
+    if k < 1 or k & (k - 1) or k > MAX_LEAVES:
+        raise ValueError(f"devices must be 1, 2, 4 or 8 (they split the {MAX_LEAVES} slots of a batch), got {k}")
     if b < 1:
         raise ValueError(f"batch size must be an integer >= 1, got {b}")
-    if b % k:
-        raise ValueError(f"batch size {b} is not divisible by the device count {k}")
-    if k > MAX_LEAVES:
-        raise ValueError(f"devices: at most {MAX_LEAVES} devices split one batch, got {k}")
-    if leaves(b) % k:  # b % k == 0 and k a power of two <= MAX_LEAVES already imply k | leaves(b)
-        raise ValueError(f"batch size {b} does not split into {k} equal power-of-two parts")
 
 
 def seed_keys(key, seeds: int) -> jax.Array:
     """Raw uint32 keys ``(seeds, 2)`` of every seed's batches: ``fold_in(fold_in(key, s), 1)``."""
     key = key if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else jax.random.wrap_key_data(key)
+    return _seed_keys(key, int(seeds))
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _seed_keys(key, seeds: int):
+    # jitted: eager, the vmap is traced again at every call (~2.7 ms, as much as 50 training steps)
     ks = jax.vmap(lambda s: jax.random.fold_in(jax.random.fold_in(key, s), 1))(jnp.arange(seeds))
     return jax.random.key_data(ks)
 
@@ -159,18 +154,25 @@ def init_params(problem: Problem, key, seeds: int):
     dt = jnp.dtype(problem.dtype)
     if problem.model is None:
         return jnp.zeros((seeds, problem.d_in, problem.d_out), dt)
-    return jax.vmap(lambda s: problem.model.init(jax.random.fold_in(jax.random.fold_in(key, s), 0), dt))(
-        jnp.arange(seeds)
-    )
+    # one compiled single-seed init, called per seed: the same bits as vmapping ``model.init`` over the seeds,
+    # but the vmapped form (eager or jitted) spent ~5-6 CPU-s compiling its batched Threefry/erf_inv draws,
+    # most of the batch MLP's first call beyond the training program's ~2.5 CPU-s of tracing and compiling
+    one = _model_init(problem)
+    return jax.tree.map(lambda *a: jnp.stack(a), *[one(key, s) for s in range(int(seeds))])
+
+
+@functools.cache
+def _model_init(problem: Problem):
+    dt = jnp.dtype(problem.dtype)
+    return jax.jit(lambda key, s: problem.model.init(jax.random.fold_in(jax.random.fold_in(key, s), 0), dt))
 
 
 def sample(problem: Problem, arrays: Arrays, key, start, count: int):
     """Samples ``start .. start + count - 1`` of the stream or pool keyed by ``key``: ``(x, y)`` of shapes
-    (count, d) and (count, k). Sample j comes from ``k_j = fold_in(key, j)`` alone: a stream draws
-    ``sim.vectors.standard_normal(k_j, (d + 1,), float32)`` (the features, then the label noise; float32
-    Gaussians from both halves of every Threefry block, cast to the problem's dtype); a pool takes row
-    ``floor(u n)`` with u the first 32-bit word of ``k_j`` over 2^32 (every row has probability 1/n to
-    within n/2^32). ``key`` is a typed key or its raw uint32 data (2,)."""
+    (count, d) and (count, k). Sample j depends on ``key`` and j alone: a stream takes the d + 1 float32
+    Gaussians ``stream_normals(key, j, d + 1)`` (the features, then the label noise; cast to the problem's
+    dtype); a pool takes row ``floor(u n)`` with u the first 32-bit word of ``fold_in(key, j)`` over 2^32
+    (every row has probability 1/n to within n/2^32). ``key`` is a typed key or its raw uint32 data (2,)."""
     raw = key if not jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else jax.random.key_data(key)
     return _sample_raw(problem, arrays, raw, jnp.asarray(start, jnp.uint32) + jnp.arange(count, dtype=jnp.uint32))
 
@@ -185,27 +187,35 @@ def fold_in_raw(raw, data):
     return jnp.stack([y0, y1], axis=-1)
 
 
-def _stream_normals(keys, n: int):
-    """(k, n) float32 standard normals, row i ``sim.vectors.standard_normal(keys[i], (n,), float32)``
-    (raw keys (k, 2)). Drawn as an even count and cut: the same values (a short draw is the prefix of a
-    long one), but every Threefry block fully used, which fuses better (~20% faster for n = 101)."""
-    from sim.vectors import standard_normal
+def stream_normals(raw, idx, n: int):
+    """float32 standard normals of shape ``idx.shape + (n,)``: Gaussian c of sample ``idx[...]`` under the raw
+    key ``raw`` (2,) uint32 is made from half ``c mod 2`` of the Threefry-2x32 block with counter
+    ``(idx, c // 2)`` (low half first), mapped as ``sim.vectors.standard_normal`` maps its words
+    (``sqrt(2) erfinv32(u)``). Counter-based: no key is derived per sample, every value depends on (key,
+    sample, coordinate) only, and the whole (samples, coordinates) block is one elementwise loop."""
+    from sim.vectors import erfinv32, threefry2x32
 
-    even = n + (n & 1)
-    z = jax.vmap(lambda k: standard_normal(jax.random.wrap_key_data(k), (even,), jnp.float32))(keys)
-    return z[:, :n]
+    idx = jnp.asarray(idx, jnp.uint32)
+    nb = -(-n // 2)
+    c = jnp.arange(nb, dtype=jnp.uint32).reshape((1,) * idx.ndim + (nb,))
+    hi, lo = threefry2x32(raw[0], raw[1], idx[..., None], c)
+    words = jnp.stack([lo, hi], axis=-1).reshape(idx.shape + (2 * nb,))[..., :n]
+    f = jax.lax.bitcast_convert_type((words >> 9) | jnp.uint32(0x3F800000), jnp.float32) - 1.0  # [0, 1)
+    low = np.nextafter(np.float32(-1.0), np.float32(0.0))
+    u = jnp.maximum(low, f * (np.float32(1.0) - low) + low)
+    return np.float32(np.sqrt(2.0)) * erfinv32(u)
 
 
 def _sample_raw(problem: Problem, arrays: Arrays, raw, idx):
     """``sample`` for the raw key ``raw`` (2,) uint32 and sample indices ``idx`` (n,) uint32."""
     dt = jnp.dtype(problem.dtype)
-    keys = fold_in_raw(raw, idx)  # (n, 2)
     if problem.kind == "stream":
         lam, w, noise = arrays
-        z = _stream_normals(keys, problem.d_in + 1).astype(dt)
+        z = stream_normals(raw, idx, problem.d_in + 1).astype(dt)
         x = z[:, :-1] * jnp.sqrt(lam)[None, :]
         y = x @ w + jnp.sqrt(noise) * z[:, -1]
         return x, y[:, None]
+    keys = fold_in_raw(raw, idx)  # (n, 2)
     n = arrays.a.shape[0]
     i = _mulhi(keys[:, 0], n)
     return arrays.a[i], arrays.b[i]
@@ -269,104 +279,13 @@ def _optimizer():
     return optax.inject_hyperparams(optax.sgd)(learning_rate=1.0)
 
 
+@jax.jit
 def opt_init(params):
-    """The optimiser state of stacked ``params`` (leading axis S)."""
+    """The optimiser state of stacked ``params`` (leading axis S). Jitted: eager, the vmap is traced again
+    at every call (~1.6 ms)."""
     dt = jax.tree.leaves(params)[0].dtype
     st = jax.vmap(_optimizer().init)(params)
     return st._replace(hyperparams={k: jnp.asarray(v, dt) for k, v in st.hyperparams.items()})
-
-
-@functools.cache
-def _chunk_fn(problem: Problem, batch_size: int, steps: int, optimal: bool, mesh):
-    k = mesh.devices.size
-    n_leaves = leaves(batch_size)
-    c = batch_size // n_leaves  # samples per leaf
-    m = n_leaves // k  # leaves per device
-    opt = _optimizer()
-    dt = jnp.dtype(problem.dtype)
-
-    def local(params, opt_state, keys, t0, arrays, lr):
-        dev = jax.lax.axis_index(AXIS)
-        keys = jax.random.wrap_key_data(keys)
-
-        def seed_grad(p, kb, t):
-            ks = jax.random.fold_in(kb, t)
-
-            def leaf(l):
-                x, y = sample(problem, arrays, ks, l * c, c)
-                return jax.grad(lambda q: batch_loss(problem, q, x, y, total=True))(p)
-
-            if m == 1:
-                return leaf(dev)
-            return _tree_pairwise_sum(jax.lax.map(leaf, dev * m + jnp.arange(m)))
-
-        def step(carry, t):
-            p, st = carry
-            g = jax.vmap(seed_grad, in_axes=(0, 0, None))(p, keys, t)
-            g = jax.tree.map(lambda a: ordered_reduce(a, AXIS) / jnp.asarray(batch_size, dt), g)
-            if optimal:
-                eta = jax.vmap(lambda q: optimal_lr(arrays, q, batch_size))(p)
-            else:
-                eta = jnp.full((keys.shape[0],), lr, dt)
-
-            def update(q, s, gg, e):
-                s = s._replace(hyperparams={**s.hyperparams, "learning_rate": e})
-                u, s = opt.update(gg, s, q)
-                return optax.apply_updates(q, u), s
-
-            p, st = jax.vmap(update)(p, st, g, eta)
-            return (p, st), jax.vmap(lambda q: true_loss(problem, arrays, q))(p)
-
-        (p, st), losses = jax.lax.scan(step, (params, opt_state), t0 + jnp.arange(steps, dtype=jnp.uint32))
-        return p, st, losses.T
-
-    rep = replicated(mesh)
-    spec = PartitionSpec()
-    f = jax.shard_map(local, mesh=mesh, in_specs=(spec,) * 6, out_specs=(spec,) * 3, check_vma=False)
-    return jax.jit(f, in_shardings=(rep,) * 6, out_shardings=(rep,) * 3)
-
-
-def train_chunk(
-    problem: Problem,
-    arrays: Arrays,
-    params,
-    opt_state,
-    keys,
-    t0: int,
-    *,
-    batch_size: int,
-    steps: int,
-    lr="optimal",
-    devices=None,
-):
-    """Run ``steps`` data-parallel SGD steps ``t0 .. t0 + steps - 1`` of S seeds at once.
-
-    Args:
-        problem, arrays: what is trained (``Problem``, ``Arrays``).
-        params: stacked parameters (leading axis S); ``opt_state`` from ``opt_init(params)``.
-        keys: raw uint32 batch keys (S, 2) (``seed_keys``).
-        t0: index of the first step (the batches of step t depend on t only).
-        batch_size: B (split over the devices; see ``check_batch``).
-        steps: steps in this call (static: one compile per value).
-        lr: a fixed rate > 0, or ``"optimal"`` (stream only; see the module docstring).
-        devices: None (every device), a count, a device list or a 1-D mesh.
-
-    Returns:
-        ``(params, opt_state, losses)``, losses (S, steps): the true loss after each step.
-    """
-    mesh = make_mesh(devices)
-    check_batch(batch_size, mesh.devices.size)
-    if lr == "optimal":
-        if problem.kind != "stream":
-            raise ValueError("train_chunk: lr 'optimal' needs a stream (the linear model on Gaussian data)")
-    elif not (isinstance(lr, (int, float)) and np.isfinite(lr) and lr > 0):
-        raise ValueError(f"train_chunk: lr must be 'optimal' or a finite number > 0, got {lr!r}")
-    fn = _chunk_fn(problem, int(batch_size), int(steps), lr == "optimal", mesh)
-    rate = np.asarray(0.0 if lr == "optimal" else lr, problem.dtype)
-    # host copies in, replicated arrays out: every call sees the same kind of input (one compile), and
-    # in a multi-process run every process passes the same values
-    host = functools.partial(jax.tree.map, np.asarray)
-    return fn(host(params), host(opt_state), np.asarray(keys), np.uint32(t0), host(arrays), rate)
 
 
 #: a pool slot's samples are added in groups of this many (``run_to_target``)
@@ -407,37 +326,52 @@ def _pairwise_last(a):
     return a[..., 0]
 
 
+#: rows of 8 samples a stream slot loop draws at once (``_stream_slot_sums``)
+STREAM_BLOCK = 8
+
+
 def _stream_slot_sums(problem: Problem, arrays: Arrays, p, kt, bint, own):
     """Summed gradients of one seed's slots ``own`` (m,) for a stream (linear model): slot s adds its samples
-    j = s, s + 8, s + 16, ... < B one after the other (all slots of a row at once). Everything is elementwise
-    (the dot products are ``_pairwise_last``), so a slot's sum is the same bits whichever device and however
-    many slots a device holds."""
+    j = s, s + 8, s + 16, ... < B one after the other, in sample order. The samples are drawn a block of
+    ``STREAM_BLOCK`` rows (8 samples a row) at a time while whole blocks remain, then a row at a time, then
+    the samples of the last, partial row one at a time. Everything is elementwise (the dot products are
+    ``_pairwise_last``, the adds of a block's rows an unrolled chain), so a slot's sum is the same bits
+    whichever device and however many slots a device holds (tests/test_batch.py checks 1, 2 and 8 devices).
+    ``STREAM_BLOCK`` itself is part of the program: 4 and 8 give the same bits, 16 does not (XLA fuses the
+    longer chain differently), so changing it changes the numbers."""
     lam, w, noise = arrays
     d, m = problem.d_in, own.shape[0]
     dt = jnp.dtype(problem.dtype)
     sl, dw, sn = jnp.sqrt(lam), p[:, 0] - w, jnp.sqrt(noise)
 
-    def grads(idx):  # sample indices (...,) -> per-sample gradients (..., d)
-        z = _stream_normals(fold_in_raw(kt, idx.astype(jnp.uint32).reshape(-1)), d + 1)
-        z = z.astype(dt).reshape(idx.shape + (d + 1,))
-        lead = (1,) * (z.ndim - 1)
+    def grads(idx):  # sample indices (..., m) int32, all < B -> per-sample gradients (..., m, d)
+        z = stream_normals(kt, idx.astype(jnp.uint32), d + 1).astype(dt)
+        lead = (1,) * idx.ndim
         x = z[..., :d] * sl.reshape(lead + (d,))
         r = _pairwise_last(x * dw.reshape(lead + (d,))) - sn * z[..., d]
         return x * r[..., None]
 
-    # a row of 8 slots (8 samples) at a time, then the slots of the last, partial row one after the other:
-    # two draw sites, each compiled once (every extra site costs ~0.8 CPU-s of compilation)
+    rows = jnp.arange(STREAM_BLOCK, dtype=jnp.int32)[:, None]
+
+    def block(q, acc):
+        g = grads(MAX_LEAVES * (q * STREAM_BLOCK + rows) + own[None, :])
+        for i in range(STREAM_BLOCK):
+            acc = acc + g[i]
+        return acc
+
+    n_blocks = bint // (MAX_LEAVES * STREAM_BLOCK)
+    acc = jax.lax.fori_loop(0, n_blocks, block, jnp.zeros((m, d), dt))
     n_rows = bint // MAX_LEAVES
-    acc = jax.lax.fori_loop(0, n_rows, lambda q, a: a + grads(MAX_LEAVES * q + own), jnp.zeros((m, d), dt))
+    acc = jax.lax.fori_loop(n_blocks * STREAM_BLOCK, n_rows, lambda q, a: a + grads(MAX_LEAVES * q + own), acc)
+    # the last, partial row: its samples one at a time (drawing the whole row would waste up to 7 of 8
+    # samples a step at small B: 24% of the draws of a sweep over B = 1 .. 4096)
     start = n_rows * MAX_LEAVES
-    tail = bint - start
 
     def one(c):
-        i, acc = c
-        g = grads(jnp.reshape(start + own[0] + i, (1,)))[0]
-        return i + 1, acc.at[i].add(g)
+        i, a = c
+        return i + 1, a.at[i].add(grads(jnp.reshape(start + own[0] + i, (1,)))[0])
 
-    _, acc = jax.lax.while_loop(lambda c: (c[0] < m) & (own[0] + c[0] < tail), one, (jnp.int32(0), acc))
+    _, acc = jax.lax.while_loop(lambda c: (c[0] < m) & (start + own[0] + c[0] < bint), one, (jnp.int32(0), acc))
     return acc
 
 
@@ -470,7 +404,7 @@ def _run_fn(problem: Problem, capacity: int, every: int, group: int, optimal: bo
     opt = _optimizer()
     dt = jnp.dtype(problem.dtype)
 
-    def local(params, opt_state, keys, arrays, lr, bsize, bint, target, max_steps):
+    def local(params, opt_state, keys, t0, arrays, lr, bsize, bint, target, max_steps):
         l0 = jax.vmap(lambda q: true_loss(problem, arrays, q))(params)
         dev = jax.lax.axis_index(AXIS).astype(jnp.int32)
         # B arrives at run time, behind a barrier: XLA sees the same opaque divisor on every device count
@@ -491,8 +425,8 @@ def _run_fn(problem: Problem, capacity: int, every: int, group: int, optimal: bo
             return optax.apply_updates(q, u), s
 
         def body(c):
-            t, p, st, buf, ck, _ = c
-            g = jax.vmap(seed_grad, in_axes=(0, 0, None))(p, keys, t.astype(jnp.uint32))
+            i, p, st, buf, ck, _ = c
+            g = jax.vmap(seed_grad, in_axes=(0, 0, None))(p, keys, t0 + i.astype(jnp.uint32))
             g = jax.tree.map(lambda a: ordered_reduce(a, AXIS) / bsize, g)
             if optimal:
                 eta = jax.vmap(lambda q: optimal_lr(arrays, q, bsize))(p)
@@ -500,11 +434,11 @@ def _run_fn(problem: Problem, capacity: int, every: int, group: int, optimal: bo
                 eta = jnp.full((keys.shape[0],), lr, dt)
             p, st = jax.vmap(update)(p, st, g, eta)
             loss = jax.vmap(lambda q: true_loss(problem, arrays, q))(p)
-            buf = jax.lax.dynamic_update_slice(buf, loss[:, None].astype(buf.dtype), (jnp.int32(0), t))
-            t = t + 1
-            row = jnp.where(t % every == 0, t // every, n_ck)
+            buf = jax.lax.dynamic_update_slice(buf, loss[:, None].astype(buf.dtype), (jnp.int32(0), i))
+            i = i + 1
+            row = jnp.where(i % every == 0, i // every, n_ck)
             ck = jax.tree.map(lambda a, q: a.at[row].set(q), ck, p)
-            return t, p, st, buf, ck, jnp.mean(loss / l0) <= target
+            return i, p, st, buf, ck, jnp.mean(loss / l0) <= target
 
         def cond(c):
             return (c[0] < max_steps) & ~c[5]
@@ -512,13 +446,52 @@ def _run_fn(problem: Problem, capacity: int, every: int, group: int, optimal: bo
         buf = jnp.full((keys.shape[0], capacity), jnp.nan, dt)
         ck = jax.tree.map(lambda q: jnp.zeros((n_ck + 1,) + q.shape, q.dtype).at[0].set(q), params)
         init = (jnp.int32(0), params, opt_state, buf, ck, jnp.bool_(False))
-        t, p, st, buf, ck, done = jax.lax.while_loop(cond, body, init)
-        return RunResult(p, st, buf, t, done, l0, ck)
+        i, p, st, buf, ck, done = jax.lax.while_loop(cond, body, init)
+        return RunResult(p, st, buf, i, done, l0, ck)
 
     rep = replicated(mesh)
     spec = PartitionSpec()
-    f = jax.shard_map(local, mesh=mesh, in_specs=(spec,) * 9, out_specs=spec, check_vma=False)
-    return jax.jit(f, in_shardings=(rep,) * 9, out_shardings=rep)
+    f = jax.shard_map(local, mesh=mesh, in_specs=(spec,) * 10, out_specs=spec, check_vma=False)
+    # compiled as hdsim's kernels are on CPU (sim.vectors.CPU_COMPILER_OPTIONS: 512-bit vectors), ~1.4x the
+    # Gaussians per CPU second of the default; the same options on every device count and process
+    opts = CPU_COMPILER_OPTIONS if mesh.devices.flat[0].platform == "cpu" else None
+    return jax.jit(f, in_shardings=(rep,) * 10, out_shardings=rep, compiler_options=opts)
+
+
+def _run(
+    problem, arrays, params, opt_state, keys, t0, batch_size, max_steps, target, capacity, every, lr, devices, name
+):
+    """The one implementation behind ``run_to_target`` and ``train_chunk``: checks, then the compiled program."""
+    mesh = make_mesh(devices)
+    check_batch(batch_size, mesh.devices.size)
+    if not 1 <= int(max_steps) <= capacity:
+        raise ValueError(f"{name}: need 1 <= max_steps <= capacity, got {max_steps}, {capacity}")
+    if int(every) != every or every < 1:
+        raise ValueError(f"{name}: every must be an integer >= 1, got {every!r}")
+    if not 0 <= int(t0) < 2**31:
+        raise ValueError(f"{name}: the first step t0 must be an integer in [0, 2^31), got {t0!r}")
+    if lr == "optimal":
+        if problem.kind != "stream":
+            raise ValueError(f"{name}: lr 'optimal' needs a stream (the linear model on Gaussian data)")
+    elif not (isinstance(lr, (int, float)) and np.isfinite(lr) and lr > 0):
+        raise ValueError(f"{name}: lr must be 'optimal' or a finite number > 0, got {lr!r}")
+    fn = _run_fn(problem, int(capacity), int(every), POOL_GROUP, lr == "optimal", mesh)
+    dt = problem.dtype
+    # host copies in, replicated arrays out: every call sees the same kind of input (one compile), and in a
+    # multi-process run every process passes the same values
+    host = functools.partial(jax.tree.map, np.asarray)
+    return fn(
+        host(params),
+        host(opt_state),
+        np.asarray(keys),
+        np.uint32(t0),
+        host(arrays),
+        np.asarray(0.0 if lr == "optimal" else lr, dt),
+        np.asarray(batch_size, dt),
+        np.int32(batch_size),
+        np.asarray(target, dt),
+        np.int32(max_steps),
+    )
 
 
 def run_to_target(
@@ -537,49 +510,76 @@ def run_to_target(
 ) -> RunResult:
     """Data-parallel SGD of S seeds at once from step 0 until the seed-averaged loss ratio
     ``mean_s L_t / L_0`` first falls to ``target`` or ``max_steps`` steps are done, in ONE compiled program
-    for every batch size (a ``lax.while_loop``; B, its leaves and the step cap are run-time values).
+    for every batch size (a ``lax.while_loop``; B and the step cap are run-time values).
 
     Sample j of a batch goes to slot ``j mod 8`` of ``MAX_LEAVES`` (8) slots, split evenly over the
     devices; a slot adds its samples in a fixed order (a stream: one after the other, ``_stream_slot_sums``;
     a pool: the gradients of groups of 32, ``_pool_slot_sum``), the slots are summed
     in a pairwise tree and the devices in ``ordered_reduce``'s fixed tree: the trajectory is bit for bit the
     same on 1, 2, 4 and 8 devices and in one or several processes, and for a given B it does not depend
-    on ``max_steps``, ``capacity`` or ``every``. It is the SGD of ``train_chunk`` (same samples, same
-    rates) up to the order of the additions in the batch sum.
+    on ``max_steps``, ``capacity`` or ``every``, nor on how the steps are cut into ``train_chunk`` calls.
 
     Args:
         problem, arrays: what is trained; params: stacked initial parameters (leading axis S).
         keys: raw uint32 batch keys (S, 2) (``seed_keys``).
-        batch_size: B (see ``check_batch``); max_steps: step cap (<= capacity).
+        batch_size: B >= 1 (see ``check_batch``); max_steps: step cap (<= capacity).
         target: stop once ``mean_s L_t / L_0 <= target`` (0: run ``max_steps`` steps unless the loss is 0).
         capacity: static length of the loss buffer (default ``max_steps``; keep it fixed across calls to
             reuse the compiled program); every: checkpoint interval (static).
-        lr, devices: as in ``train_chunk``.
+        lr: a fixed rate > 0, or ``"optimal"`` (stream only; see the module docstring).
+        devices: None (every device), a count, a device list or a 1-D mesh.
     """
-    mesh = make_mesh(devices)
-    check_batch(batch_size, mesh.devices.size)
     capacity = int(max_steps if capacity is None else capacity)
-    if not 1 <= int(max_steps) <= capacity:
-        raise ValueError(f"run_to_target: need 1 <= max_steps <= capacity, got {max_steps}, {capacity}")
-    if int(every) != every or every < 1:
-        raise ValueError(f"run_to_target: every must be an integer >= 1, got {every!r}")
-    if lr == "optimal":
-        if problem.kind != "stream":
-            raise ValueError("run_to_target: lr 'optimal' needs a stream (the linear model on Gaussian data)")
-    elif not (isinstance(lr, (int, float)) and np.isfinite(lr) and lr > 0):
-        raise ValueError(f"run_to_target: lr must be 'optimal' or a finite number > 0, got {lr!r}")
-    fn = _run_fn(problem, capacity, int(every), POOL_GROUP, lr == "optimal", mesh)
-    dt = problem.dtype
-    host = functools.partial(jax.tree.map, np.asarray)
-    params = host(params)
-    return fn(
+    params = jax.tree.map(np.asarray, params)
+    st = opt_init(params)
+    return _run(
+        problem,
+        arrays,
         params,
-        host(opt_init(params)),
-        np.asarray(keys),
-        host(arrays),
-        np.asarray(0.0 if lr == "optimal" else lr, dt),
-        np.asarray(batch_size, dt),
-        np.int32(batch_size),
-        np.asarray(target, dt),
-        np.int32(max_steps),
+        st,
+        keys,
+        0,
+        batch_size,
+        max_steps,
+        target,
+        capacity,
+        every,
+        lr,
+        devices,
+        "run_to_target",
     )
+
+
+def train_chunk(
+    problem: Problem,
+    arrays: Arrays,
+    params,
+    opt_state,
+    keys,
+    t0: int,
+    *,
+    batch_size: int,
+    steps: int,
+    lr="optimal",
+    devices=None,
+):
+    """Run ``steps`` data-parallel SGD steps ``t0 .. t0 + steps - 1`` of S seeds at once: the program of
+    ``run_to_target`` with a target never reached (the batches of step t depend on t only, so cutting a run
+    into chunks changes no value, bit for bit).
+
+    Args:
+        problem, arrays: what is trained (``Problem``, ``Arrays``).
+        params: stacked parameters (leading axis S); ``opt_state`` from ``opt_init(params)``.
+        keys: raw uint32 batch keys (S, 2) (``seed_keys``).
+        t0: index of the first step.
+        batch_size: B; steps: steps in this call (the loss buffer's length: one compile per value).
+        lr, devices: as in ``run_to_target``.
+
+    Returns:
+        ``(params, opt_state, losses)``, losses (S, steps): the true loss after each step.
+    """
+    r = _run(
+        problem, arrays, params, opt_state, keys, t0, batch_size, steps, -np.inf, int(steps), int(steps), lr, devices,
+        "train_chunk",
+    )  # fmt: skip
+    return r.params, r.opt_state, r.losses
