@@ -110,3 +110,25 @@ def test_regenerated_rmt_shift_data_matches_the_committed_data(tmp_path):
             assert abs(x - y) <= CROSS_MACHINE_RTOL * abs(y) + bound, (k, n, b["shift"], x, y)
         for k in ("theory_index_fraction", "theory_index_fraction_finite_n"):  # float64 closed forms
             assert _value(a[k]) == pytest.approx(_value(b[k]), rel=1e-9, abs=1e-15), (k, n, b["shift"])
+
+
+def test_rmt_minima_caption_says_why_quick_mode_fits_no_theta():
+    from sim.fit import fit_theta
+    from sim.gallery import rmt as gallery_rmt
+
+    m, n = gallery_rmt.THETA_FIT_MIN_DIM, gallery_rmt.THETA_FIT_MIN_SIZES
+    dims = [m + 8 * i for i in range(n)]
+    log_p = [-0.2747 * d**2 - 0.5 * d for d in dims]
+    # the constants the caption quotes are fit_theta's: one size fewer, or one below min_dim, gives no fit
+    assert fit_theta(dims[:-1], log_p[:-1], [0.1] * (n - 1), min_dim=m) is None
+    assert fit_theta([m - 1] + dims[1:], log_p, [0.1] * n, min_dim=m) is None
+    fit = fit_theta(dims, log_p, [0.1] * n, min_dim=m)
+    assert fit is not None
+    text = gallery_rmt._theta_sentence(None, (6,), quick=True)
+    assert text == (
+        "theta is not fitted here (ln3/4 = 0.2747): the fit needs thermodynamic-integration estimates at 4 or "
+        "more sizes N >= 8, and this run has none (N = 6: --quick runs reduced sizes)"
+    )
+    assert " - " not in text and "too few points" not in text
+    full = gallery_rmt._theta_sentence(fit, tuple(dims))
+    assert full.startswith(f"a weighted fit to the thermodynamic-integration estimates at N = {m} to {dims[-1]} gives")
