@@ -5,6 +5,7 @@ import csv
 import filecmp
 import json
 import math
+import os
 import re
 from pathlib import Path
 
@@ -132,3 +133,42 @@ def test_rmt_minima_caption_says_why_quick_mode_fits_no_theta():
     assert " - " not in text and "too few points" not in text
     full = gallery_rmt._theta_sentence(fit, tuple(dims))
     assert full.startswith(f"a weighted fit to the thermodynamic-integration estimates at N = {m} to {dims[-1]} gives")
+
+
+@pytest.fixture
+def fake_topics(monkeypatch):
+    """Two cheap topics registered for one test (the worker processes import them by module name)."""
+    import importlib
+    import sys
+
+    monkeypatch.syspath_prepend(str(ROOT / "tests"))
+    monkeypatch.setattr("sim.gallery.REGISTRY", dict(REGISTRY))
+    for m in ("_gallery_topic_a", "_gallery_topic_b"):
+        sys.modules.pop(m, None)
+        importlib.import_module(m)
+    return ["fake_a1", "fake_b1", "fake_a2"]
+
+
+def test_worker_processes_write_the_same_files_in_the_same_order(tmp_path, fake_topics):
+    seq, par = tmp_path / "seq", tmp_path / "par"
+    seen = []
+    a = make_figures(seq, fake_topics, quick=True)
+    b = make_figures(par, fake_topics, quick=True, workers=2, progress=seen.append)
+    assert [r["name"] for r in b] == fake_topics == seen  # results and progress in the order asked
+    assert [(r["files"], r["caption"]) for r in a] == [(r["files"], r["caption"]) for r in b]
+    files = sorted(p.name for p in seq.iterdir())
+    assert files == sorted(p.name for p in par.iterdir())
+    match, mismatch, errors = filecmp.cmpfiles(seq, par, [f for f in files if not f.endswith(".json")], shallow=False)
+    assert not mismatch and not errors
+    pids = {json.loads((par / f"{n}.json").read_text())["info"]["pid"] for n in fake_topics}
+    assert os.getpid() not in pids  # computed in the worker processes
+
+
+@pytest.mark.slow  # spawns two worker processes (each imports jax): seconds
+def test_a_failing_entry_in_a_worker_raises_and_nothing_after_it_is_written(tmp_path, fake_topics, monkeypatch):
+    monkeypatch.setenv("FAKE_GALLERY_FAIL", "fake_a2")
+    names = ["fake_a1", "fake_a2", "fake_b1"]
+    with pytest.raises(ValueError, match="fake_a2 failed"):
+        make_figures(tmp_path, names, quick=True, workers=2)
+    written = sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("."))
+    assert written == ["fake_a1.csv", "fake_a1.json"]
