@@ -80,7 +80,11 @@ def make_figures(
 
     ``workers > 1`` runs the topics (``TOPICS``: the entries of a topic share their experiments) in that
     many worker processes (``_parallel``). Every file is the same, byte for byte, as in a sequential run
-    (the JSON's timings aside): each entry runs the same programs on the same inputs.
+    (the JSON's timings aside): each entry runs the same programs on the same inputs. The workers are
+    spawned, so a script calling this with ``workers > 1`` needs the usual ``if __name__ == "__main__":``
+    guard. Measured on 2 cores under load (another engineer's jobs, load 4 to 6), two workers did not
+    shorten the wall time of critical_index_energy + spectrum_training (124 s against 112 s, the same
+    97 CPU-s): one process already keeps about 1.5 cores busy; hence the CLI's default of 1.
     """
     names = list(names or REGISTRY)
     groups = _groups(names)
