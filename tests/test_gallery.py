@@ -5,6 +5,7 @@ import csv
 import filecmp
 import json
 import math
+import os
 import re
 from pathlib import Path
 
@@ -110,3 +111,64 @@ def test_regenerated_rmt_shift_data_matches_the_committed_data(tmp_path):
             assert abs(x - y) <= CROSS_MACHINE_RTOL * abs(y) + bound, (k, n, b["shift"], x, y)
         for k in ("theory_index_fraction", "theory_index_fraction_finite_n"):  # float64 closed forms
             assert _value(a[k]) == pytest.approx(_value(b[k]), rel=1e-9, abs=1e-15), (k, n, b["shift"])
+
+
+def test_rmt_minima_caption_says_why_quick_mode_fits_no_theta():
+    from sim.fit import fit_theta
+    from sim.gallery import rmt as gallery_rmt
+
+    m, n = gallery_rmt.THETA_FIT_MIN_DIM, gallery_rmt.THETA_FIT_MIN_SIZES
+    dims = [m + 8 * i for i in range(n)]
+    log_p = [-0.2747 * d**2 - 0.5 * d for d in dims]
+    # the constants the caption quotes are fit_theta's: one size fewer, or one below min_dim, gives no fit
+    assert fit_theta(dims[:-1], log_p[:-1], [0.1] * (n - 1), min_dim=m) is None
+    assert fit_theta([m - 1] + dims[1:], log_p, [0.1] * n, min_dim=m) is None
+    fit = fit_theta(dims, log_p, [0.1] * n, min_dim=m)
+    assert fit is not None
+    text = gallery_rmt._theta_sentence(None, (6,), quick=True)
+    assert text == (
+        "theta is not fitted here (ln3/4 = 0.2747): the fit needs thermodynamic-integration estimates at 4 or "
+        "more sizes N >= 8, and this run has none (N = 6: --quick runs reduced sizes)"
+    )
+    assert " - " not in text and "too few points" not in text
+    full = gallery_rmt._theta_sentence(fit, tuple(dims))
+    assert full.startswith(f"a weighted fit to the thermodynamic-integration estimates at N = {m} to {dims[-1]} gives")
+
+
+@pytest.fixture
+def fake_topics(monkeypatch):
+    """Two cheap topics registered for one test (the worker processes import them by module name)."""
+    import importlib
+    import sys
+
+    monkeypatch.syspath_prepend(str(ROOT / "tests"))
+    monkeypatch.setattr("sim.gallery.REGISTRY", dict(REGISTRY))
+    for m in ("_gallery_topic_a", "_gallery_topic_b"):
+        sys.modules.pop(m, None)
+        importlib.import_module(m)
+    return ["fake_a1", "fake_b1", "fake_a2"]
+
+
+def test_worker_processes_write_the_same_files_in_the_same_order(tmp_path, fake_topics):
+    seq, par = tmp_path / "seq", tmp_path / "par"
+    seen = []
+    a = make_figures(seq, fake_topics, quick=True)
+    b = make_figures(par, fake_topics, quick=True, workers=2, progress=seen.append)
+    assert [r["name"] for r in b] == fake_topics == seen  # results and progress in the order asked
+    assert [(r["files"], r["caption"]) for r in a] == [(r["files"], r["caption"]) for r in b]
+    files = sorted(p.name for p in seq.iterdir())
+    assert files == sorted(p.name for p in par.iterdir())
+    match, mismatch, errors = filecmp.cmpfiles(seq, par, [f for f in files if not f.endswith(".json")], shallow=False)
+    assert not mismatch and not errors
+    pids = {json.loads((par / f"{n}.json").read_text())["info"]["pid"] for n in fake_topics}
+    assert os.getpid() not in pids  # computed in the worker processes
+
+
+@pytest.mark.slow  # spawns two worker processes (each imports jax): seconds
+def test_a_failing_entry_in_a_worker_raises_and_nothing_after_it_is_written(tmp_path, fake_topics, monkeypatch):
+    monkeypatch.setenv("FAKE_GALLERY_FAIL", "fake_a2")
+    names = ["fake_a1", "fake_a2", "fake_b1"]
+    with pytest.raises(ValueError, match="fake_a2 failed"):
+        make_figures(tmp_path, names, quick=True, workers=2)
+    written = sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("."))
+    assert written == ["fake_a1.csv", "fake_a1.json"]

@@ -210,7 +210,9 @@ def _loss_fn(loss):
     return jax.jit(loss)
 
 
+@jax.jit
 def _take(tree, i):
+    """Entry ``i`` (traced) of every leaf: one compiled program per tree of shapes, not one per leaf."""
     return jax.tree.map(lambda a: a[i], tree)
 
 

@@ -91,10 +91,33 @@ def _minima_rows(quick: bool):
     return sorted(rows, key=lambda r: r["dim"]), mc, ti
 
 
+#: the smallest N and the number of sizes ``plot_rmt.theta_fit`` (``sim.fit.fit_theta``) needs
+THETA_FIT_MIN_DIM, THETA_FIT_MIN_SIZES = 8, 4
+
+
+def _theta_sentence(fit, ti_dims, quick: bool = False) -> str:
+    """The caption's clause on theta: the weighted fit and where ln3/4 falls, or, when there is no fit
+    (the quick gallery runs thermodynamic integration at too few sizes), which sizes there are."""
+    if fit is not None:
+        return (
+            f"a weighted fit to the thermodynamic-integration estimates at N = {min(fit.dims)} to {max(fit.dims)} "
+            f"gives theta = {fit.theta:.4f} (95% CI {fit.ci_low:.4f} to {fit.ci_high:.4f}, with a linear term "
+            f"b = {fit.b:.2f}, chi2/dof {fit.chi2_per_dof:.2f}), "
+            + verdict(fit.ci_low, fit.ci_high, th.THETA, what="ln3/4 =", spec=".4f")
+        )
+    usable = [d for d in ti_dims if d >= THETA_FIT_MIN_DIM]
+    sizes = ", ".join(str(d) for d in ti_dims)
+    return (
+        f"theta is not fitted here (ln3/4 = {th.THETA:.4f}): the fit needs thermodynamic-integration estimates "
+        f"at {THETA_FIT_MIN_SIZES} or more sizes N >= {THETA_FIT_MIN_DIM}, and this run has "
+        f"{len(usable) or 'none'} (N = {sizes}{': --quick runs reduced sizes' if quick else ''})"
+    )
+
+
 @register("rmt_minima", "ln P(GOE Hessian has no negative eigenvalue) against N with the -theta N^2 law")
 def _minima(out: Output, quick: bool):
     rows, mc, ti = _minima_rows(quick)
-    fit = plot_rmt.theta_fit(rows, min_dim=8, seed=SEED)
+    fit = plot_rmt.theta_fit(rows, min_dim=THETA_FIT_MIN_DIM, seed=SEED)
     with style():
         save(plot_rmt.fig_minima(rows, fit=fit), out, "rmt_minima")
     csv_rows = []
@@ -113,17 +136,9 @@ def _minima(out: Output, quick: bool):
         )
     out.csv("rmt_minima.csv", csv_rows)
     big = rows[-1]
-    fit_txt = (
-        f"theta = {fit.theta:.4f} (95% CI {fit.ci_low:.4f} to {fit.ci_high:.4f}, with a linear term "
-        f"b = {fit.b:.2f}, chi2/dof {fit.chi2_per_dof:.2f}), "
-        + verdict(fit.ci_low, fit.ci_high, th.THETA, what="ln3/4 =", spec=".4f")
-        if fit
-        else f"theta: too few points to fit, beside ln3/4 = {th.THETA:.4f}"
-    )
     caption = (
-        f"P(a GOE Hessian is positive definite) falls as exp(-theta N^2 - bN - c): a weighted fit to the "
-        f"thermodynamic-integration estimates at N = {min(fit.dims) if fit else '-'} to {big['dim']} gives "
-        f"{fit_txt}; plain Monte Carlo with {mc.samples:,} matrices sees no minimum "
+        f"P(a GOE Hessian is positive definite) falls as exp(-theta N^2 - bN - c): {_theta_sentence(fit, ti.dims, quick)}; "
+        f"plain Monte Carlo with {mc.samples:,} matrices sees no minimum "
         f"beyond N = {max((r['dim'] for r in rows if r['mc_minima'] > 0), default=0)}, and at N = {big['dim']} "
         f"ln P = {big['log_p_min']:.1f} ± {big['log_p_min_stderr']:.1f} (exact {big['exact_log_p_min']:.1f})."
     )

@@ -270,10 +270,16 @@ def train(
     # one seed at a time (dispatched asynchronously, no host synchronisation between seeds): each
     # seed's activations stay in cache, where the vmapped ensemble streamed S times as much memory per
     # step and ran at a third of the speed on CPU (benchmarks/bench_train.py, "profile")
-    p0, p, losses, ckpt = jax.tree.map(lambda *a: jnp.stack(a), *[fn(key, s, x, y, mult, lr_) for s in range(seeds)])
+    p0, p, losses, ckpt = _stack_trees([fn(key, s, x, y, mult, lr_) for s in range(seeds)])
     seg = steps // checkpoints
     marks = tuple(j * seg for j in range(checkpoints + 1)) + ((steps,) if steps != seg * checkpoints else ())
     return TrainRun(p0, p, losses, ckpt, marks)
+
+
+@jax.jit
+def _stack_trees(trees):
+    """The seeds' results stacked leaf by leaf: one compiled program per architecture, not one per leaf shape."""
+    return jax.tree.map(lambda *a: jnp.stack(a), *trees)
 
 
 def hyper_loss(model: Model, dtype=jnp.float32):

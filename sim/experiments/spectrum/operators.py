@@ -3,6 +3,7 @@ landscape Hessians at critical or random points; and the dense Hessian for the e
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -50,9 +51,11 @@ def _gd_chunk(params, task, lr, num):
     return jax.lax.fori_loop(0, num, body, (params, jnp.zeros((), lr.dtype)))
 
 
+@functools.lru_cache(maxsize=32)
 def _make_slq(num_steps, num_probes, probe, reortho, batch_size, dtype, threshold, mesh=None):
     """A jitted ``(params, task, key) -> summary`` for the MLP Hessian (compiled once per shape);
-    the probe batches are split over ``mesh`` (None: every device)."""
+    the probe batches are split over ``mesh`` (None: every device). Cached: every call with the same
+    options shares one jitted function, so its compilations are shared too."""
 
     def f(params, task, key):
         n = num_params(params)
@@ -149,9 +152,14 @@ def _landscape_point(config: SpectrumConfig, key):
 
 def _dense_hessian(params, task) -> np.ndarray:
     flat, _ = ravel_pytree(params)
-    mv = jax.jit(lambda p, vs: jax.lax.map(hessian_matvec(lambda q: _loss(q, task), p), vs, batch_size=256))
-    h = np.asarray(mv(params, jnp.eye(flat.size, dtype=flat.dtype)), np.float64)
+    h = np.asarray(_dense_hessian_columns(params, task, jnp.eye(flat.size, dtype=flat.dtype)), np.float64)
     return 0.5 * (h + h.T)
+
+
+@jax.jit
+def _dense_hessian_columns(params, task, vs):
+    """H v for every row v of ``vs`` (one jitted function: compiled once per shape, not per call)."""
+    return jax.lax.map(hessian_matvec(lambda q: _loss(q, task), params), vs, batch_size=256)
 
 
 def _count_kwargs(config, n: int) -> dict:
@@ -173,11 +181,15 @@ COUNT_MAX_DEFLATE = 16
 
 
 def _make_counts(config, n: int, dtype, mesh=None):
-    """A jitted ``(params, task, key) -> sim.counts.Moments`` for the MLP Hessian."""
-    kw = _count_kwargs(config, n)
+    """A jitted ``(params, task, key) -> sim.counts.Moments`` for the MLP Hessian (one per options: the
+    checkpoints of a run share its compilation)."""
+    return _counts_fn(tuple(sorted(_count_kwargs(config, n).items())), n, dtype, mesh)
 
+
+@functools.lru_cache(maxsize=32)
+def _counts_fn(kw: tuple, n: int, dtype, mesh):
     def f(params, task, key):
         mv = hessian_matvec(lambda p: _loss(p, task), params)
-        return moments(key, mv, n, dtype=dtype, devices=mesh, **kw)
+        return moments(key, mv, n, dtype=dtype, devices=mesh, **dict(kw))
 
     return jax.jit(f)
