@@ -1585,7 +1585,7 @@ def batch(
     devices: Annotated[
         int | None,
         typer.Option(
-            help="Devices the batch is split over (a power of two; default 1, or one per process); same numbers for any count."
+            help="Devices the batch is split over (1, 2, 4 or 8; default 1, or one per process); same numbers for any count."
         ),
     ] = None,
     coordinator: CoordinatorOption = None,

@@ -77,7 +77,7 @@ def _steps(out: Output, quick: bool):
         + (
             f"Theory lies more than 2 SE from the measurement at B = {', '.join(outside)}; the batch sizes share "
             "their samples (sample j of step t is the same for every B), so their errors are correlated, and with "
-            "1,024 seeds the crossings at every B from 1 to 4096 lie within 0.4% of theory (at most 2.2 SE; "
+            "1,024 seeds the crossings at every B from 1 to 4096 lie within 0.3% of theory (at most 1.9 SE; "
             "tests/test_batch.py::test_large_batch_crossings_match_theory_with_1024_seeds). "
             if outside
             else "Every point is within 2 SE of theory. "
