@@ -254,7 +254,7 @@ def run(config: RmtConfig, *, progress: Progress | None = None) -> Result:
     t_mc = 0.0
     mesh = make_mesh(get_devices(config.devices, platform=config.platform))
     exact_dims = [n for n in dims if ens.name == "goe" and n <= config.exact_max_dim] if 0.0 in shifts else []
-    measured = []  # (n, s, counts, seconds of the Monte Carlo part)
+    measured = []  # (n, s, counts, seconds of the Monte Carlo part, whether it needs a rare-event estimate)
     with concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="hdsim-rmt") as pool:
         exact_job = pool.submit(_timed, rare.log_p_positive_definite_exact_many, exact_dims) if exact_dims else None
         ti_jobs: dict[int, concurrent.futures.Future] = {}
@@ -274,8 +274,8 @@ def run(config: RmtConfig, *, progress: Progress | None = None) -> Result:
                 )
                 dt = time.perf_counter() - t0
                 t_mc += dt
-                measured.append((n, s, counts, dt))
-                wants_rare = ens.name == "goe" and s == 0 and counts[0] < config.min_minima
+                wants_rare = ens.name == "goe" and s == 0 and counts[0] < config.min_minima and config.rare != "none"
+                measured.append((n, s, counts, dt, wants_rare))
                 if wants_rare and config.rare == "ti" and n not in ti_jobs:
                     ti_jobs[n] = pool.submit(
                         _timed,
@@ -296,14 +296,14 @@ def run(config: RmtConfig, *, progress: Progress | None = None) -> Result:
     rows, rare_rows = [], []
     t_rare = 0.0
     rare_done: dict[int, tuple[float, float, str]] = {}
-    for n, s, counts, dt in measured:
+    for n, s, counts, dt, wants_rare in measured:
         st = rmt.index_summary(counts)
         f, fn, var, lp_theory = _theory(ens, n, s)
         p, p_se = st["p_min"], st["p_min_stderr"]
         lp, lp_se, method = st["log_p_min"], st["log_p_min_stderr"], "monte-carlo"
         ex = exact(n) if s == 0 else float("nan")
         seconds = dt
-        if ens.name == "goe" and s == 0 and counts[0] < config.min_minima and config.rare != "none":
+        if wants_rare:
             if n not in rare_done:
                 if config.rare == "exact":
                     rare_done[n], dt_rare = (exact(n), 0.0, METHOD_NAMES["exact"]), 0.0
