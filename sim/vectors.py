@@ -373,11 +373,17 @@ def standard_normal(key: jax.Array, shape: tuple[int, ...], dtype) -> jax.Array:
     size = math.prod(shape)
     if size == 0:
         return jnp.zeros(shape, dtype)
-    words = sign_words(key, size)
+    return normals_from_words(sign_words(key, size)).reshape(shape)
+
+
+def normals_from_words(words: jax.Array) -> jax.Array:
+    """float32 standard normals from uint32 words, elementwise: ``sqrt(2) erfinv32(u)`` with ``u`` uniform
+    on [nextafter(-1, 0), 1) made from each word's 23 high bits (``standard_normal``'s mapping; also the
+    batch streams' in ``sim.learning.parallel.stream_normals``)."""
     f = jax.lax.bitcast_convert_type((words >> 9) | jnp.uint32(0x3F800000), jnp.float32) - 1.0  # [0, 1)
     lo = np.nextafter(np.float32(-1.0), np.float32(0.0))
     u = jnp.maximum(lo, f * (np.float32(1.0) - lo) + lo)
-    return (np.float32(math.sqrt(2.0)) * erfinv32(u)).reshape(shape)
+    return np.float32(math.sqrt(2.0)) * erfinv32(u)
 
 
 #: Coefficients (highest degree first) of Giles' single-precision erfinv: p(w - 2.5) for w < 5 and

@@ -193,17 +193,14 @@ def stream_normals(raw, idx, n: int):
     ``(idx, c // 2)`` (low half first), mapped as ``sim.vectors.standard_normal`` maps its words
     (``sqrt(2) erfinv32(u)``). Counter-based: no key is derived per sample, every value depends on (key,
     sample, coordinate) only, and the whole (samples, coordinates) block is one elementwise loop."""
-    from sim.vectors import erfinv32, threefry2x32
+    from sim.vectors import normals_from_words, threefry2x32
 
     idx = jnp.asarray(idx, jnp.uint32)
     nb = -(-n // 2)
     c = jnp.arange(nb, dtype=jnp.uint32).reshape((1,) * idx.ndim + (nb,))
     hi, lo = threefry2x32(raw[0], raw[1], idx[..., None], c)
     words = jnp.stack([lo, hi], axis=-1).reshape(idx.shape + (2 * nb,))[..., :n]
-    f = jax.lax.bitcast_convert_type((words >> 9) | jnp.uint32(0x3F800000), jnp.float32) - 1.0  # [0, 1)
-    low = np.nextafter(np.float32(-1.0), np.float32(0.0))
-    u = jnp.maximum(low, f * (np.float32(1.0) - low) + low)
-    return np.float32(np.sqrt(2.0)) * erfinv32(u)
+    return normals_from_words(words)
 
 
 def _sample_raw(problem: Problem, arrays: Arrays, raw, idx):
