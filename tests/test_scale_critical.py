@@ -82,6 +82,10 @@ def runs(tmp_path_factory):
     return dict(np.load(path)), one
 
 
+# slow (~65 s idle: a fresh 8-device process compiles the finder for 8, 2 and 1 devices); run by .ci/run as a
+# claim test (README: bit-identical for 1, 2 and 8 devices). The default suite keeps the distances, rmt
+# and batch multi-device checks (tests/test_scale.py, tests/test_rmt.py, tests/test_batch.py).
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["points", "descent", "summary", "spectrum"])
 def test_tables_bit_identical_for_1_2_8_devices(runs, name):
     eight_devices, one_device = runs

@@ -105,6 +105,10 @@ def one_device():
     return ns
 
 
+# slow (~35 s idle: a fresh 8-device process compiles every program for 1, 2 and 8 devices); run by .ci/run
+# as a claim test (README: bit-identical for 1, 2 and 8 devices). The default suite keeps the cheaper
+# 8-device check of the streamed counts (tests/test_rmt.py::test_streamed_counts_bit_identical_on_8_devices).
+@pytest.mark.slow
 @pytest.mark.parametrize("name,method", [("ldl", "ldl"), ("eigh", "eigh")])
 def test_index_counts_bit_identical_for_1_2_8_devices(eight_devices, one_device, name, method):
     ref = one_device["index_counts"](None, method)
@@ -113,6 +117,7 @@ def test_index_counts_bit_identical_for_1_2_8_devices(eight_devices, one_device,
         assert np.array_equal(eight_devices[f"{name}_{d}"], ref), (name, d)
 
 
+@pytest.mark.slow  # shares the 8-device process above
 def test_eigenvalue_counts_bit_identical_for_1_8_devices(eight_devices, one_device):
     ref = one_device["eig_counts"](None)
     # against the same matrices (matrix i from fold_in(KEY, i), rmt.goe) diagonalised by numpy in float64:
