@@ -2,8 +2,10 @@
 
 A kernel that splits its sample axis over devices takes ``devices=`` (``None``: every device JAX
 sees; an int N: the first N of them; a sequence of devices; or a ready 1-D ``Mesh``) and turns it
-into a 1-D mesh with ``make_mesh``. Work is split into *aligned power-of-two blocks* (``block_size``)
-and the per-device partial results are combined with ``ordered_reduce`` in a fixed binary tree, so
+into a 1-D mesh with ``make_mesh``. Work is split into *aligned power-of-two blocks* (``block_size``;
+``cyclic_blocks`` deals several smaller ones to each device in turn, so that shares stay balanced) and
+the per-device partial results are combined with ``ordered_reduce`` (``ordered_reduce_blocks``) in a
+fixed binary tree over the blocks, so
 with counter-based keys (``fold_in`` of the sample index) a result is bit-identical for 1, 2, 8 ...
 devices and for any number of processes.
 
@@ -32,7 +34,9 @@ __all__ = [
     "make_mesh",
     "replicated",
     "block_size",
+    "cyclic_blocks",
     "ordered_reduce",
+    "ordered_reduce_blocks",
     "parse_coordinator",
     "init_distributed",
     "is_primary",
@@ -151,15 +155,30 @@ def block_size(n_items: int, n_parts: int) -> int:
     return 1 << (per - 1).bit_length()
 
 
-def ordered_reduce(x: jax.Array, axis_name: str, combine: Callable = jnp.add) -> jax.Array:
-    """Inside ``shard_map``: combine the per-device values ``x`` in a fixed pairwise tree over the
-    device index (padded with zeros to a power of two), the same on every device.
+def cyclic_blocks(n_items: int, n_parts: int, rounds: int) -> int:
+    """Block size B for ``rounds`` rounds of aligned power-of-two blocks dealt out cyclically: part k takes
+    blocks k, k + n_parts, k + 2 n_parts, ... (``rounds`` of them), block b holding items [bB, (b+1)B).
 
-    Unlike ``psum`` (whose order is up to the backend) the result is bit-identical to the tree a
-    single device computes over the same aligned blocks. ``combine(a, 0)`` must return ``a`` exactly
-    (sums; max of non-negative values).
+    With one block per part (rounds = 1, ``block_size``) the parts' shares can be as unequal as 86% / 14%
+    (n_items just above a power of two times n_parts); with r rounds the last part is short by at most
+    one block of the r its neighbours hold. The blocks are still aligned powers of two, so the pairwise
+    tree over items is the same for any n_parts and rounds (``ordered_reduce_blocks``).
     """
-    g = jax.lax.all_gather(x, axis_name)  # (n_dev, ...)
+    return block_size(n_items, int(n_parts) * int(rounds))
+
+
+def ordered_reduce_blocks(x: jax.Array, axis_name: str, combine: Callable = jnp.add) -> jax.Array:
+    """Inside ``shard_map``: x (rounds, ...) holds this device's roots of the blocks r * n_dev + k
+    (``cyclic_blocks``); combine every device's roots in block order in a fixed pairwise tree (padded with
+    zeros to a power of two), the same on every device. With one round this is ``ordered_reduce``.
+    ``combine(a, 0)`` must return ``a`` exactly (sums; max of non-negative values)."""
+    g = jax.lax.all_gather(x, axis_name)  # (n_dev, rounds, ...)
+    g = jnp.swapaxes(g, 0, 1).reshape((-1,) + x.shape[1:])  # block order: r * n_dev + k
+    return _tree(g, combine)
+
+
+def _tree(g: jax.Array, combine: Callable) -> jax.Array:
+    """Pairwise tree over the leading axis, zero-padded to a power of two."""
     size = g.shape[0]
     p2 = 1 << (size - 1).bit_length()
     if p2 != size:
@@ -168,6 +187,17 @@ def ordered_reduce(x: jax.Array, axis_name: str, combine: Callable = jnp.add) ->
         g = g.reshape((g.shape[0] // 2, 2) + g.shape[1:])
         g = combine(g[:, 0], g[:, 1])
     return g[0]
+
+
+def ordered_reduce(x: jax.Array, axis_name: str, combine: Callable = jnp.add) -> jax.Array:
+    """Inside ``shard_map``: combine the per-device values ``x`` in a fixed pairwise tree over the
+    device index (padded with zeros to a power of two), the same on every device.
+
+    Unlike ``psum`` (whose order is up to the backend) the result is bit-identical to the tree a
+    single device computes over the same aligned blocks. ``combine(a, 0)`` must return ``a`` exactly
+    (sums; max of non-negative values).
+    """
+    return _tree(jax.lax.all_gather(x, axis_name), combine)  # (n_dev, ...)
 
 
 def parse_coordinator(text: str) -> tuple[str, int]:

@@ -32,8 +32,9 @@ Accumulators (what each tile contributes):
 * ``max``: max_k |x_ik - x_jk| (chebyshev).
 
 Devices and processes: ``devices=`` (default: every device JAX sees) gives a 1-D mesh
-(``sim.devices``); device k streams the aligned power-of-two block of chunks [k B, (k+1) B) and the
-device roots are combined in the same fixed tree (``sim.devices.ordered_reduce``), so the matrices
+(``sim.devices``); device k streams the aligned power-of-two blocks of chunks [b B, (b+1) B) for
+b = k, k + n_dev, ... (up to MAX_ROUNDS of them, so the devices' shares stay balanced) and the block
+roots are combined in block order in the same fixed tree (``sim.devices.ordered_reduce_blocks``), so the matrices
 are bit-identical (on one machine, as above) for 1, 2, 3, 8 ... devices and for any number of
 ``jax.distributed`` processes.
 
@@ -70,7 +71,7 @@ import numpy as np
 from jax.sharding import PartitionSpec
 
 from sim._util import acc_dtype, as_key, float_dtype
-from sim.devices import block_size, make_mesh, ordered_reduce, replicated
+from sim.devices import cyclic_blocks, make_mesh, ordered_reduce, ordered_reduce_blocks, replicated
 from sim.vectors import (
     TILE,
     Distribution,
@@ -348,11 +349,12 @@ def _count_dtype():
 
 
 @functools.lru_cache(maxsize=64)
-def _runner(mesh, impl, dist, n, accs, chunk_tiles, levels, dtype, width, packed):
+def _runner(mesh, impl, dist, n, accs, chunk_tiles, levels, dtype, width, packed, rounds=1):
     """Jitted ``(key_data, d, n_chunks, block) -> sums`` for one static configuration over ``mesh``.
 
-    Device k streams the aligned block of chunks [k*block, (k+1)*block) (``sim.devices.block_size``);
-    chunk c covers tiles [c*chunk_tiles, (c+1)*chunk_tiles). Two forms:
+    Device k streams the aligned blocks of chunks [b*block, (b+1)*block) for b = r*n_dev + k,
+    r = 0 .. rounds - 1 (``sim.devices.cyclic_blocks``: several blocks a device, so that its share of
+    the chunks stays balanced); chunk c covers tiles [c*chunk_tiles, (c+1)*chunk_tiles). Two forms:
 
     * every accumulator elementwise (pow, max; the Gram of at most ELEMENTWISE_GRAM_MAX_POINTS
       points): a chunk's samples are drawn at once, reduced pair by pair over each tile (batched over
@@ -365,69 +367,96 @@ def _runner(mesh, impl, dist, n, accs, chunk_tiles, levels, dtype, width, packed
       compiled instruction for every chunk, which XLA cannot unroll, batch or merge), and the trip
       count makes one program serve every d of one tile width and stack depth.
 
-    The device roots are combined in a fixed tree (``ordered_reduce``). The tree depends only on tile
-    indices: the whole is the zero-padded pairwise tree over tiles for every chunk size and number of
-    devices.
+    The block roots are combined in block order in a fixed tree (``ordered_reduce_blocks``). The tree
+    depends only on tile indices: the whole is the zero-padded pairwise tree over tiles for every chunk
+    size, number of devices and number of rounds.
     """
     axis = mesh.axis_names[0]
+
+    n_dev = mesh.size
 
     def local(key_data, d, n_chunks, block):
         key = jax.random.wrap_key_data(key_data, impl=impl)
         point_keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(n, dtype=jnp.uint32))
-        c0 = jax.lax.axis_index(axis).astype(n_chunks.dtype) * block
-        count = jnp.clip(n_chunks - c0, 0, block).astype(jnp.int32)
-        c0 = c0.astype(jnp.int32)
+        dev = jax.lax.axis_index(axis).astype(n_chunks.dtype)
 
-        def tiles_of(j):
+        def block_of(r):
+            """(first chunk, chunks) of this device's block in round r: block r * n_dev + dev."""
+            c0 = (r.astype(n_chunks.dtype) * n_dev + dev) * block
+            return c0.astype(jnp.int32), jnp.clip(n_chunks - c0, 0, block).astype(jnp.int32)
+
+        def tiles_of(c0, j):
             return (c0 + j) * chunk_tiles + jnp.arange(chunk_tiles, dtype=jnp.int32)
 
-        if packed:
+        if packed:  # integer counts: exact in any order, one running total over this device's blocks
 
-            def body(j, total):
-                return total + _chunk_packed(point_keys, tiles_of(j), d, width, impl).astype(total.dtype)
+            def body_of(c0):
+                def body(j, total):
+                    return total + _chunk_packed(point_keys, tiles_of(c0, j), d, width, impl).astype(total.dtype)
 
-            h = jax.lax.fori_loop(0, count, body, jnp.zeros((n, n), _count_dtype()))
+                return body
+
+            def packed_round(r, h):
+                c0, count = block_of(r)
+                return jax.lax.fori_loop(0, count, body_of(c0), h)
+
+            h = jax.lax.fori_loop(0, rounds, packed_round, jnp.zeros((n, n), _count_dtype()))
             h = ordered_reduce(h, axis)
             return tuple(_from_counts(acc, h, d) for acc in accs)
 
-        stacks = tuple(jnp.zeros((levels, n, n), acc_dtype()) for _ in accs)
         if all(_chunked(acc, n) for acc in accs):
             # every contribution is computed for a whole chunk at once: sum the chunk's tiles in their
             # pairwise tree and push that as one aligned block (no loop over tiles)
             level = chunk_tiles.bit_length() - 1
 
-            def block_body(j, stacks):
-                x = sample_tiles(point_keys, dist, tiles_of(j), d, dtype, width)  # (k, n, width)
-                # generated once: XLA would otherwise fuse the generator into each pair's reduction
-                x = jax.lax.optimization_barrier(x)
-                return tuple(
-                    _push_block(acc, stack, j, _tree_sum(acc, _elementwise_contributions(acc, x)), level)
-                    for acc, stack in zip(accs, stacks)
-                )
+            def block_roots(c0, count):
+                def block_body(j, stacks):
+                    x = sample_tiles(point_keys, dist, tiles_of(c0, j), d, dtype, width)  # (k, n, width)
+                    # generated once: XLA would otherwise fuse the generator into each pair's reduction
+                    x = jax.lax.optimization_barrier(x)
+                    return tuple(
+                        _push_block(acc, stack, j, _tree_sum(acc, _elementwise_contributions(acc, x)), level)
+                        for acc, stack in zip(accs, stacks)
+                    )
 
-            stacks = jax.lax.fori_loop(0, count, block_body, stacks)
-            # the stack holds count whole chunks (tiles past n_tiles are zero and change no sum)
-            roots = tuple(_finish(acc, s, count * chunk_tiles) for acc, s in zip(accs, stacks))
-            return tuple(ordered_reduce(r, axis, functools.partial(_combine, acc)) for acc, r in zip(accs, roots))
+                stacks = tuple(jnp.zeros((levels, n, n), acc_dtype()) for _ in accs)
+                stacks = jax.lax.fori_loop(0, count, block_body, stacks)
+                # the stack holds count whole chunks (tiles past n_tiles are zero and change no sum)
+                return tuple(_finish(acc, s, count * chunk_tiles) for acc, s in zip(accs, stacks))
 
-        # one tile at a time, generated where it is used (its samples are consumed by the dot or
-        # the pair reductions right away, never a chunk of them in memory): chunk_tiles is 1 here and
-        # the trip count `count` (this device's tiles) is a run-time value, so one program serves
-        # every d with this width and number of levels (``_program``)
-        def tile_body(i, stacks):
-            x = sample_tiles(point_keys, dist, (c0 + i)[None], d, dtype, width)[0]  # (n, width)
-            # generated once: XLA would otherwise fuse the generator into each pair's reduction
-            x = jax.lax.optimization_barrier(x)
-            out = []
-            for acc, stack in zip(accs, stacks):
-                val = _gram_tile(x) if acc[0] == "gram" else _tile_contribution(acc, x)
-                out.append(_push(acc, stack, i, val.astype(acc_dtype())))
-            return tuple(out)
+        else:
+            # one tile at a time, generated where it is used (its samples are consumed by the dot or
+            # the pair reductions right away, never a chunk of them in memory): chunk_tiles is 1 here and
+            # the trip count `count` (this block's tiles) is a run-time value, so one program serves
+            # every d with this width and number of levels (``_program``)
+            assert chunk_tiles == 1, "tile by tile: the device blocks are counted in tiles (_program)"
 
-        assert chunk_tiles == 1, "tile by tile: the device blocks are counted in tiles (_program)"
-        stacks = jax.lax.fori_loop(0, count, tile_body, stacks)
-        roots = tuple(_finish(acc, s, count) for acc, s in zip(accs, stacks))
-        return tuple(ordered_reduce(r, axis, functools.partial(_combine, acc)) for acc, r in zip(accs, roots))
+            def block_roots(c0, count):
+                def tile_body(i, stacks):
+                    x = sample_tiles(point_keys, dist, (c0 + i)[None], d, dtype, width)[0]  # (n, width)
+                    # generated once: XLA would otherwise fuse the generator into each pair's reduction
+                    x = jax.lax.optimization_barrier(x)
+                    out = []
+                    for acc, stack in zip(accs, stacks):
+                        val = _gram_tile(x) if acc[0] == "gram" else _tile_contribution(acc, x)
+                        out.append(_push(acc, stack, i, val.astype(acc_dtype())))
+                    return tuple(out)
+
+                stacks = tuple(jnp.zeros((levels, n, n), acc_dtype()) for _ in accs)
+                stacks = jax.lax.fori_loop(0, count, tile_body, stacks)
+                return tuple(_finish(acc, s, count) for acc, s in zip(accs, stacks))
+
+        def one_round(r, roots):
+            return tuple(
+                jax.lax.dynamic_update_index_in_dim(all_r, root, r, 0)
+                for all_r, root in zip(roots, block_roots(*block_of(r)))
+            )
+
+        # the roots of this device's blocks, one per round, then every block's root in block order in one
+        # fixed tree: the zero-padded pairwise tree over tiles, whatever the devices and rounds
+        roots = tuple(jnp.zeros((rounds, n, n), acc_dtype()) for _ in accs)
+        roots = jax.lax.fori_loop(0, rounds, one_round, roots)
+        return tuple(ordered_reduce_blocks(r, axis, functools.partial(_combine, acc)) for acc, r in zip(accs, roots))
 
     rep = replicated(mesh)
     f = jax.shard_map(local, mesh=mesh, in_specs=(PartitionSpec(),) * 4, out_specs=PartitionSpec(), check_vma=False)
@@ -528,7 +557,8 @@ def _program(key, dist, n, d, metrics, chunk, dtype, devices, packed):
         k = 1  # one short tile: chunking cannot matter
     n_tiles = -(-d // TILE)  # ceil(d / TILE)
     n_chunks = -(-n_tiles // k)
-    block = block_size(n_chunks, mesh.size)
+    rounds = _rounds(n, len(accs), mesh.size)
+    block = cyclic_blocks(n_chunks, mesh.size, rounds)
     width, levels = tile_width(d), _levels(d, k)
     if not packed and not all(_chunked(acc, n) for acc in accs):
         # tile by tile (``_runner``): the same device blocks counted in tiles
@@ -542,8 +572,24 @@ def _program(key, dist, n, d, metrics, chunk, dtype, devices, packed):
     args = [key_data, np.asarray(d, idt), np.asarray(n_chunks, idt), np.asarray(block, idt)]
     if not isinstance(key_data, jax.core.Tracer):
         args[0] = np.asarray(key_data)  # host value: valid input for a mesh spanning several processes
-    run = _runner(mesh, impl, dist, n, accs, k, levels, dtype, width, packed)
+    run = _runner(mesh, impl, dist, n, accs, k, levels, dtype, width, packed, rounds)
     return run, args, metrics, accs
+
+
+#: bytes of block roots (rounds x devices (n, n) float64 matrices per accumulator) a call may gather
+ROOTS_BUDGET = 64 << 20
+#: most blocks a device takes in turn (``_rounds``)
+MAX_ROUNDS = 8
+
+
+def _rounds(n: int, n_accs: int, n_dev: int) -> int:
+    """Blocks each device takes in turn: up to MAX_ROUNDS (the devices' shares then differ by at most
+    one block in 8; one block each can split 86% / 14%), as long as the gathered roots fit ROOTS_BUDGET.
+    Any value gives the same bits (the tree over aligned blocks is the tree over tiles); on one device
+    more rounds only add a few (n, n) combines, so one device takes one."""
+    if n_dev == 1:
+        return 1
+    return max(1, min(MAX_ROUNDS, ROOTS_BUDGET // (n_dev * n * n * 8 * n_accs)))
 
 
 def pairwise_matrices(

@@ -17,8 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sim.devices import block_size, parse_coordinator
-from sim.distances import pairwise_distances, pairwise_matrices
+from sim.devices import block_size, cyclic_blocks, parse_coordinator
+from sim.distances import default_chunk, pairwise_distances, pairwise_matrices
 from sim.vectors import TILE, Gaussian, Rademacher, sample, sign_words
 from tests.processes import ROOT, TIMEOUT, fresh_env, run_on_devices, run_two_processes_and_one
 
@@ -116,7 +116,7 @@ DEVICE_SCRIPT = textwrap.dedent("""
     import jax
     import numpy as np
     jax.config.update("jax_enable_x64", True)
-    from sim.distances import pairwise_matrices
+    from sim.distances import pairwise_distances, pairwise_matrices
     from sim.vectors import TILE, Gaussian, Rademacher
     assert len(jax.devices()) == 8, jax.devices()
     key = jax.random.key(20261124)
@@ -126,6 +126,8 @@ DEVICE_SCRIPT = textwrap.dedent("""
         for name, m in zip(("g_euc", "g_city"), g):
             assert len(m.sharding.device_set) == D
             out[f"{name}_{D}"] = np.asarray(m)
+    for D in (1, 2, 3):  # 12 points: the Gram path, tile by tile, blocks dealt out in rounds
+        out[f"gram_{D}"] = np.asarray(pairwise_distances(key, Gaussian(), 12, 11 * TILE + 5, devices=D))
     for D in (1, 8):  # Rademacher: the packed integer path
         r = pairwise_matrices(key, Rademacher(), 6, 11 * TILE + 5, ("euclidean", "cosine"), chunk=TILE, devices=D)
         for name, m in zip(("r_euc", "r_cos"), r):
@@ -141,9 +143,10 @@ def test_bit_identical_for_1_2_3_8_devices(tmp_path):
     g = pairwise_matrices(KEY, Gaussian(), 6, 11 * TILE + 5, ("euclidean", "cityblock"), chunk=TILE)
     rad = pairwise_matrices(KEY, Rademacher(), 6, 11 * TILE + 5, ("euclidean", "cosine"), chunk=TILE)
     single = dict(zip(("g_euc", "g_city", "r_euc", "r_cos"), (np.asarray(m) for m in g + rad)))
+    single["gram"] = np.asarray(pairwise_distances(KEY, Gaussian(), 12, 11 * TILE + 5))
     assert len(jax.devices()) == 1
     for name, ref in single.items():
-        for n_dev in (1, 2, 3, 8) if name.startswith("g") else (1, 8):
+        for n_dev in (1, 2, 3, 8) if name.startswith("g_") else (1, 2, 3) if name == "gram" else (1, 8):
             assert np.array_equal(got[f"{name}_{n_dev}"], ref), (name, n_dev)
 
 
@@ -209,6 +212,27 @@ def test_missing_gpu_backend_is_one_line_exit_2(tmp_path):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: --platform gpu: no gpu backend available"), r.stderr
     assert not out.exists()
+
+
+def _shares(n_items, n_parts, rounds):
+    """Items of each part when part k takes blocks k, k + n_parts, ... of cyclic_blocks' size."""
+    b = cyclic_blocks(n_items, n_parts, rounds)
+    return [sum(min(b, max(0, n_items - (r * n_parts + k) * b)) for r in range(rounds)) for k in range(n_parts)]
+
+
+def test_cyclic_blocks_balance_the_devices():
+    """Two Gaussian vectors of d = 10^10 are 76,294 chunks: one aligned block each split them 86% / 14%
+    (65,536 and 10,758); eight rounds of blocks give 54% / 46%, and every item is taken exactly once."""
+    k = default_chunk(2) // TILE  # tiles a chunk for two points (1 MB of float32 samples)
+    n = math.ceil(math.ceil(10**10 / TILE) / k)
+    assert (k, n) == (32, 76294)
+    assert _shares(n, 2, 1) == [65536, 10758]
+    for parts in (2, 3, 8):
+        for items in (n, 12, 1000, 1025, 2**20 + 1):
+            got = _shares(items, parts, 8)
+            assert sum(got) == items
+            assert max(got) - min(got) <= cyclic_blocks(items, parts, 8), (items, parts, got)
+    assert _shares(n, 2, 8) == [40960, 35334]
 
 
 def test_block_size_and_coordinator_parsing():
