@@ -68,41 +68,39 @@ def _rng_rates(np, sizes, steps_of, seeds, d):
     """Gaussians per CPU second of the two generators alone on the workload's draws. hdsim: the linear sweep's
     drawing without its training, the same samples in the same loops as ``sim.learning.parallel``'s stream
     (per seed and step the key ``fold_in(k_seed, t)``, blocks of ``STREAM_BLOCK`` rows of 8 samples, rows,
-    then the last samples one at a time; ``stream_normals`` cast to float64), the Gaussians summed instead
-    of turned into gradients, compiled with the same options. numpy: PCG64 float64 ``standard_normal``. The
-    linear workload is mostly drawing, so ``gaussians / rate`` bounds each side's time from below."""
+    then the last samples one at a time; ``stream_halves``, the even and odd Gaussians, cast to float64),
+    the Gaussians summed instead of turned into gradients, compiled with the same options. numpy: PCG64
+    float64 ``standard_normal``. The linear workload is mostly drawing, so ``gaussians / rate`` bounds each
+    side's time from below."""
     import jax
     import jax.numpy as jnp
 
     from sim.learning import parallel as P
     from sim.vectors import CPU_COMPILER_OPTIONS
 
-    m, rb = P.MAX_LEAVES, P.STREAM_BLOCK
-    own = jnp.arange(m, dtype=jnp.int32)
-    rows = jnp.arange(rb, dtype=jnp.int32)[:, None]
+    m, rb, nz = P.MAX_LEAVES, P.STREAM_BLOCK, d + 1
+    ne, no = (nz + 1) // 2, nz // 2
 
     def seed(kb, bint, steps):
         def step(t, tot):
             kt = P.fold_in_raw(kb, t.astype(jnp.uint32))
 
-            def g(idx):
-                return P.stream_normals(kt, idx.astype(jnp.uint32), d + 1).astype(jnp.float64)
-
-            def block(q, a):
-                z = g(m * (q * rb + rows) + own[None, :])
-                for i in range(rb):
-                    a = a + z[i]
-                return a
+            def add(a, base, rows, mm):
+                ze, zo = P.stream_halves(kt, base, rows, mm, nz)
+                ae, ao = a
+                for i in range(rows):
+                    ae, ao = ae.at[:mm].add(ze[i, :, :ne].astype(jnp.float64)), ao.at[:mm].add(zo[i, :, :no])
+                return ae, ao
 
             nb, nr = bint // (m * rb), bint // m
-            a = jax.lax.fori_loop(0, nb, block, jnp.zeros((m, d + 1), jnp.float64))
-            a = jax.lax.fori_loop(nb * rb, nr, lambda q, a: a + g(m * q + own), a)
-
-            def one(c):
-                return c[0] + 1, c[1].at[c[0]].add(g(jnp.reshape(nr * m + c[0], (1,)))[0])
-
-            _, a = jax.lax.while_loop(lambda c: (c[0] < m) & (nr * m + c[0] < bint), one, (jnp.int32(0), a))
-            return tot + jnp.sum(a)
+            a = (jnp.zeros((m, ne), jnp.float64), jnp.zeros((m, no), jnp.float64))
+            a = jax.lax.fori_loop(0, nb, lambda q, a: add(a, m * rb * q, rb, m), a)
+            a = jax.lax.fori_loop(nb * rb, nr, lambda q, a: add(a, m * q, 1, m), a)
+            _, a = jax.lax.while_loop(
+                lambda c: (c[0] < m) & (nr * m + c[0] < bint), lambda c: (c[0] + 1, add(c[1], nr * m + c[0], 1, 1)),
+                (jnp.int32(0), a),
+            )  # fmt: skip
+            return tot + jnp.sum(a[0]) + jnp.sum(a[1])
 
         return jax.lax.fori_loop(0, steps, step, jnp.zeros((), jnp.float64))
 

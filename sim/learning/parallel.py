@@ -68,6 +68,7 @@ __all__ = [
     "RunResult",
     "fold_in_raw",
     "stream_normals",
+    "stream_halves",
     "seed_keys",
 ]
 
@@ -327,49 +328,134 @@ def _pairwise_last(a):
 STREAM_BLOCK = 8
 
 
+def stream_halves(raw, base, rows: int, m: int, n: int):
+    """``stream_normals(raw, idx, n)`` for the samples ``idx = base + 8 r + i`` (r < ``rows``, i < ``m``; ``base``
+    an int32 scalar >= 0) as its even and odd coordinates: float32 ``(ze, zo)`` of shape (rows, m, ceil(n / 2)),
+    ``ze[..., c]`` Gaussian 2c (the low half of Threefry block c), ``zo[..., c]`` Gaussian 2c + 1 (the high half;
+    for odd n its last column is one Gaussian past the draw), bit for bit the values of ``stream_normals``.
+
+    Made as the standalone generator (``sim.vectors.standard_normal``) makes them: one elementwise loop over
+    the flattened blocks, padded to a multiple of 16 (the 512-bit vector width in float32; the padding's
+    values are dropped), hashing every block once for both its Gaussians (packed in one complex64: real
+    even, imaginary odd) and computed apart (``_stored``). ``stream_normals`` on a (rows, m) index array
+    inside a training step runs at half that rate: XLA fuses the generator into each of its consumers, so
+    it hashes every block twice or more, runs (..., 101)-shaped loops with scalar remainders, and splits
+    erfinv32 over several loops that recompute its polynomials."""
+    from sim.vectors import normals_from_words, threefry2x32
+
+    nb = -(-n // 2)
+    size = rows * m * nb
+    f = jnp.arange(-(-size // 16) * 16, dtype=jnp.uint32)
+    blk = f // jnp.uint32(nb)
+    c = f - blk * jnp.uint32(nb)
+    idx = base.astype(jnp.uint32) + jnp.uint32(MAX_LEAVES) * (blk // jnp.uint32(m)) + blk % jnp.uint32(m)
+
+    def draw():
+        x0, x1 = threefry2x32(raw[0], raw[1], idx, c)
+        return jax.lax.complex(normals_from_words(x1), normals_from_words(x0))
+
+    z = _stored(base >= 0, draw)[:size].reshape(rows, m, nb)
+    return jnp.real(z), jnp.imag(z)
+
+
+def _stream_draw(raw, base, rows: int, m: int, d: int, sl, dw):
+    """The Gaussians of samples ``base + 8 r + i`` (``stream_halves``, n = d + 1) and the products that
+    ``_stream_slot_sums``'s dot products start from: ``(ze, zo, pe, po)``, ``pe``, ``po`` the even and odd
+    coordinates of ``x * dw`` (``x = z[:d] sl`` in the dtype of ``sl``), stored (``_stored``) as XLA stores
+    them in the straightforward program: fused into the first adds of the dot product, the CPU compiler
+    would contract a multiply and an add into one fused multiply-add (other roundings, other bits)."""
+    ne, no = (d + 1) // 2, d // 2
+    ze, zo = stream_halves(raw, base, rows, m, d + 1)
+    dt = sl.dtype
+
+    def products():
+        pe = ze[..., :ne].astype(dt) * sl[None, None, 0::2] * dw[None, None, 0::2]
+        po = zo[..., :no].astype(dt) * sl[None, None, 1::2] * dw[None, None, 1::2]
+        return pe, po
+
+    return (ze, zo) + _stored(base >= 0, products)
+
+
+def _stored(pred, fn):
+    """``fn()``, computed inside ``lax.cond(pred, fn, zeros)`` for a ``pred`` that is true at run time: XLA
+    fuses nothing across a conditional, so ``fn``'s loops are compiled on their own and their results stored."""
+
+    def skip():
+        return jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), jax.eval_shape(fn))
+
+    return jax.lax.cond(pred, fn, skip)
+
+
 def _stream_slot_sums(problem: Problem, arrays: Arrays, p, kt, bint, own):
     """Summed gradients of one seed's slots ``own`` (m,) for a stream (linear model): slot s adds its samples
     j = s, s + 8, s + 16, ... < B one after the other, in sample order. The samples are drawn a block of
     ``STREAM_BLOCK`` rows (8 samples a row) at a time while whole blocks remain, then a row at a time, then
     the samples of the last, partial row one at a time. Everything is elementwise (the dot products are
-    ``_pairwise_last``, the adds of a block's rows an unrolled chain), so a slot's sum is the same bits
+    ``_pairwise_last``'s tree, the adds of a block's rows an unrolled chain), so a slot's sum is the same bits
     whichever device and however many slots a device holds (tests/test_batch.py checks 1, 2 and 8 devices).
     ``STREAM_BLOCK`` itself is part of the program: 4 and 8 give the same bits, 16 does not (XLA fuses the
-    longer chain differently), so changing it changes the numbers."""
+    longer chain differently), so changing it changes the numbers.
+
+    The Gaussians come as even and odd coordinates (``_stream_draw``: the two halves of a Threefry block),
+    and the arithmetic is done on the halves: the first level of ``_pairwise_last``'s tree adds exactly the
+    pairs (2k, 2k + 1), so ``even + odd`` is that level, and the sums are interleaved once at the end: the
+    same operations on the same values as ``x = stream_normals(...)``, ``r = _pairwise_last(x * dw) - ...``,
+    ``acc + x * r``, hence the same bits."""
     lam, w, noise = arrays
     d, m = problem.d_in, own.shape[0]
     dt = jnp.dtype(problem.dtype)
+    ne, no = (d + 1) // 2, d // 2  # even and odd coordinates of x
     sl, dw, sn = jnp.sqrt(lam), p[:, 0] - w, jnp.sqrt(noise)
+    sle, slo = sl[None, None, 0::2], sl[None, None, 1::2]
+    half = (1 << (d - 1).bit_length()) // 2  # _pairwise_last pads d to 2 half
 
-    def grads(idx):  # sample indices (..., m) int32, all < B -> per-sample gradients (..., m, d)
-        z = stream_normals(kt, idx.astype(jnp.uint32), d + 1).astype(dt)
-        lead = (1,) * idx.ndim
-        x = z[..., :d] * sl.reshape(lead + (d,))
-        r = _pairwise_last(x * dw.reshape(lead + (d,))) - sn * z[..., d]
-        return x * r[..., None]
+    def pad(a):
+        return jnp.concatenate([a, jnp.zeros(a.shape[:-1] + (half - a.shape[-1],), a.dtype)], axis=-1)
 
-    rows = jnp.arange(STREAM_BLOCK, dtype=jnp.int32)[:, None]
+    def grads(base, rows: int, mm: int):  # samples base + 8 r + i -> per-sample gradients, halves (rows, mm, ne|no)
+        ze, zo, pe, po = _stream_draw(kt, base, rows, mm, d, sl, dw)
+        ze, zo = ze.astype(dt), zo.astype(dt)
+        if d == 1:
+            dot = pe[..., 0]
+        else:
+            a = pad(pe) + pad(po)
+            while a.shape[-1] > 1:
+                a = a[..., 0::2] + a[..., 1::2]
+            dot = a[..., 0]
+        r = dot - sn * (zo[..., no] if d % 2 else ze[..., ne])
+        return ze[..., :ne] * sle * r[..., None], zo[..., :no] * slo * r[..., None]
+
+    base0 = own[0]  # the slots of a device are consecutive: own = own[0] + arange(m)
 
     def block(q, acc):
-        g = grads(MAX_LEAVES * (q * STREAM_BLOCK + rows) + own[None, :])
+        ge, go = grads(MAX_LEAVES * q * STREAM_BLOCK + base0, STREAM_BLOCK, m)
+        ae, ao = acc
         for i in range(STREAM_BLOCK):
-            acc = acc + g[i]
-        return acc
+            ae, ao = ae + ge[i], ao + go[i]
+        return ae, ao
 
     n_blocks = bint // (MAX_LEAVES * STREAM_BLOCK)
-    acc = jax.lax.fori_loop(0, n_blocks, block, jnp.zeros((m, d), dt))
+    acc = jax.lax.fori_loop(0, n_blocks, block, (jnp.zeros((m, ne), dt), jnp.zeros((m, no), dt)))
     n_rows = bint // MAX_LEAVES
-    acc = jax.lax.fori_loop(n_blocks * STREAM_BLOCK, n_rows, lambda q, a: a + grads(MAX_LEAVES * q + own), acc)
+
+    def row(q, acc):
+        ge, go = grads(MAX_LEAVES * q + base0, 1, m)
+        return acc[0] + ge[0], acc[1] + go[0]
+
+    acc = jax.lax.fori_loop(n_blocks * STREAM_BLOCK, n_rows, row, acc)
     # the last, partial row: its samples one at a time (drawing the whole row would waste up to 7 of 8
     # samples a step at small B: 24% of the draws of a sweep over B = 1 .. 4096)
     start = n_rows * MAX_LEAVES
 
     def one(c):
-        i, a = c
-        return i + 1, a.at[i].add(grads(jnp.reshape(start + own[0] + i, (1,)))[0])
+        i, (ae, ao) = c
+        ge, go = grads(start + base0 + i, 1, 1)
+        return i + 1, (ae.at[i].add(ge[0, 0]), ao.at[i].add(go[0, 0]))
 
-    _, acc = jax.lax.while_loop(lambda c: (c[0] < m) & (start + own[0] + c[0] < bint), one, (jnp.int32(0), acc))
-    return acc
+    _, (ae, ao) = jax.lax.while_loop(lambda c: (c[0] < m) & (start + base0 + c[0] < bint), one, (jnp.int32(0), acc))
+    # interleave the halves back: coordinate 2k from the even half, 2k + 1 from the odd one
+    ao = jnp.concatenate([ao, jnp.zeros((m, ne - no), dt)], axis=-1)
+    return jnp.stack([ae, ao], axis=-1).reshape(m, 2 * ne)[:, :d]
 
 
 def _pool_slot_sum(problem: Problem, arrays: Arrays, p, kt, bint, s, group: int):
