@@ -98,6 +98,24 @@ def test_train_is_the_optax_step_per_seed_whatever_the_ensemble_size():
     assert r2.checkpoint_steps == (0, 3, 6, 7)
 
 
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_train_starts_from_model_init_bit_for_bit(dtype):
+    # train() draws every initial weight and bias as the prefix of one vectorised draw per key (one
+    # generator in the compiled program): the numbers must be model.init's, bit for bit
+    from sim.learning.data import Data
+
+    x = jnp.zeros((4, 5), dtype)
+    y = jnp.zeros((4, 3), dtype)
+    key = jax.random.key(7)
+    for m in (T.Model(5, 16, 1, 3, "ntk"), T.Model(5, 6, 2, 3, "standard", sigma_b=0.5)):
+        r = T.train(key, Data(x, y, x, y, y), m, steps=1, seeds=2, dtype=dtype)
+        for s in range(2):
+            want = m.init(jax.random.fold_in(jax.random.fold_in(key, s), 0), dtype)
+            got = jax.tree.map(lambda a: a[s], r.params0)
+            for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+                np.testing.assert_array_equal(a, b)
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError, match="parameterization"):
         mlp.init(jax.random.key(0), 3, 4, 1, 2, parameterization="lazy")

@@ -98,6 +98,9 @@ class CriticalConfig:
         descent: also run gradient descent from the same starts.
         descent_steps: iteration cap of the descent.
         spectra: saddles per size whose full Hessian spectrum is kept.
+        slots: concurrent runs of the finder (``sim.critical.find_critical_points``; None: its default).
+            Results depend on it only through the rounding of batched matrix products; fewer than 8
+            slots compile one copy of the search loop instead of three (the quick gallery uses 7).
         devices: number of devices the instances are spread over (None: all of them, in every process
             of a multi-process run). Results do not depend on it.
         platform: backend whose devices are used ("cpu", "gpu", "tpu"; None: JAX's default).
@@ -130,6 +133,7 @@ class CriticalConfig:
     descent: bool = True
     descent_steps: int = 20000
     spectra: int = 4
+    slots: int | None = None
     devices: int | None = None
     platform: str | None = None
 
@@ -153,6 +157,7 @@ class CriticalConfig:
             if self.method == "subnet" and self.landscape != "mlp":
                 raise ConfigError(f"method 'subnet' applies to landscape mlp only, got landscape {self.landscape!r}")
             check_int("spectra", self.spectra, 0)
+            check_int("slots", self.slots, 1, optional=True)
             check_int("seed", self.seed, 0)
             for name in ("rtol", "zero_tol", "dedup_tol"):
                 check_number(name, getattr(self, name))
@@ -278,6 +283,7 @@ def _compute(config: CriticalConfig, land, size: int, inst: int, budget, root):
         zero_tol=config.zero_tol,
         dedup_tol=config.dedup_tol,
         method=str(config.method),
+        slots=config.slots,
     )
     dp = None
     if config.descent:

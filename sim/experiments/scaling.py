@@ -27,6 +27,7 @@ but batched Cholesky factorisations deadlocked XLA:CPU's thread pool on a loaded
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 from typing import Any
@@ -208,61 +209,82 @@ def _spectrum(config: ScalingConfig, p: int):
     return dm.isotropic_spectrum(config.data_dim(p), config.r2)
 
 
-def _curve_fn(config: ScalingConfig, p: int, method: str):
-    """seed key -> Curve over config.ns (one seed)."""
-    from sim.learning import data as dm
-    from sim.learning.features import features_curve
-    from sim.learning.kernel import kernel_curve
-    from sim.learning.linear import linear_curve
+def _program_key(config: ScalingConfig, p: int, method: str) -> tuple:
+    """What fixes the compiled program of ``_run_seeds``: shapes and code paths. The spectrum, the target
+    power, the noise, the ridge, the seed and the real data's arrays are arguments, so every config that
+    agrees on this key shares one program (the three learning curves of the gallery, the ridgeless and
+    the optimal-ridge double descent at the same P)."""
+    learner = config.learner
+    return (
+        config.data if not config.synthetic else "synthetic",
+        learner,
+        tuple(config.ns),
+        config.n_test,
+        config.data_dim(p) if config.synthetic else None,
+        p if learner == "features" else None,
+        config.activation if learner == "features" else None,
+        config.kernel_used if learner == "kernel" else None,
+        method,
+    )
 
-    ns, n_max = tuple(config.ns), max(config.ns)
+
+def _curve_args(config: ScalingConfig, p: int) -> tuple:
+    """The run-time arguments of the program (``_program_key``) for ``config`` at feature count ``p``."""
+    from sim.learning import data as dm
+
     if config.synthetic:
         lam, v2 = _spectrum(config, p)
-        lam_j, v2_j = jnp.asarray(lam), jnp.asarray(v2)
+        data: tuple = (jnp.asarray(lam), jnp.asarray(v2), jnp.asarray(float(config.noise), jnp.float64))
         scale = float(lam.sum())
-
-        def draw(k):
-            return dm._gaussian(k, lam_j, v2_j, config.noise, n_train=n_max, n_test=config.n_test, dtype=jnp.float64)
     else:
         rd = dm.read_real(config.data)
-        arrays = (
+        data = (
             jnp.asarray(rd.x_pool),
             jnp.asarray(rd.labels_pool),
             jnp.asarray(rd.x_test),
             jnp.asarray(rd.labels_test),
         )
         scale = float(rd.x_pool.shape[1])
+    return data, jnp.asarray(float(config.ridge), jnp.float64), jnp.asarray(scale, jnp.float64)
 
-        def draw(k):
-            return dm._draw(k, *arrays, n_train=n_max, n_test=config.n_test, classes=rd.classes, dtype=jnp.float64)
 
-    def one(key):
-        d = draw(jax.random.fold_in(key, 0))
-        if config.learner == "linear":
-            return linear_curve(d, ns, config.ridge, method=method)
-        if config.learner == "features":
+@functools.lru_cache(maxsize=64)
+def _seeds_program(key: tuple):
+    """Jitted ``(seed keys, data, ridge, scale) -> Curve`` (leading axis: seeds) for a ``_program_key``."""
+    from sim.learning import data as dm
+    from sim.learning.features import features_curve
+    from sim.learning.kernel import kernel_curve
+    from sim.learning.linear import linear_curve
+
+    data_name, learner, ns, n_test, _dim, p, activation, kernel, method = key
+    n_max = max(ns)
+    classes = None if data_name == "synthetic" else dm.read_real(data_name).classes
+
+    def one(key, data, ridge, scale):
+        k = jax.random.fold_in(key, 0)
+        if data_name == "synthetic":
+            lam, v2, noise = data
+            d = dm._gaussian(k, lam, v2, noise, n_train=n_max, n_test=n_test, dtype=jnp.float64)
+        else:
+            d = dm._draw(k, *data, n_train=n_max, n_test=n_test, classes=classes, dtype=jnp.float64)
+        if learner == "linear":
+            return linear_curve(d, ns, ridge, method=method)
+        if learner == "features":
             return features_curve(
-                jax.random.fold_in(key, 1),
-                d,
-                ns,
-                p,
-                config.ridge,
-                activation=config.activation,
-                input_scale=scale,
-                method=method,
+                jax.random.fold_in(key, 1), d, ns, p, ridge, activation=activation, input_scale=scale, method=method
             )
-        return kernel_curve(d, ns, config.ridge, kernel=config.kernel_used, bandwidth=None)
+        return kernel_curve(d, ns, ridge, kernel=kernel, bandwidth=None)
 
-    return one
+    # one seed after another inside one compiled program (lax.map): memory of one seed, and no batched
+    # LAPACK calls: vmapped Cholesky factorisations (batched potrf) deadlocked XLA:CPU's intra-op thread
+    # pool on a loaded 2-core machine, with or without lax.map's batch_size
+    return jax.jit(lambda ks, data, ridge, scale: jax.lax.map(lambda k: one(k, data, ridge, scale), ks))
 
 
 def _run_seeds(config: ScalingConfig, p: int, method: str):
     root = jax.random.key(config.seed)
     keys = jax.vmap(lambda s: jax.random.fold_in(root, s))(jnp.arange(config.seeds))
-    # one seed after another inside one compiled program (lax.map): memory of one seed, and no batched
-    # LAPACK calls: vmapped Cholesky factorisations (batched potrf) deadlocked XLA:CPU's intra-op thread
-    # pool on a loaded 2-core machine, with or without lax.map's batch_size
-    out = jax.jit(lambda ks: jax.lax.map(_curve_fn(config, p, method), ks))(keys)
+    out = _seeds_program(_program_key(config, p, method))(keys, *_curve_args(config, p))
     return [np.asarray(v, np.float64) for v in jax.device_get(out)]
 
 

@@ -11,6 +11,7 @@ import dataclasses
 from sim.experiments import spectrum as exp_spec
 from sim.gallery import register
 from sim.io import Output
+from sim.models import width_for_params
 from sim.plots import save, style
 from sim.plots import spectrum as plot_spec
 from sim.theory.rmt import semicircle_cdf
@@ -19,8 +20,22 @@ from sim.theory.rmt import semicircle_cdf
 def _density_configs(quick: bool):
     if quick:
         goe = exp_spec.SpectrumConfig(model="goe", dim=400, shift=0.4, probes=8, steps=40, dtype="float64", seed=0)
+        # the MLP of spectrum_training's quick run (N = 967, float32, the same SLQ options): the two entries
+        # share its compiled programs (SLQ, dense Hessian, sampling), which is most of their cost
+        t = _training_config(True)
         mlp = exp_spec.SpectrumConfig(
-            model="mlp", width=8, depth=2, input_dim=32, num_samples=128, probes=8, steps=40, dtype="float64", seed=0
+            model="mlp",
+            width=width_for_params(t.param_counts[0], depth=t.depth, input_dim=t.input_dim, output_dim=t.output_dim),
+            depth=t.depth,
+            input_dim=t.input_dim,
+            output_dim=t.output_dim,
+            num_samples=t.num_samples,
+            noise=t.noise,
+            probes=t.probes,
+            steps=t.steps,
+            batch_size=t.batch_size,
+            dtype=t.dtype,
+            seed=0,
         )
     else:
         goe = exp_spec.SpectrumConfig(model="goe", dim=2000, shift=0.4, probes=16, steps=80, dtype="float64", seed=0)
