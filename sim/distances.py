@@ -226,6 +226,16 @@ def _gram_tile(x: jax.Array) -> jax.Array:
 ONE_PROGRAM_MAX_POINTS = 1024
 
 
+#: Narrower widths than TILE that the one-program Gram path (ONE_PROGRAM_MAX_POINTS) draws and multiplies
+#: when a device has a single tile with few valid coordinates (d < TILE): a run-time switch inside the
+#: one program picks the narrowest width >= the tile's valid coordinates, so d = 100 draws and multiplies
+#: 128 coordinates per point instead of 4096 (at 1024 points: 0.17 s -> 0.03 s with the other single-tile
+#: savings). The product of the short tile equals the full tile's (the coordinates are a prefix, the rest
+#: are zeros; checked bit for bit in tests/test_distances.py). Each width adds its generator and dot to
+#: the one program's compile time (about 0.3 s each at 1024 points), hence only two.
+GRAM_PREFIX_WIDTHS = (128, 1024)
+
+
 #: From this many points on, a tile's Gram product is computed from the three upper blocks of its
 #: 2 x 2 block form (the lower one is the transpose): 3/4 of the GEMM flops, like BLAS syrk.
 SYMMETRIC_MIN_POINTS = 512
@@ -431,9 +441,22 @@ def _runner(mesh, impl, dist, n, accs, chunk_tiles, levels, dtype, width, packed
             # every d with this width and number of levels (``_program``)
             assert chunk_tiles == 1, "tile by tile: the device blocks are counted in tiles (_program)"
 
+            def gram_prefix(t, w):
+                x = sample_tiles(point_keys, dist, t[None], d, dtype, w)[0]  # (n, w): the tile's first w
+                return _gram_tile(jax.lax.optimization_barrier(x)).astype(acc_dtype())
+
             def block_roots(c0, count):
-                def tile_body(i, stacks):
-                    x = sample_tiles(point_keys, dist, (c0 + i)[None], d, dtype, width)[0]  # (n, width)
+                def tile_body(i, stacks, prefix=False):
+                    t = c0 + i
+                    if prefix and accs == (("gram",),) and width == TILE:
+                        # only the tile's valid coordinates are drawn and multiplied: the narrowest branch
+                        # width >= valid, chosen at run time (one program for every d); a short draw is a
+                        # prefix of the full one and the padding is zero, so the product is that of the full tile
+                        valid = jnp.clip(d - t.astype(d.dtype) * TILE, 0, TILE)
+                        b = sum((valid > w).astype(jnp.int32) for w in GRAM_PREFIX_WIDTHS)
+                        branches = [functools.partial(gram_prefix, w=w) for w in (*GRAM_PREFIX_WIDTHS, TILE)]
+                        return (_push(accs[0], stacks[0], i, jax.lax.switch(b, branches, t)),)
+                    x = sample_tiles(point_keys, dist, t[None], d, dtype, width)[0]  # (n, width)
                     # generated once: XLA would otherwise fuse the generator into each pair's reduction
                     x = jax.lax.optimization_barrier(x)
                     out = []
@@ -442,9 +465,25 @@ def _runner(mesh, impl, dist, n, accs, chunk_tiles, levels, dtype, width, packed
                         out.append(_push(acc, stack, i, val.astype(acc_dtype())))
                     return tuple(out)
 
-                stacks = tuple(jnp.zeros((levels, n, n), acc_dtype()) for _ in accs)
-                stacks = jax.lax.fori_loop(0, count, tile_body, stacks)
-                return tuple(_finish(acc, s, count) for acc, s in zip(accs, stacks))
+                def empty(_):  # a block past the last tile (a device's later rounds)
+                    return tuple(jnp.zeros((n, n), acc_dtype()) for _ in accs)
+
+                def stacked(_):
+                    zeros = tuple(jnp.zeros((levels, n, n), acc_dtype()) for _ in accs)
+                    out = jax.lax.fori_loop(0, count, tile_body, zeros)
+                    return tuple(_finish(acc, s, count) for acc, s in zip(accs, out))
+
+                def single(_):
+                    # one tile in this block (d <= TILE on one device): the same operations as pushing it
+                    # into the stack and finishing (stack[0] combined with zero), without the (levels, n, n)
+                    # stack, whose zero-filling (64 MB at 1024 points) cost more than the tile's product at
+                    # small d; a Gram-only tile is drawn and multiplied at the narrowest width that holds its
+                    # valid coordinates (``GRAM_PREFIX_WIDTHS``; several tiles: full tiles, as the stacked
+                    # loop's one program must serve d up to 2**8 tiles without a branch per width)
+                    one = tile_body(0, tuple(jnp.zeros((1, n, n), acc_dtype()) for _ in accs), prefix=True)
+                    return tuple(_combine(acc, s[0], jnp.zeros_like(s[0])) for acc, s in zip(accs, one))
+
+                return jax.lax.switch(jnp.minimum(count, 2), [empty, single, stacked], None)
 
         def one_round(r, roots):
             return tuple(
@@ -633,7 +672,7 @@ def pairwise_matrices(
     """
     run, args, metrics, accs = _program(key, dist, n, d, metrics, chunk, dtype, devices, packed)
     by_acc = dict(zip(accs, run(*args)))
-    return tuple(_finalise(m, by_acc[m.accumulator]) for m in metrics)
+    return tuple(_finalise_jit(m, by_acc[m.accumulator]) for m in metrics)
 
 
 def pairwise_distances(
@@ -672,6 +711,12 @@ def _finalise(metric: Metric, s: jax.Array) -> jax.Array:
         q = float(metric.exponent or 1.0)  # cityblock / minkowski: always set
         out = s if q == 1 else s ** (1 / q)
     return jnp.where(eye, jnp.zeros((), out.dtype), out)
+
+
+#: ``_finalise`` as one compiled program per metric and size: its (n, n) elementwise steps fused into one
+#: pass instead of one dispatch (and one fresh 8 MB array at 1024 points) each; the same operations
+#: (tests/test_distances.py checks the bits against the op-by-op evaluation).
+_finalise_jit = jax.jit(_finalise, static_argnums=0)
 
 
 def cosines_from_gram(g: jax.Array) -> jax.Array:

@@ -97,15 +97,44 @@ def _dot_instructions(n, d, chunk):
 def test_gram_is_one_fixed_shape_dot_for_every_chunk():
     """The cause of chunk-dependent Gram sums on some CPUs was a dot whose shape changed with the chunk
     (a batched dot over the chunk's tiles, summed in an ISA- and cache-dependent order). The compiled
-    program must hold exactly one dot, (n, TILE) x (n, TILE) contracted over the tile, the same
-    instruction with the same operand layout for every chunk size: XLA neither batches nor merges it."""
+    program must hold only fixed-shape dots (n, w) x (n, w) contracted over the tile, the same instructions
+    with the same operand layouts for every chunk size (XLA neither batches nor merges them): one of
+    width TILE in the loop over tiles, and one per width of TILE and the narrower GRAM_PREFIX_WIDTHS in
+    the single-tile branch (the width chosen from d alone)."""
+    from sim.distances import GRAM_PREFIX_WIDTHS
+
     n, d = 10, 9 * TILE + 123
     dots = {k: _dot_instructions(n, d, k * TILE) for k in CHUNK_TILES}
-    assert len(dots[1]) == 1, dots[1]
-    assert f"= f32[{n},{TILE}]{{1,0}} parameter(0) ROOT = f32[{n},{n}]{{1,0}} dot(, )" in dots[1][0], dots[1][0]
-    assert "contracting_dims={1}" in dots[1][0] and "batch_dims" not in dots[1][0], dots[1][0]
+    assert len(dots[1]) == len(GRAM_PREFIX_WIDTHS) + 2, dots[1]
+    for w in (*GRAM_PREFIX_WIDTHS, TILE):
+        found = [s for s in dots[1] if f"= f32[{n},{w}]{{1,0}} parameter(0) ROOT = f32[{n},{n}]{{1,0}} dot(, )" in s]
+        assert len(found) == (2 if w == TILE else 1), (w, dots[1])
+        assert all("contracting_dims={1}" in s and "batch_dims" not in s for s in found), found
     for k in CHUNK_TILES[1:]:
         assert dots[k] == dots[1], (k, dots[k], dots[1])
+
+
+@pytest.mark.parametrize("n", [10, 600])
+def test_short_tiles_give_the_full_tiles_gram_bit_for_bit(n):
+    """A tile with few valid coordinates (d < TILE, or the last tile) is drawn and multiplied at the
+    narrowest of GRAM_PREFIX_WIDTHS that holds them: its coordinates are a prefix of the full tile's and
+    the rest are zeros, so the Gram sums equal those of full (n, TILE) tiles bit for bit (on this
+    machine: the scope of every bit-identity promise here, see sim.distances)."""
+    from sim._util import acc_dtype
+    from sim.distances import _gram_tile, _program
+
+    law = StudentT(df=5.0)
+    keys = jax.vmap(lambda i: jax.random.fold_in(KEY, i))(jnp.arange(n, dtype=jnp.uint32))
+    full = jax.jit(
+        lambda t, d: _gram_tile(sample_tiles(keys, law, t[None], d, jnp.float32, TILE)[0]).astype(acc_dtype())
+    )
+    zero = jnp.zeros((n, n), acc_dtype())
+    for d in (100, 1000, TILE + 700):
+        run, args, _, _ = _program(KEY, law, n, d, ["euclidean"], None, jnp.float32, None, None)
+        (got,) = run(*args)
+        tiles = [full(jnp.int32(t), d) for t in range(-(-d // TILE))]
+        ref = tiles[0] + zero if len(tiles) == 1 else (tiles[0] + tiles[1]) + zero
+        assert np.array_equal(np.asarray(got), np.asarray(ref)), d
 
 
 def test_symmetric_blocks_for_many_points():
@@ -113,14 +142,15 @@ def test_symmetric_blocks_for_many_points():
     h = ceil(n/2) (the upper blocks; the lower is their transpose): the same three for every chunk,
     bit-identical results for every chunk, an exactly symmetric matrix, and the distances of scipy on
     the same vectors (n odd: the padding row is cut off)."""
-    from sim.distances import SYMMETRIC_MIN_POINTS
+    from sim.distances import GRAM_PREFIX_WIDTHS, SYMMETRIC_MIN_POINTS
 
     n, d = SYMMETRIC_MIN_POINTS + 1, 2 * TILE + 5
     h = -(-n // 2)
     dots = {k: _dot_instructions(n, d, k * TILE) for k in (1, 4)}
-    assert len(dots[1]) == 3 and all(
-        f"f32[{h},{h}]{{1,0}} dot(" in s and f"f32[{h},{TILE}]{{1,0}}" in s for s in dots[1]
-    ), dots[1]
+    for w in (*GRAM_PREFIX_WIDTHS, TILE):  # three per tile width (TILE: in the loop and the single tile)
+        found = [s for s in dots[1] if f"f32[{h},{h}]{{1,0}} dot(" in s and f"f32[{h},{w}]{{1,0}}" in s]
+        assert len(found) == (6 if w == TILE else 3), (w, dots[1])
+    assert len(dots[1]) == 3 * (len(GRAM_PREFIX_WIDTHS) + 2), dots[1]
     assert dots[4] == dots[1]
     law = StudentT(df=5.0)
     a, b = (np.asarray(pairwise_distances(KEY, law, n, d, chunk=k * TILE)) for k in (1, 4))
@@ -430,3 +460,15 @@ def test_kernels_run_inside_a_callers_jit():
     np.testing.assert_allclose(inner, top, rtol=1e-6)
     x = np.asarray(sample(KEY, Gaussian(), 3, 50))
     np.testing.assert_allclose(np.asarray(jax.jit(lambda k: sample(k, Gaussian(), 3, 50))(KEY)), x, rtol=1e-6)
+
+
+def test_finalise_compiled_is_the_op_by_op_evaluation():
+    """``pairwise_matrices`` finishes each metric with the jitted ``_finalise`` (one fused pass): the same
+    bits as evaluating its operations one by one, for every metric."""
+    from sim.distances import _finalise, _finalise_jit, _program, make_metric
+
+    for metric, p, _ in SCIPY:
+        m = make_metric(metric, p)
+        run, args, _, _ = _program(KEY, Gaussian(), 12, 500, [m], None, jnp.float32, None, None)
+        (s,) = run(*args)
+        assert np.array_equal(np.asarray(_finalise_jit(m, s)), np.asarray(_finalise(m, s))), m.label()

@@ -150,6 +150,33 @@ def test_index_histogram_independent_of_chunk_and_equal_to_dense():
     assert c1.dtype == np.int64 and c1.sum() == 1000
 
 
+@pytest.mark.parametrize("n, leaf", [(8, 8), (23, 8), (40, 8), (45, 16)])
+def test_ldl_recursive_pivots_match_the_blocked_elimination(n, leaf):
+    """The row-recursive elimination (used above LDL_RECURSIVE_ABOVE) gives the pivots of the column-panel
+    one (same LDL^T, other summation order) on small sizes, leaves and splits that do not divide n, and
+    its signs count the negative eigenvalues."""
+    h = rmt.sample_ensemble(jax.random.key(n), GOE, n, batch_shape=(2, 150), shift=0.2, dtype=F64)
+    rec = np.asarray(jax.jit(rmt._ldl_pivots_recursive, static_argnums=1)(h, leaf))
+    blocked = np.asarray(jax.jit(rmt._ldl_pivots_blocked, static_argnums=1)(h, 16))
+    assert rec.shape == (2, 150, n)
+    np.testing.assert_allclose(rec, blocked, rtol=1e-6)  # rounding only: growth after a small pivot
+    np.testing.assert_array_equal(np.sum(rec < 0, -1), np.sum(np.linalg.eigvalsh(np.asarray(h)) < 0, -1))
+
+
+def test_ldl_above_the_recursive_threshold_matches_eigvalsh():
+    """n > LDL_RECURSIVE_ABOVE (the recursive elimination, sub-batches padded with identities): index
+    counts equal eigvalsh's, and the pivots multiply to det H."""
+    n = rmt.LDL_RECURSIVE_ABOVE + 8
+    h = rmt.sample_ensemble(jax.random.key(3), GOE, n, batch_shape=(203,), shift=0.1, dtype=F64)
+    k_ldl = np.asarray(rmt.index(h, method="ldl"))
+    np.testing.assert_array_equal(k_ldl, np.sum(np.linalg.eigvalsh(np.asarray(h)) < 0, -1))
+    assert 0 < k_ldl.min() < k_ldl.max() < n
+    piv = np.asarray(rmt.ldl_pivots(h[:20]))
+    sign, logdet = np.linalg.slogdet(np.asarray(h[:20]))
+    np.testing.assert_allclose(np.sum(np.log(np.abs(piv)), -1), logdet, rtol=1e-9)
+    np.testing.assert_array_equal(np.prod(np.sign(piv), -1), sign)
+
+
 def test_ldl_counts_share_one_program_per_bucket_and_match_dense():
     """Every n of a bucket runs the same compiled counter (n is a runtime value inside [[H, 0], [0, I]]),
     and its counts are those of the dense eigenvalues of ``sample_ensemble``'s matrices."""
