@@ -411,7 +411,10 @@ def _stream_slot_sums(problem: Problem, arrays: Arrays, p, kt, bint, own):
     and the arithmetic is done on the halves: the first level of ``_pairwise_last``'s tree adds exactly the
     pairs (2k, 2k + 1), so ``even + odd`` is that level, and the sums are interleaved once at the end: the
     same operations on the same values as ``x = stream_normals(...)``, ``r = _pairwise_last(x * dw) - ...``,
-    ``acc + x * r``, hence the same bits."""
+    ``acc + x * r``. Bits also depend on where XLA:CPU fuses a multiply with an add (it emits one fused
+    multiply-add there: why ``STREAM_BLOCK`` matters): the products ``x * dw`` are stored, the residual and the
+    accumulation fused, as the straightforward program has it for every d but powers of two, which keep that
+    program (``_stream_slot_sums_unpadded``); the trajectories of every d are those of that program."""
     d = problem.d_in
     if d & (d - 1) == 0:
         return _stream_slot_sums_unpadded(problem, arrays, p, kt, bint, own)
