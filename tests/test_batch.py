@@ -194,10 +194,12 @@ key = jax.random.key(5)
 d = 16
 lam, w = np.ones(d), np.full(d, 0.25)
 stream = (P.Problem("stream", None, d, 1), P.stream_arrays(lam, w), "optimal")
+# d = 10: the fast path (stream_halves); d = 16, a power of two, the unpadded one (parallel._stream_slot_sums)
+stream10 = (P.Problem("stream", None, 10, 1), P.stream_arrays(np.ones(10), np.full(10, 0.3), 0.1), "optimal")
 data = load("digits", jax.random.key(0), 256, 8, dtype=np.float32)
 mlp = Model(64, 8, 1, 10)
 pool = (P.Problem("pool", mlp, 64, 10, "float32"), P.pool_arrays(data.x_train, data.y_train, dtype=np.float32), 0.3)
-for name, (prob, arr, lr) in (("stream", stream), ("pool", pool)):
+for name, (prob, arr, lr) in (("stream", stream), ("stream10", stream10), ("pool", pool)):
     for k in (1, 2, 8):
         ks = P.seed_keys(key, 3)
         # one program for every batch size: 72 = a block of 8 rows + a row (stream), 24 = whole rows,
@@ -215,11 +217,12 @@ print(out)
 
 def test_trajectories_bit_identical_on_1_2_8_devices():
     """Losses along training, checkpoints and final parameters hash the same on 1, 2 and 8 forced CPU devices
-    (a fresh process), for the linear stream (optimal rate) and an MLP on digits, with ``run_to_target``
+    (a fresh process), for the linear stream (optimal rate; d = 16 and d = 10, whose slot sums take the two
+    paths of parallel._stream_slot_sums) and an MLP on digits, with ``run_to_target``
     (the one program behind ``train_chunk`` too; every kind of slot loop: blocks, rows, a partial row)."""
     r = run_on_devices(_IDENTITY)
     out = eval(r.stdout.strip().splitlines()[-1])
-    for name in ("stream", "pool"):
+    for name in ("stream", "stream10", "pool"):
         for B in (72, 24, 6):
             assert out[f"{name}/run/{B}/1"] == out[f"{name}/run/{B}/2"] == out[f"{name}/run/{B}/8"], (name, B, out)
 

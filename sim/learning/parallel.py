@@ -328,19 +328,15 @@ def _pairwise_last(a):
 STREAM_BLOCK = 8
 
 
-def stream_halves(raw, base, rows: int, m: int, n: int):
-    """``stream_normals(raw, idx, n)`` for the samples ``idx = base + 8 r + i`` (r < ``rows``, i < ``m``; ``base``
-    an int32 scalar >= 0) as its even and odd coordinates: float32 ``(ze, zo)`` of shape (rows, m, ceil(n / 2)),
-    ``ze[..., c]`` Gaussian 2c (the low half of Threefry block c), ``zo[..., c]`` Gaussian 2c + 1 (the high half;
-    for odd n its last column is one Gaussian past the draw), bit for bit the values of ``stream_normals``.
+def _stream_packed(raw, base, rows: int, m: int, n: int):
+    """``stream_halves`` packed: complex64 (rows, m, ceil(n / 2)), real the even Gaussians, imaginary the odd.
 
     Made as the standalone generator (``sim.vectors.standard_normal``) makes them: one elementwise loop over
     the flattened blocks, padded to a multiple of 16 (the 512-bit vector width in float32; the padding's
-    values are dropped), hashing every block once for both its Gaussians (packed in one complex64: real
-    even, imaginary odd) and computed apart (``_stored``). ``stream_normals`` on a (rows, m) index array
-    inside a training step runs at half that rate: XLA fuses the generator into each of its consumers, so
-    it hashes every block twice or more, runs (..., 101)-shaped loops with scalar remainders, and splits
-    erfinv32 over several loops that recompute its polynomials."""
+    values are dropped), hashing every block once for both its Gaussians and computed apart (``_stored``).
+    ``stream_normals`` on a (rows, m) index array inside a training step runs at half that rate: XLA fuses
+    the generator into each of its consumers, so it hashes every block twice or more, runs (..., 101)-shaped
+    loops with scalar remainders, and splits erfinv32 over several loops that recompute its polynomials."""
     from sim.vectors import normals_from_words, threefry2x32
 
     nb = -(-n // 2)
@@ -354,26 +350,41 @@ def stream_halves(raw, base, rows: int, m: int, n: int):
         x0, x1 = threefry2x32(raw[0], raw[1], idx, c)
         return jax.lax.complex(normals_from_words(x1), normals_from_words(x0))
 
-    z = _stored(base >= 0, draw)[:size].reshape(rows, m, nb)
+    return _stored(base >= 0, draw)[:size].reshape(rows, m, nb)
+
+
+def stream_halves(raw, base, rows: int, m: int, n: int):
+    """``stream_normals(raw, idx, n)`` for the samples ``idx = base + 8 r + i`` (r < ``rows``, i < ``m``; ``base``
+    an int32 scalar >= 0) as its even and odd coordinates: float32 ``(ze, zo)`` of shape (rows, m, ceil(n / 2)),
+    ``ze[..., c]`` Gaussian 2c (the low half of Threefry block c), ``zo[..., c]`` Gaussian 2c + 1 (the high half;
+    for odd n its last column is one Gaussian past the draw), bit for bit the values of ``stream_normals``,
+    at the rate of ``sim.vectors.standard_normal`` inside a training loop (``_stream_packed``)."""
+    z = _stream_packed(raw, base, rows, m, n)
     return jnp.real(z), jnp.imag(z)
 
 
 def _stream_draw(raw, base, rows: int, m: int, d: int, sl, dw):
-    """The Gaussians of samples ``base + 8 r + i`` (``stream_halves``, n = d + 1) and the products that
-    ``_stream_slot_sums``'s dot products start from: ``(ze, zo, pe, po)``, ``pe``, ``po`` the even and odd
-    coordinates of ``x * dw`` (``x = z[:d] sl`` in the dtype of ``sl``), stored (``_stored``) as XLA stores
-    them in the straightforward program: fused into the first adds of the dot product, the CPU compiler
-    would contract a multiply and an add into one fused multiply-add (other roundings, other bits)."""
+    """The Gaussians of samples ``base + 8 r + i`` (``_stream_packed``, n = d + 1: complex64 (rows, m, nb),
+    real the even coordinates, imaginary the odd ones) and the products that ``_stream_slot_sums``'s dot
+    products start from: ``(z, pe, po)``, ``pe``, ``po`` the even and odd coordinates of ``x * dw`` (``x = z[:d]
+    sl`` in the dtype of ``sl``), zero-padded to half of ``_pairwise_last``'s power of two each, and stored
+    (``_stored``), as XLA stores them in the straightforward program wherever it pads: fused into the first
+    adds of the dot product, the CPU compiler would contract a multiply and an add into one fused
+    multiply-add (other roundings, other bits)."""
     ne, no = (d + 1) // 2, d // 2
-    ze, zo = stream_halves(raw, base, rows, m, d + 1)
+    half = (1 << (d - 1).bit_length()) // 2
+    z = _stream_packed(raw, base, rows, m, d + 1)
     dt = sl.dtype
 
-    def products():
-        pe = ze[..., :ne].astype(dt) * sl[None, None, 0::2] * dw[None, None, 0::2]
-        po = zo[..., :no].astype(dt) * sl[None, None, 1::2] * dw[None, None, 1::2]
-        return pe, po
+    def pad(a):
+        return jnp.concatenate([a, jnp.zeros(a.shape[:-1] + (half - a.shape[-1],), a.dtype)], axis=-1)
 
-    return (ze, zo) + _stored(base >= 0, products)
+    def products():
+        pe = jnp.real(z)[..., :ne].astype(dt) * sl[None, None, 0::2] * dw[None, None, 0::2]
+        po = jnp.imag(z)[..., :no].astype(dt) * sl[None, None, 1::2] * dw[None, None, 1::2]
+        return (pad(pe), pad(po)) if d > 1 else (pe, po)
+
+    return (z,) + _stored(base >= 0, products)
 
 
 def _stored(pred, fn):
@@ -400,29 +411,28 @@ def _stream_slot_sums(problem: Problem, arrays: Arrays, p, kt, bint, own):
     and the arithmetic is done on the halves: the first level of ``_pairwise_last``'s tree adds exactly the
     pairs (2k, 2k + 1), so ``even + odd`` is that level, and the sums are interleaved once at the end: the
     same operations on the same values as ``x = stream_normals(...)``, ``r = _pairwise_last(x * dw) - ...``,
-    ``acc + x * r``, hence the same bits."""
+    ``acc + x * r``. Bits also depend on where XLA:CPU fuses a multiply with an add (it emits one fused
+    multiply-add there: why ``STREAM_BLOCK`` matters): the products ``x * dw`` are stored, the residual and the
+    accumulation fused, as the straightforward program has it for every d but powers of two, which keep that
+    program (``_stream_slot_sums_unpadded``); the trajectories of every d are those of that program."""
+    d = problem.d_in
+    if d & (d - 1) == 0:
+        return _stream_slot_sums_unpadded(problem, arrays, p, kt, bint, own)
     lam, w, noise = arrays
-    d, m = problem.d_in, own.shape[0]
+    m = own.shape[0]
     dt = jnp.dtype(problem.dtype)
     ne, no = (d + 1) // 2, d // 2  # even and odd coordinates of x
     sl, dw, sn = jnp.sqrt(lam), p[:, 0] - w, jnp.sqrt(noise)
     sle, slo = sl[None, None, 0::2], sl[None, None, 1::2]
-    half = (1 << (d - 1).bit_length()) // 2  # _pairwise_last pads d to 2 half
-
-    def pad(a):
-        return jnp.concatenate([a, jnp.zeros(a.shape[:-1] + (half - a.shape[-1],), a.dtype)], axis=-1)
 
     def grads(base, rows: int, mm: int):  # samples base + 8 r + i -> per-sample gradients, halves (rows, mm, ne|no)
-        ze, zo, pe, po = _stream_draw(kt, base, rows, mm, d, sl, dw)
-        ze, zo = ze.astype(dt), zo.astype(dt)
-        if d == 1:
-            dot = pe[..., 0]
-        else:
-            a = pad(pe) + pad(po)
+        z, a, po = _stream_draw(kt, base, rows, mm, d, sl, dw)
+        ze, zo = jnp.real(z).astype(dt), jnp.imag(z).astype(dt)
+        if d > 1:  # _pairwise_last's tree; its first level adds the even and odd coordinates
+            a = a + po
             while a.shape[-1] > 1:
                 a = a[..., 0::2] + a[..., 1::2]
-            dot = a[..., 0]
-        r = dot - sn * (zo[..., no] if d % 2 else ze[..., ne])
+        r = a[..., 0] - sn * (zo[..., no] if d % 2 else ze[..., ne])
         return ze[..., :ne] * sle * r[..., None], zo[..., :no] * slo * r[..., None]
 
     base0 = own[0]  # the slots of a device are consecutive: own = own[0] + arange(m)
@@ -456,6 +466,49 @@ def _stream_slot_sums(problem: Problem, arrays: Arrays, p, kt, bint, own):
     # interleave the halves back: coordinate 2k from the even half, 2k + 1 from the odd one
     ao = jnp.concatenate([ao, jnp.zeros((m, ne - no), dt)], axis=-1)
     return jnp.stack([ae, ao], axis=-1).reshape(m, 2 * ne)[:, :d]
+
+
+def _stream_slot_sums_unpadded(problem: Problem, arrays: Arrays, p, kt, bint, own):
+    """``_stream_slot_sums`` for power-of-two d: the straightforward program (``stream_normals`` on the (rows,
+    slots) sample indices, ``_pairwise_last`` on ``x * dw``), kept because its numbers differ from the fast
+    path's in the last bits there. Where ``_pairwise_last`` needs no zero padding, XLA fuses ``x * dw`` into
+    the first adds of the dot product in some of the three loops (which ones depends on d), and the CPU
+    compiler contracts such a multiply and add into one fused multiply-add; the fast path rounds the
+    products always, as this program does for every other d. Its Gaussians come at half the rate."""
+    lam, w, noise = arrays
+    d, m = problem.d_in, own.shape[0]
+    dt = jnp.dtype(problem.dtype)
+    sl, dw, sn = jnp.sqrt(lam), p[:, 0] - w, jnp.sqrt(noise)
+
+    def grads(idx):  # sample indices (..., m) int32, all < B -> per-sample gradients (..., m, d)
+        z = stream_normals(kt, idx.astype(jnp.uint32), d + 1).astype(dt)
+        lead = (1,) * idx.ndim
+        x = z[..., :d] * sl.reshape(lead + (d,))
+        r = _pairwise_last(x * dw.reshape(lead + (d,))) - sn * z[..., d]
+        return x * r[..., None]
+
+    rows = jnp.arange(STREAM_BLOCK, dtype=jnp.int32)[:, None]
+
+    def block(q, acc):
+        g = grads(MAX_LEAVES * (q * STREAM_BLOCK + rows) + own[None, :])
+        for i in range(STREAM_BLOCK):
+            acc = acc + g[i]
+        return acc
+
+    n_blocks = bint // (MAX_LEAVES * STREAM_BLOCK)
+    acc = jax.lax.fori_loop(0, n_blocks, block, jnp.zeros((m, d), dt))
+    n_rows = bint // MAX_LEAVES
+    acc = jax.lax.fori_loop(n_blocks * STREAM_BLOCK, n_rows, lambda q, a: a + grads(MAX_LEAVES * q + own), acc)
+    # the last, partial row: its samples one at a time (drawing the whole row would waste up to 7 of 8
+    # samples a step at small B: 24% of the draws of a sweep over B = 1 .. 4096)
+    start = n_rows * MAX_LEAVES
+
+    def one(c):
+        i, a = c
+        return i + 1, a.at[i].add(grads(jnp.reshape(start + own[0] + i, (1,)))[0])
+
+    _, acc = jax.lax.while_loop(lambda c: (c[0] < m) & (start + own[0] + c[0] < bint), one, (jnp.int32(0), acc))
+    return acc
 
 
 def _pool_slot_sum(problem: Problem, arrays: Arrays, p, kt, bint, s, group: int):
