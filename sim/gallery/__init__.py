@@ -112,7 +112,7 @@ def _groups(names: list[str]) -> list[list[str]]:
 
 
 #: rough CPU-s of each topic's quick entries (cold compilation cache): the longest start first
-_QUICK_COST = {"critical": 65, "spectrum": 55, "scaling": 52, "train": 40, "distances": 38, "rmt": 19, "batch": 10}
+_QUICK_COST = {"critical": 43, "distances": 40, "scaling": 37, "spectrum": 35, "train": 23, "rmt": 19, "batch": 13}
 
 #: JAX options a worker process copies from its parent (the CLI sets them: x64, the compilation cache)
 _JAX_OPTIONS = (
