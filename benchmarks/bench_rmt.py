@@ -14,8 +14,8 @@ excluded from every timing) are counted by
   ``--ldl-subset`` matrices only (it is 10-40x slower per matrix), reported per matrix;
 * ``--jax-eigh``: hdsim ``rmt.index(h, method="eigh")`` too.
 
-Every count is compared matrix by matrix with dsytrf's (mismatches printed). Times are totals over the
-workload, one pass: "first" includes the compilation of hdsim's first chunk (a fresh process per
+Every count is compared matrix by matrix with dsytrf's (mismatches printed). Times (wall, and CPU seconds
+of the worker, which other jobs on shared cores inflate far less) are totals over the workload, one pass: "first" includes the compilation of hdsim's first chunk (a fresh process per
 thread count, ``benchmarks/_report.py``), "warm" replaces that first call by a second, warm one.
 Each thread count runs in its own worker process with CPU affinity, BLAS and XLA thread settings
 fixed before numpy and JAX load; ``--threads 1,all`` (default) runs both.
@@ -124,7 +124,8 @@ def bench(n, samples, seed, *, jax_eigh, ldl_subset):
         "numpy-eigvalsh": lambda h, hn: (np.linalg.eigvalsh(hn) < 0).sum(-1),
     }
     total = dict.fromkeys(sides, 0.0)
-    first, warm0 = {}, {}
+    total_cpu = dict.fromkeys(sides, 0.0)
+    first, warm0, first_cpu, warm0_cpu = {}, {}, {}, {}
     mismatch = dict.fromkeys(sides, 0)
     hist = np.zeros(n + 1, np.int64)
     done, c = 0, 0
@@ -138,15 +139,16 @@ def bench(n, samples, seed, *, jax_eigh, ldl_subset):
         res = {}
         for side in sides:
             if c == 0:  # the workload's first call in this process (hdsim compiles here)
-                t = time.perf_counter()
+                t, tc = time.perf_counter(), time.process_time()
                 fns[side](h, hn)
-                first[side] = time.perf_counter() - t
-            t = time.perf_counter()
+                first[side], first_cpu[side] = time.perf_counter() - t, time.process_time() - tc
+            t, tc = time.perf_counter(), time.process_time()
             res[side] = fns[side](h, hn)[:m]
-            dt = time.perf_counter() - t
+            dt, dtc = time.perf_counter() - t, time.process_time() - tc
             total[side] += dt
+            total_cpu[side] += dtc
             if c == 0:
-                warm0[side] = dt
+                warm0[side], warm0_cpu[side] = dt, dtc
         ref = res["scipy-sytrf"]
         for side in sides:
             mismatch[side] += int(np.sum(res[side] != ref))
@@ -162,12 +164,15 @@ def bench(n, samples, seed, *, jax_eigh, ldl_subset):
         c += 1
     # compile-inclusive total: the first call of the first chunk in place of its warm call
     times = {s: {"first": total[s] - warm0[s] + first[s], "warm": total[s]} for s in sides}
+    # the same in CPU seconds of this process (1 thread: unaffected by other jobs waiting for the cores)
+    cpu = {s: {"first": total_cpu[s] - warm0_cpu[s] + first_cpu[s], "warm": total_cpu[s]} for s in sides}
     return {
         "n": n,
         "samples": samples,
         "chunk": chunk,
         "chunks": c,
         "times": times,
+        "cpu": cpu,
         "mismatch": mismatch,
         "index_mean": float(np.dot(np.arange(n + 1), hist) / samples),
         "p_min": float(hist[0] / samples),
@@ -238,6 +243,14 @@ def main(argv=None):
         for base in ("numpy-eigvalsh", "scipy-sytrf"):
             print(f"--- N={n}, {some['samples']} matrices: hdsim-ldl against {base} (speed-up = {base} / hdsim)")
             print(_report.format_comparison(per, "hdsim-ldl", base))
+            cpu = {
+                t: {"times": r["per_n"][n]["cpu"], "env": r["env"]} for t, r in runs.items() if "cpu" in r["per_n"][n]
+            }
+            if cpu:
+                print(
+                    "in CPU seconds (quote these under load): "
+                    + _report.format_comparison(cpu, "hdsim-ldl", base, unit="CPU s")
+                )
         for t, r in runs.items():
             rn = r["per_n"][n]
             hd = rn["times"]["hdsim-ldl"]["warm"] / rn["samples"]
