@@ -53,7 +53,8 @@ bit-identical for every chunk while the loop over tiles (7 us per tile) disappea
 is then ~1 MB of samples, which stays in the core's cache between generation and reduction.
 
 The Gram route costs one matrix product per tile (GEMM speed; from SYMMETRIC_MIN_POINTS = 512
-points on, three fixed-shape block products, 3/4 of the flops, like BLAS syrk). Squared distances are recovered as
+points on, the upper fixed-shape block products of a 2 x 2 (from 1024 points 4 x 4) block form, 3/4
+(5/8) of the flops, like BLAS syrk). Squared distances are recovered as
 G_ii + G_jj - 2 G_ij: exact enough for the laws here (relative error ~1e-7 times E|x|^2 / E|x-y|^2,
 at most 2 for these laws), not for vectors whose mean is far larger than their spread.
 """
@@ -194,7 +195,7 @@ def _combine(acc: tuple, a, b):
     return jnp.maximum(a, b) if acc[0] == "max" else a + b
 
 
-def _gram_tile(x: jax.Array) -> jax.Array:
+def _gram_tile(x: jax.Array, blocks: int | None = None) -> jax.Array:
     """(n, n) Gram product of one tile x of shape (n, w): a single dot of fixed shape.
 
     Written as ``dot_general(x, x)`` contracting the coordinate axis of both operands (no transpose
@@ -208,14 +209,16 @@ def _gram_tile(x: jax.Array) -> jax.Array:
     n = x.shape[0]
     if n < SYMMETRIC_MIN_POINTS:
         return _dot_rows(x, x)
-    # symmetry: the upper blocks of a 2 x 2 block matrix, 3/4 of the flops, all of one shape (h, w) x (w, h)
-    h = -(-n // 2)
-    if 2 * h != n:
-        x = jnp.concatenate([x, jnp.zeros((1, x.shape[1]), x.dtype)])
-    a, b = x[:h], x[h:]
-    g_ab = _dot_rows(a, b)
-    g = jnp.concatenate([jnp.concatenate([_dot_rows(a, a), g_ab], 1), jnp.concatenate([g_ab.T, _dot_rows(b, b)], 1)])
-    return g[:n, :n]
+    # symmetry: the upper blocks of a q x q block matrix, (q + 1) / 2q of the flops, all of one shape
+    # (h, w) x (w, h); the lower blocks are their transposes
+    q = symmetric_blocks(n) if blocks is None else blocks
+    h = -(-n // q)
+    if q * h != n:
+        x = jnp.concatenate([x, jnp.zeros((q * h - n, x.shape[1]), x.dtype)])
+    b = [x[i * h : (i + 1) * h] for i in range(q)]
+    upper = {(i, j): _dot_rows(b[i], b[j]) for i in range(q) for j in range(i, q)}
+    rows = [jnp.concatenate([upper[i, j] if j >= i else upper[j, i].T for j in range(q)], 1) for i in range(q)]
+    return jnp.concatenate(rows)[:n, :n]
 
 
 #: Up to this many points, the Gram path draws full tiles of TILE coordinates even when d < TILE and
@@ -236,9 +239,18 @@ ONE_PROGRAM_MAX_POINTS = 1024
 GRAM_PREFIX_WIDTHS = (128, 1024)
 
 
-#: From this many points on, a tile's Gram product is computed from the three upper blocks of its
-#: 2 x 2 block form (the lower one is the transpose): 3/4 of the GEMM flops, like BLAS syrk.
+#: From this many points on, a tile's Gram product is computed from the upper blocks of its q x q block
+#: form (the lower ones are their transposes), like BLAS syrk: q = 2 (3 products, 3/4 of the GEMM flops)
+#: below 1024 points, q = 4 from 1024 on (10 products of (n/4, TILE) x (TILE, n/4), 5/8 of the flops:
+#: at 1024 points a tile takes about 0.75x the time, for 0.4 s more compile than q = 2; q = 8, 9/16 of
+#: the flops, was no faster and compiles 1.8 s longer). The block size does not change a single sum
+#: here (tests/test_distances.py checks q = 4 against q = 2 bit for bit).
 SYMMETRIC_MIN_POINTS = 512
+
+
+def symmetric_blocks(n: int) -> int:
+    """Blocks per side q of a tile's symmetric Gram product at n >= SYMMETRIC_MIN_POINTS points."""
+    return 2 if n < 2 * SYMMETRIC_MIN_POINTS else 4
 
 
 def _dot_rows(a: jax.Array, b: jax.Array) -> jax.Array:
