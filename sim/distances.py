@@ -53,7 +53,7 @@ bit-identical for every chunk while the loop over tiles (7 us per tile) disappea
 is then ~1 MB of samples, which stays in the core's cache between generation and reduction.
 
 The Gram route costs one matrix product per tile (GEMM speed; from SYMMETRIC_MIN_POINTS = 512
-points on, the upper fixed-shape block products of a 2 x 2 (from 1024 points 4 x 4) block form, 3/4
+points on, the upper fixed-shape block products of a 2 x 2 (above 1024 points 4 x 4) block form, 3/4
 (5/8) of the flops, like BLAS syrk). Squared distances are recovered as
 G_ii + G_jj - 2 G_ij: exact enough for the laws here (relative error ~1e-7 times E|x|^2 / E|x-y|^2,
 at most 2 for these laws), not for vectors whose mean is far larger than their spread.
@@ -241,16 +241,18 @@ GRAM_PREFIX_WIDTHS = (128, 1024)
 
 #: From this many points on, a tile's Gram product is computed from the upper blocks of its q x q block
 #: form (the lower ones are their transposes), like BLAS syrk: q = 2 (3 products, 3/4 of the GEMM flops)
-#: below 1024 points, q = 4 from 1024 on (10 products of (n/4, TILE) x (TILE, n/4), 5/8 of the flops:
-#: at 1024 points a tile takes about 0.75x the time, for 0.4 s more compile than q = 2; q = 8, 9/16 of
-#: the flops, was no faster and compiles 1.8 s longer). The block size does not change a single sum
-#: here (tests/test_distances.py checks q = 4 against q = 2 bit for bit).
+#: up to 1024 points, q = 4 above (10 products of (n/4, TILE) x (TILE, n/4), 5/8 of the flops). Idle,
+#: 2 threads (bench_distances, sweep d = 10^2..10^5): at 4096 points q = 4 took the warm sweep from
+#: 20.2 to 16.4 s; at 1024 points it gained 7% warm but cost 0.5-0.9 CPU-s more compilation, so that
+#: the compile-inclusive sweep fell below numpy's (1.19x -> 0.92x): 1024 keeps q = 2. q = 8 (9/16 of the
+#: flops) was no faster and compiles 1.8 s longer. The block size does not change a single sum
+#: (tests/test_distances.py checks q = 4 against q = 2 bit for bit).
 SYMMETRIC_MIN_POINTS = 512
 
 
 def symmetric_blocks(n: int) -> int:
     """Blocks per side q of a tile's symmetric Gram product at n >= SYMMETRIC_MIN_POINTS points."""
-    return 2 if n < 2 * SYMMETRIC_MIN_POINTS else 4
+    return 2 if n <= 2 * SYMMETRIC_MIN_POINTS else 4
 
 
 def _dot_rows(a: jax.Array, b: jax.Array) -> jax.Array:

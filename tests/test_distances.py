@@ -160,13 +160,13 @@ def test_symmetric_blocks_for_many_points():
 
 
 def test_four_by_four_symmetric_blocks_give_the_two_by_two_sums():
-    """From 2 * SYMMETRIC_MIN_POINTS points a tile's Gram product takes 4 x 4 blocks (5/8 of the flops): the
+    """Above 2 * SYMMETRIC_MIN_POINTS points a tile's Gram product takes 4 x 4 blocks (5/8 of the flops): the
     same sums as the 2 x 2 form bit for bit (the block size does not change any entry's dot), symmetric,
     n not a multiple of 4 included (padding rows cut off)."""
     from sim.distances import SYMMETRIC_MIN_POINTS, _gram_tile, symmetric_blocks
 
     n = 2 * SYMMETRIC_MIN_POINTS + 6
-    assert symmetric_blocks(n) == 4 and symmetric_blocks(n - 8) == 2
+    assert symmetric_blocks(n) == 4 and symmetric_blocks(n - 6) == 2
     keys = jax.vmap(lambda i: jax.random.fold_in(KEY, i))(jnp.arange(n, dtype=jnp.uint32))
     x = sample_tiles(keys, StudentT(df=5.0), jnp.arange(1, dtype=jnp.int32), TILE + 300, jnp.float32, TILE)[0]
     four, two = (np.asarray(jax.jit(_gram_tile, static_argnums=1)(x, q)) for q in (4, 2))
