@@ -497,6 +497,10 @@ def _runner(mesh, impl, dist, n, accs, chunk_tiles, levels, dtype, width, packed
                     one = tile_body(0, tuple(jnp.zeros((1, n, n), acc_dtype()) for _ in accs), prefix=True)
                     return tuple(_combine(acc, s[0], jnp.zeros_like(s[0])) for acc, s in zip(accs, one))
 
+                if accs != (("gram",),) or width != TILE:
+                    # no short-tile branches to take: one copy of the tile loop (a second, single-tile copy
+                    # doubled these programs' compile time for a stack zero-fill saved once per call)
+                    return stacked(None)
                 return jax.lax.switch(jnp.minimum(count, 2), [empty, single, stacked], None)
 
         def one_round(r, roots):

@@ -32,6 +32,8 @@ NOT_CLAIMS = {
     "tests/test_counts.py::test_mlp_counts_against_eigvalsh[N2185-trained]": "as N2185-init",
     "tests/test_critical.py::test_digits_critical_points_are_critical_and_their_index_is_exact": "the Dauphin "
     "plot on digits is not in the gallery or README yet (too few converged starts)",
+    "tests/test_learning_critical.py::test_proposed_gallery_entry_runs_quick": "a smoke run of the proposed "
+    "Dauphin gallery entry in quick mode; `hdsim figures --quick` runs the gallery's own entries",
     # slow sizes given as fixture parameters, which the old regex scan of the files did not see
     "tests/test_lanczos.py::test_no_reorthogonalisation_gives_the_same_count[N2000]": "an implementation "
     "cross-check (no reorthogonalisation against full); the default suite runs the small GOE",

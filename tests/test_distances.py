@@ -114,7 +114,8 @@ def test_gram_is_one_fixed_shape_dot_for_every_chunk():
         assert dots[k] == dots[1], (k, dots[k], dots[1])
 
 
-@pytest.mark.parametrize("n", [10, 600])
+# 600 points: slow (~25 s, one more 600-point program), run by .ci/run as a claim test
+@pytest.mark.parametrize("n", [10, pytest.param(600, marks=pytest.mark.slow)])
 def test_short_tiles_give_the_full_tiles_gram_bit_for_bit(n):
     """A tile with few valid coordinates (d < TILE, or the last tile) is drawn and multiplied at the
     narrowest of GRAM_PREFIX_WIDTHS that holds them: its coordinates are a prefix of the full tile's and
@@ -137,6 +138,7 @@ def test_short_tiles_give_the_full_tiles_gram_bit_for_bit(n):
         assert np.array_equal(np.asarray(got), np.asarray(ref)), d
 
 
+@pytest.mark.slow  # ~28 s idle (513-point programs for two chunk sizes); run by .ci/run as a claim test
 def test_symmetric_blocks_for_many_points():
     """From SYMMETRIC_MIN_POINTS on, a tile's Gram product is three dots of one shape (h, TILE) x (h, TILE),
     h = ceil(n/2) (the upper blocks; the lower is their transpose): the same three for every chunk,
@@ -159,6 +161,7 @@ def test_symmetric_blocks_for_many_points():
     np.testing.assert_allclose(a, ref, rtol=1e-5, atol=0)
 
 
+@pytest.mark.slow  # ~9 s idle (a 1030-point Gram product compiled twice); run by .ci/run as a claim test
 def test_four_by_four_symmetric_blocks_give_the_two_by_two_sums():
     """Above 2 * SYMMETRIC_MIN_POINTS points a tile's Gram product takes 4 x 4 blocks (5/8 of the flops): the
     same sums as the 2 x 2 form bit for bit (the block size does not change any entry's dot), symmetric,

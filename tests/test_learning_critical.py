@@ -39,6 +39,7 @@ def test_unit_mask_embeds_a_narrower_network_exactly():
         assert float(jnp.max(jnp.abs(g * (1 - mask)))) == 0.0
 
 
+@pytest.mark.slow  # the subnet finder's fixture: ~16 s idle; run by .ci/run as a claim test
 def test_subnet_points_are_critical_with_the_predicted_index(subnet_points):
     params, cp = subnet_points
     # measured: 8 of 8 converged (the restricted losses are minimised by a descent method with a merit
@@ -71,6 +72,7 @@ def test_subnet_points_are_critical_with_the_predicted_index(subnet_points):
     assert predicted_seen == set(range(WIDTH + 1))  # every number of active units gave a critical point
 
 
+@pytest.mark.slow  # the subnet finder's fixture: ~16 s idle; run by .ci/run as a claim test
 def test_dauphin_relation_on_digits(subnet_points):
     """The index fraction falls with the training loss (Dauphin et al. 2014, Fig. 1): high-loss critical
     points are saddles, the only minima are at the lowest losses found."""
@@ -93,6 +95,7 @@ def test_subnet_needs_an_mlp():
     assert E.CriticalConfig(landscape="mlp").method == "lm"
 
 
+@pytest.mark.slow  # ~10 s idle: a smoke run of one gallery entry (tests/test_ci.py NOT_CLAIMS says why)
 def test_proposed_gallery_entry_runs_quick(tmp_path):
     """The proposed ``critical_dauphin`` entry (not registered until its figure is committed)."""
     from sim.gallery import critical as gallery
