@@ -459,10 +459,13 @@ def _runner(mesh, impl, dist, n, accs, chunk_tiles, levels, dtype, width, packed
                 x = sample_tiles(point_keys, dist, t[None], d, dtype, w)[0]  # (n, w): the tile's first w
                 return _gram_tile(jax.lax.optimization_barrier(x)).astype(acc_dtype())
 
+            # a Gram-only program with full-width tiles can draw a block's single tile short (``single``)
+            short_tiles = accs == (("gram",),) and width == TILE
+
             def block_roots(c0, count):
                 def tile_body(i, stacks, prefix=False):
                     t = c0 + i
-                    if prefix and accs == (("gram",),) and width == TILE:
+                    if prefix:
                         # only the tile's valid coordinates are drawn and multiplied: the narrowest branch
                         # width >= valid, chosen at run time (one program for every d); a short draw is a
                         # prefix of the full one and the padding is zero, so the product is that of the full tile
@@ -497,7 +500,7 @@ def _runner(mesh, impl, dist, n, accs, chunk_tiles, levels, dtype, width, packed
                     one = tile_body(0, tuple(jnp.zeros((1, n, n), acc_dtype()) for _ in accs), prefix=True)
                     return tuple(_combine(acc, s[0], jnp.zeros_like(s[0])) for acc, s in zip(accs, one))
 
-                if accs != (("gram",),) or width != TILE:
+                if not short_tiles:
                     # no short-tile branches to take: one copy of the tile loop (a second, single-tile copy
                     # doubled these programs' compile time for a stack zero-fill saved once per call)
                     return stacked(None)
