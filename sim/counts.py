@@ -85,7 +85,7 @@ import numpy as np
 
 from sim._util import acc_dtype, as_key, float_dtype
 from sim.devices import make_mesh
-from sim.lanczos import _dense_tridiagonal, _lanczos, _sharded_map
+from sim.lanczos import _basis_rows, _dense_tridiagonal, _lanczos, _lanczos_blocks, _sharded_map
 
 __all__ = ["Moments", "Counts", "moments", "counts", "jackson", "jackson_tail", "step_coefficients", "weyl_shift"]
 
@@ -262,14 +262,14 @@ def moments(
 
     # 1. deflation: converged Ritz pairs at both ends of a full-reorthogonalisation Lanczos run
     v0 = gaussian(jax.random.fold_in(key, 0))
-    res = _lanczos(hv, v0, restart, m1, "full")
+    res, blocks = _lanczos_blocks(hv, v0, restart, m1, "full")
     theta, y, resid = _ritz(res, m1)
     scale = jnp.max(jnp.abs(theta))
     conv = resid <= rtol * scale
     if kd:
         idx = jnp.concatenate([jnp.arange(kd), m1 - 1 - jnp.arange(kd)])  # bottom run, top run
         ok = jnp.concatenate([jnp.cumprod(conv[:kd]), jnp.cumprod(conv[::-1][:kd])]).astype(bool)
-        vecs = (y[:, idx].T @ res.basis) * ok[:, None]  # (2 kd, n), unused rows zero
+        vecs = _basis_rows(y[:, idx].T, blocks, m1) * ok[:, None]  # (2 kd, n), unused rows zero
         hvecs = jax.vmap(hv)(vecs)
         rq = vecs @ hvecs.T
         rq = 0.5 * (rq + rq.T)
