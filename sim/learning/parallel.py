@@ -152,14 +152,20 @@ def _seed_keys(key, seeds: int):
 def init_params(problem: Problem, key, seeds: int):
     """Initial parameters of ``seeds`` seeds (leading axis S): the linear model starts at 0; MLP seed s
     from ``fold_in(fold_in(key, s), 0)``."""
-    dt = jnp.dtype(problem.dtype)
     if problem.model is None:
-        return jnp.zeros((seeds, problem.d_in, problem.d_out), dt)
+        return _linear_zeros(problem, int(seeds))
     # one compiled single-seed init, called per seed: the same bits as vmapping ``model.init`` over the seeds,
     # but the vmapped form (eager or jitted) spent ~5-6 CPU-s compiling its batched Threefry/erf_inv draws,
     # most of the batch MLP's first call beyond the training program's ~2.5 CPU-s of tracing and compiling
     one = _model_init(problem)
     return jax.tree.map(lambda *a: jnp.stack(a), *[one(key, s) for s in range(int(seeds))])
+
+
+@functools.lru_cache(maxsize=16)
+def _linear_zeros(problem: Problem, seeds: int):
+    # made once per (problem, seeds) and shared (arrays are immutable): an eager jnp.zeros costs ~80 us a call,
+    # a quarter of a whole small-batch run_to_target call
+    return jnp.zeros((seeds, problem.d_in, problem.d_out), jnp.dtype(problem.dtype))
 
 
 @functools.cache
@@ -397,7 +403,16 @@ def _stored(pred, fn):
     return jax.lax.cond(pred, fn, skip)
 
 
-def _stream_slot_sums(problem: Problem, arrays: Arrays, p, kt, bint, own):
+def _stream_invariants(arrays: Arrays):
+    """What ``_stream_slot_sums`` takes from the data alone: ``sqrt(lambda)``, its even and odd coordinates
+    (shaped for the (rows, slots, coordinates) blocks) and ``sqrt(noise)``. Computed once before the step loop
+    (``_run_fn``): inside it XLA recomputed the two strided slices at every step, two kernels a step."""
+    lam, _, noise = arrays
+    sl = jnp.sqrt(lam)
+    return sl, sl[None, None, 0::2], sl[None, None, 1::2], jnp.sqrt(noise)
+
+
+def _stream_slot_sums(problem: Problem, arrays: Arrays, p, kt, bint, own, inv=None):
     """Summed gradients of one seed's slots ``own`` (m,) for a stream (linear model): slot s adds its samples
     j = s, s + 8, s + 16, ... < B one after the other, in sample order. The samples are drawn a block of
     ``STREAM_BLOCK`` rows (8 samples a row) at a time while whole blocks remain, then a row at a time, then
@@ -422,8 +437,8 @@ def _stream_slot_sums(problem: Problem, arrays: Arrays, p, kt, bint, own):
     m = own.shape[0]
     dt = jnp.dtype(problem.dtype)
     ne, no = (d + 1) // 2, d // 2  # even and odd coordinates of x
-    sl, dw, sn = jnp.sqrt(lam), p[:, 0] - w, jnp.sqrt(noise)
-    sle, slo = sl[None, None, 0::2], sl[None, None, 1::2]
+    sl, sle, slo, sn = _stream_invariants(arrays) if inv is None else inv
+    dw = p[:, 0] - w
 
     def grads(base, rows: int, mm: int):  # samples base + 8 r + i -> per-sample gradients, halves (rows, mm, ne|no)
         z, a, po = _stream_draw(kt, base, rows, mm, d, sl, dw)
@@ -545,12 +560,13 @@ def _run_fn(problem: Problem, capacity: int, every: int, group: int, optimal: bo
         dev = jax.lax.axis_index(AXIS).astype(jnp.int32)
         # B arrives at run time, behind a barrier: XLA sees the same opaque divisor on every device count
         bsize, bint = jax.lax.optimization_barrier((bsize, bint))
+        inv = _stream_invariants(arrays) if problem.kind == "stream" else None
 
         def seed_grad(p, kb, t):
             kt = fold_in_raw(kb, t)
             own = dev * m + jnp.arange(m, dtype=jnp.int32)  # this device's slots
             if problem.kind == "stream":
-                sums = _stream_slot_sums(problem, arrays, p, kt, bint, own)[..., None]
+                sums = _stream_slot_sums(problem, arrays, p, kt, bint, own, inv)[..., None]
             else:
                 sums = jax.lax.map(lambda s: _pool_slot_sum(problem, arrays, p, kt, bint, s, group), own)
             return _tree_pairwise_sum(sums)
