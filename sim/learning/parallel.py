@@ -432,7 +432,18 @@ def _stream_invariants(arrays: Arrays):
     return sl, jnp.stack([sl[0::2], odd]), jnp.sqrt(noise)
 
 
-def _stream_slot_sums(problem: Problem, arrays: Arrays, p, kt, bint, own, inv=None):
+def _stream_schedule(bint, own):
+    """The loop bounds of ``_stream_slot_sums`` for batch size ``bint`` and this device's slots ``own``: the first
+    slot, whole blocks, whole rows, the first sample of the partial row and how many of its samples are this
+    device's. They depend on B alone: computed once before the step loop (``_run_fn``), not in every step."""
+    m = own.shape[0]
+    base0 = own[0]  # the slots of a device are consecutive: own = own[0] + arange(m)
+    n_rows = bint // MAX_LEAVES
+    start = n_rows * MAX_LEAVES
+    return base0, bint // (MAX_LEAVES * STREAM_BLOCK), n_rows, start, jnp.clip(bint - start - base0, 0, m)
+
+
+def _stream_slot_sums(problem: Problem, arrays: Arrays, p, kt, bint, own, inv=None, sched=None):
     """Summed gradients of one seed's slots ``own`` (m,) for a stream (linear model): slot s adds its samples
     j = s, s + 8, s + 16, ... < B one after the other, in sample order. The samples are drawn a block of
     ``STREAM_BLOCK`` rows (8 samples a row) at a time while whole blocks remain, then a row at a time, then
@@ -475,7 +486,7 @@ def _stream_slot_sums(problem: Problem, arrays: Arrays, p, kt, bint, own, inv=No
         x = jnp.where(row == 0, jnp.real(z)[..., None, :ne], jnp.imag(z)[..., None, :ne]).astype(dt)
         return x * sl2[None, None] * r[..., None, None]
 
-    base0 = own[0]  # the slots of a device are consecutive: own = own[0] + arange(m)
+    base0, n_blocks, n_rows, start, n_last = _stream_schedule(bint, own) if sched is None else sched
 
     def block(q, acc):
         g = grads(MAX_LEAVES * q * STREAM_BLOCK + base0, STREAM_BLOCK, m)
@@ -484,21 +495,18 @@ def _stream_slot_sums(problem: Problem, arrays: Arrays, p, kt, bint, own, inv=No
         return acc
 
     # one accumulator for both halves (even coordinates in row 0, odd in row 1): one kernel per update
-    n_blocks = bint // (MAX_LEAVES * STREAM_BLOCK)
     acc = jax.lax.fori_loop(0, n_blocks, block, jnp.zeros((m, 2, ne), dt))
-    n_rows = bint // MAX_LEAVES
     acc = jax.lax.fori_loop(
         n_blocks * STREAM_BLOCK, n_rows, lambda q, a: a + grads(MAX_LEAVES * q + base0, 1, m)[0], acc
     )
     # the last, partial row: its samples one at a time (drawing the whole row would waste up to 7 of 8
     # samples a step at small B: 24% of the draws of a sweep over B = 1 .. 4096)
-    start = n_rows * MAX_LEAVES
 
     def one(c):
         i, a = c
         return i + 1, a.at[i].add(grads(start + base0 + i, 1, 1)[0, 0])
 
-    _, acc = jax.lax.while_loop(lambda c: (c[0] < m) & (start + base0 + c[0] < bint), one, (jnp.int32(0), acc))
+    _, acc = jax.lax.while_loop(lambda c: c[0] < n_last, one, (jnp.int32(0), acc))
     # interleave the halves back: coordinate 2k from the even half, 2k + 1 from the odd one
     return jnp.swapaxes(acc, 1, 2).reshape(m, 2 * ne)[:, :d]
 
@@ -580,13 +588,14 @@ def _run_fn(problem: Problem, capacity: int, every: int, group: int, optimal: bo
         dev = jax.lax.axis_index(AXIS).astype(jnp.int32)
         # B arrives at run time, behind a barrier: XLA sees the same opaque divisor on every device count
         bsize, bint = jax.lax.optimization_barrier((bsize, bint))
-        inv = _stream_invariants(arrays) if problem.kind == "stream" else None
+        own = dev * m + jnp.arange(m, dtype=jnp.int32)  # this device's slots
+        if problem.kind == "stream":  # what the slot sums take from the data and from B: once, not every step
+            inv, sched = _stream_invariants(arrays), _stream_schedule(bint, own)
 
         def seed_grad(p, kb, t):
             kt = fold_in_raw(kb, t)
-            own = dev * m + jnp.arange(m, dtype=jnp.int32)  # this device's slots
             if problem.kind == "stream":
-                sums = _stream_slot_sums(problem, arrays, p, kt, bint, own, inv)[..., None]
+                sums = _stream_slot_sums(problem, arrays, p, kt, bint, own, inv, sched)[..., None]
             else:
                 sums = jax.lax.map(lambda s: _pool_slot_sum(problem, arrays, p, kt, bint, s, group), own)
             return _tree_pairwise_sum(sums)
