@@ -79,6 +79,7 @@ from sim.vectors import (
     TILE,
     Distribution,
     Rademacher,
+    fold_in,
     kernel_jit,
     sample_tiles,
     sign_blocks,
@@ -362,7 +363,7 @@ def _chunk_packed(point_keys, tiles, d, width, impl):
             return sign_words(k, m)[None]
 
         starts = 32 * jnp.arange(m, dtype=jnp.int32)[None]
-    words = jax.vmap(lambda t: jax.vmap(lambda k: gen(jax.random.fold_in(k, t)))(point_keys))(tiles)
+    words = jax.vmap(lambda t: jax.vmap(lambda k: gen(fold_in(k, t)))(point_keys))(tiles)
     d_full, d_rem = d // TILE, d % TILE
     valid = jnp.where(tiles < d_full, TILE, jnp.where(tiles == d_full, d_rem, 0)).astype(jnp.int32)  # (k,)
     vb = jnp.clip(valid[:, None, None] - starts[None], 0, 32)  # (k, 2, m) valid bits per word
@@ -422,7 +423,7 @@ def _runner(mesh, impl, dist, n, accs, chunk_tiles, levels, dtype, width, packed
     def local(key_data, d, n_chunks, block, law_args):
         dist = template.bind(law_args)
         key = jax.random.wrap_key_data(key_data, impl=impl)
-        point_keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(n, dtype=jnp.uint32))
+        point_keys = jax.vmap(lambda i: fold_in(key, i))(jnp.arange(n, dtype=jnp.uint32))
         dev = jax.lax.axis_index(axis).astype(n_chunks.dtype)
 
         def block_of(r):

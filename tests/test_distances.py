@@ -194,6 +194,23 @@ def test_four_by_four_symmetric_blocks_give_the_two_by_two_sums():
     assert four.shape == (n, n) and np.array_equal(four, two) and np.array_equal(four, four.T)
 
 
+def test_fold_in_is_jax_fold_in_bit_for_bit():
+    """``sim.vectors.fold_in`` (the unrolled Threefry, cheaper to compile) gives jax.random.fold_in's keys,
+    for scalar and vmapped keys, int32 and uint32 data up to 2**32 - 1; rbg keys fall back to JAX's."""
+    from sim.vectors import fold_in
+
+    data = np.asarray([0, 1, 7, 2**31 - 1, 2**31 + 5, 2**32 - 1], np.uint64).astype(np.uint32)
+    keys = jax.vmap(lambda i: jax.random.fold_in(KEY, i))(jnp.arange(4, dtype=jnp.uint32))
+    for v in data:
+        got = jax.jit(lambda k, v: jax.vmap(lambda kk: fold_in(kk, v))(k))(keys, v)  # noqa: B023
+        want = jax.vmap(lambda kk: jax.random.fold_in(kk, v))(keys)  # noqa: B023
+        assert np.array_equal(jax.random.key_data(got), jax.random.key_data(want)), v
+    t = jnp.int32(2**31 - 3)
+    assert np.array_equal(jax.random.key_data(fold_in(KEY, t)), jax.random.key_data(jax.random.fold_in(KEY, t)))
+    rbg = jax.random.key(3, impl="rbg")
+    assert np.array_equal(jax.random.key_data(fold_in(rbg, 5)), jax.random.key_data(jax.random.fold_in(rbg, 5)))
+
+
 def test_scale_parameters_are_run_time_arguments():
     """A power law's exponent and an MLP's layer table are arguments of the compiled kernels
     (``Distribution.runtime_form``): one distance program serves every exponent, one every MLP of one
