@@ -6,7 +6,9 @@ generated a tile at a time in the loop that consumes them (Gram path) or a chunk
 (elementwise accumulators, few points; see ``sim.vectors``), each tile contributes an ``(n, n)``
 partial sum, and the partial sums are added in a fixed binary tree over tile indices. The loop's trip
 count is a run-time value: up to ONE_PROGRAM_MAX_POINTS points one compiled program per point count
-serves every d up to 2**8 tiles.
+and law serves every d up to 2**8 tiles; the laws' scale parameters are run-time arguments too (one
+program for every power-law exponent, one for every MLP of one depth: ``Distribution.runtime_form``),
+and up to PACKED_ONE_PROGRAM_MAX_POINTS points one Rademacher program serves every d up to 64 tiles.
 
 Why a tree: float32 partial sums added one after another in float32 lose ~log2(d) bits; a pairwise
 (tree) sum loses O(log d) ulps at most, and the accumulator is float64 whenever ``jax_enable_x64`` is
@@ -77,6 +79,7 @@ from sim.vectors import (
     TILE,
     Distribution,
     Rademacher,
+    fold_in,
     kernel_jit,
     sample_tiles,
     sign_blocks,
@@ -239,6 +242,21 @@ ONE_PROGRAM_MAX_POINTS = 1024
 GRAM_PREFIX_WIDTHS = (128, 1024)
 
 
+#: From this many points on, the Gram program draws a single short tile at GRAM_PREFIX_WIDTHS. Fewer
+#: points: a full tile costs little (at 64 points 0.3 M Gaussians and a 34 MFLOP product, about 1 ms),
+#: and the three branches cost more to compile than they can save (the Gaussian Gram program at 64 points
+#: compiles in 1.5-1.7 CPU-s without them, 2.6-2.8 with them; load 4). Either way the same sums, bit for bit
+#: (tests/test_distances.py).
+GRAM_PREFIX_MIN_POINTS = 256
+
+#: Up to this many points the packed (Rademacher) path draws full tiles (width TILE) and, when d has at
+#: most PACKED_ONE_PROGRAM_TILES tiles and no chunk is given, one tile per step: one compiled program serves
+#: every such d (its counts are integers, exact whatever the width and chunk). Above, the pair counts
+#: (n^2 words per tile) would make full tiles at small d costly.
+PACKED_ONE_PROGRAM_MAX_POINTS = 256
+PACKED_ONE_PROGRAM_TILES = 64
+
+
 #: From this many points on, a tile's Gram product is computed from the upper blocks of its q x q block
 #: form (the lower ones are their transposes), like BLAS syrk: q = 2 (3 products, 3/4 of the GEMM flops)
 #: up to 1024 points, q = 4 above (10 products of (n/4, TILE) x (TILE, n/4), 5/8 of the flops). Idle,
@@ -345,7 +363,7 @@ def _chunk_packed(point_keys, tiles, d, width, impl):
             return sign_words(k, m)[None]
 
         starts = 32 * jnp.arange(m, dtype=jnp.int32)[None]
-    words = jax.vmap(lambda t: jax.vmap(lambda k: gen(jax.random.fold_in(k, t)))(point_keys))(tiles)
+    words = jax.vmap(lambda t: jax.vmap(lambda k: gen(fold_in(k, t)))(point_keys))(tiles)
     d_full, d_rem = d // TILE, d % TILE
     valid = jnp.where(tiles < d_full, TILE, jnp.where(tiles == d_full, d_rem, 0)).astype(jnp.int32)  # (k,)
     vb = jnp.clip(valid[:, None, None] - starts[None], 0, 32)  # (k, 2, m) valid bits per word
@@ -373,8 +391,9 @@ def _count_dtype():
 
 
 @functools.lru_cache(maxsize=64)
-def _runner(mesh, impl, dist, n, accs, chunk_tiles, levels, dtype, width, packed, rounds=1):
-    """Jitted ``(key_data, d, n_chunks, block) -> sums`` for one static configuration over ``mesh``.
+def _runner(mesh, impl, dist, n, accs, chunk_tiles, levels, dtype, width, packed, rounds=1, short_tiles=False):
+    """Jitted ``(key_data, d, n_chunks, block, law_args) -> sums`` for one static configuration over
+    ``mesh``; ``dist`` is a template (``Distribution.runtime_form``) completed by ``law_args``.
 
     Device k streams the aligned blocks of chunks [b*block, (b+1)*block) for b = r*n_dev + k,
     r = 0 .. rounds - 1 (``sim.devices.cyclic_blocks``: several blocks a device, so that its share of
@@ -399,9 +418,12 @@ def _runner(mesh, impl, dist, n, accs, chunk_tiles, levels, dtype, width, packed
 
     n_dev = mesh.size
 
-    def local(key_data, d, n_chunks, block):
+    template = dist
+
+    def local(key_data, d, n_chunks, block, law_args):
+        dist = template.bind(law_args)
         key = jax.random.wrap_key_data(key_data, impl=impl)
-        point_keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(n, dtype=jnp.uint32))
+        point_keys = jax.vmap(lambda i: fold_in(key, i))(jnp.arange(n, dtype=jnp.uint32))
         dev = jax.lax.axis_index(axis).astype(n_chunks.dtype)
 
         def block_of(r):
@@ -459,8 +481,8 @@ def _runner(mesh, impl, dist, n, accs, chunk_tiles, levels, dtype, width, packed
                 x = sample_tiles(point_keys, dist, t[None], d, dtype, w)[0]  # (n, w): the tile's first w
                 return _gram_tile(jax.lax.optimization_barrier(x)).astype(acc_dtype())
 
-            # a Gram-only program with full-width tiles can draw a block's single tile short (``single``)
-            short_tiles = accs == (("gram",),) and width == TILE
+            # ``short_tiles`` (Gram only, full-width tiles, GRAM_PREFIX_MIN_POINTS): a block's single tile
+            # is drawn short (``single``)
 
             def block_roots(c0, count):
                 def tile_body(i, stacks, prefix=False):
@@ -519,8 +541,8 @@ def _runner(mesh, impl, dist, n, accs, chunk_tiles, levels, dtype, width, packed
         return tuple(ordered_reduce_blocks(r, axis, functools.partial(_combine, acc)) for acc, r in zip(accs, roots))
 
     rep = replicated(mesh)
-    f = jax.shard_map(local, mesh=mesh, in_specs=(PartitionSpec(),) * 4, out_specs=PartitionSpec(), check_vma=False)
-    return kernel_jit(f, platform=mesh.devices.flat[0].platform, in_shardings=(rep,) * 4, out_shardings=rep)
+    f = jax.shard_map(local, mesh=mesh, in_specs=(PartitionSpec(),) * 5, out_specs=PartitionSpec(), check_vma=False)
+    return kernel_jit(f, platform=mesh.devices.flat[0].platform, in_shardings=(rep,) * 5, out_shardings=rep)
 
 
 def _from_counts(acc: tuple, h: jax.Array, d) -> jax.Array:
@@ -613,26 +635,37 @@ def _program(key, dist, n, d, metrics, chunk, dtype, devices, packed):
     metrics = [m if isinstance(m, Metric) else make_metric(m) for m in metrics]
     accs = tuple(dict.fromkeys(m.accumulator for m in metrics))
     mesh = make_mesh(devices)
-    if d < TILE:
-        k = 1  # one short tile: chunking cannot matter
     n_tiles = -(-d // TILE)  # ceil(d / TILE)
+    few_packed = packed and chunk is None and n <= PACKED_ONE_PROGRAM_MAX_POINTS and n_tiles <= PACKED_ONE_PROGRAM_TILES
+    if d < TILE or few_packed:
+        k = 1  # one short tile: chunking cannot matter (packed: see PACKED_ONE_PROGRAM_MAX_POINTS)
     n_chunks = -(-n_tiles // k)
     rounds = _rounds(n, len(accs), mesh.size)
     block = cyclic_blocks(n_chunks, mesh.size, rounds)
     width, levels = tile_width(d), _levels(d, k)
-    if not packed and not all(_chunked(acc, n) for acc in accs):
+    short_tiles = False
+    if packed:
+        levels = 0  # integer counts: no stack
+        if n <= PACKED_ONE_PROGRAM_MAX_POINTS:
+            width = TILE
+    elif not all(_chunked(acc, n) for acc in accs):
         # tile by tile (``_runner``): the same device blocks counted in tiles
         n_chunks, block, k, levels = n_tiles, block * k, 1, _levels(d)
         if n <= ONE_PROGRAM_MAX_POINTS:  # one program for every d up to 2**8 tiles
             width, levels = TILE, max(levels, 8)
+        # a block's single tile drawn short (GRAM_PREFIX_WIDTHS): Gram only, full-width tiles, enough points
+        short_tiles = accs == (("gram",),) and width == TILE and n >= GRAM_PREFIX_MIN_POINTS
     key = as_key(key)
     impl = str(jax.random.key_impl(key))
     key_data = jax.random.key_data(key)
     idt = jax.dtypes.canonicalize_dtype(np.int64)
-    args = [key_data, np.asarray(d, idt), np.asarray(n_chunks, idt), np.asarray(block, idt)]
+    # the law's run-time parameters (a power law's exponent, an MLP's layer table) are arguments: one
+    # program serves every exponent and every network of one depth (``Distribution.runtime_form``)
+    template, law_args = dist.runtime_form(dtype)
+    args = [key_data, np.asarray(d, idt), np.asarray(n_chunks, idt), np.asarray(block, idt), law_args]
     if not isinstance(key_data, jax.core.Tracer):
         args[0] = np.asarray(key_data)  # host value: valid input for a mesh spanning several processes
-    run = _runner(mesh, impl, dist, n, accs, k, levels, dtype, width, packed, rounds)
+    run = _runner(mesh, impl, template, n, accs, k, levels, dtype, width, packed, rounds, short_tiles)
     return run, args, metrics, accs
 
 

@@ -193,34 +193,79 @@ def _check_reortho(fn: str, reortho) -> str:
     return reortho
 
 
-def _orthogonalise(basis: jax.Array, w: jax.Array, j) -> tuple[jax.Array, jax.Array]:
-    """One block Gram–Schmidt pass of w against rows 0..j of basis; rows past the block holding j are
+def _block_rows(m: int) -> tuple[int, int]:
+    """(rows per block, number of blocks) of the Lanczos basis of m vectors."""
+    size = min(_REORTHO_BLOCK, m)
+    return size, -(-m // size)
+
+
+def _set_row(blocks: tuple, j, q: jax.Array) -> tuple:
+    """The blocks with row j (row ``j % size`` of block ``j // size``) set to q: one row read and written
+    per block, in place (a ``lax.switch`` over blocks would return, and so copy, whole blocks)."""
+    size = blocks[0].shape[0]
+    out = []
+    for b, blk in enumerate(blocks):
+        r = jnp.clip(j - b * size, 0, size - 1)
+        old = jax.lax.dynamic_slice_in_dim(blk, r, 1, axis=0)
+        row = jnp.where(j // size == b, q[None, :], old)
+        out.append(jax.lax.dynamic_update_slice_in_dim(blk, row, r, axis=0))
+    return tuple(out)
+
+
+def _orthogonalise(blocks: tuple, w: jax.Array, j) -> tuple[jax.Array, jax.Array]:
+    """One block Gram–Schmidt pass of w against rows 0..j of the basis; blocks past the one holding j are
     never read (the pass costs O((j + 1) n), not O(m n)).
+
+    The basis is held as separate (size, n) blocks, each read in place by its two products (``c = blk w``,
+    ``w - c blk``) under a ``lax.cond`` on the (never batched) step index: slicing rows out of one
+    (m, n) array would copy each block first, doubling the memory traffic of this memory-bound pass.
 
     Returns the new w and the total coefficient removed along row j.
     """
-    m = basis.shape[0]
-    size = min(_REORTHO_BLOCK, m)
+    size = blocks[0].shape[0]
+    cj = jnp.zeros((), w.dtype)
+    for b, blk in enumerate(blocks):
 
-    def body(b, carry):
-        w, cj = carry
-        start = jnp.minimum(b * size, m - size)  # the last block may overlap the previous one: harmless
-        blk = jax.lax.dynamic_slice_in_dim(basis, start, size, axis=0)
-        c = blk @ w
-        pos = j - start
-        cj = cj + jnp.where((pos >= 0) & (pos < size), c[jnp.clip(pos, 0, size - 1)], 0)
-        return w - c @ blk, cj
+        def one_block(carry, blk=blk, b=b):
+            w, cj = carry
+            c = blk @ w
+            pos = j - b * size
+            cj = cj + jnp.where((pos >= 0) & (pos < size), c[jnp.clip(pos, 0, size - 1)], 0)
+            return w - c @ blk, cj
 
-    return jax.lax.fori_loop(0, j // size + 1, body, (w, jnp.zeros((), w.dtype)))
+        if b == 0:
+            w, cj = one_block((w, cj))
+        else:
+            w, cj = jax.lax.cond(b * size <= j, one_block, lambda carry: carry, (w, cj))
+    return w, cj
+
+
+def _basis_rows(coef: jax.Array, blocks: tuple, m: int) -> jax.Array:
+    """``coef @ basis`` for coef (k, m) and the basis held as blocks (no (m, n) copy is formed)."""
+    size = blocks[0].shape[0]
+    coef = jnp.pad(coef, ((0, 0), (0, size * len(blocks) - m)))
+    out = coef[:, :size] @ blocks[0]
+    for b in range(1, len(blocks)):
+        out = out + coef[:, b * size : (b + 1) * size] @ blocks[b]
+    return out
 
 
 def _lanczos(matvec: Matvec, v0: jax.Array, restart_vec: jax.Array, num_steps: int, reortho: str):
+    res, blocks = _lanczos_blocks(matvec, v0, restart_vec, num_steps, reortho)
+    if reortho == "full":
+        res = res._replace(basis=jnp.concatenate(blocks, axis=0)[:num_steps])
+    return res
+
+
+def _lanczos_blocks(matvec: Matvec, v0: jax.Array, restart_vec: jax.Array, num_steps: int, reortho: str):
+    """``_lanczos`` with the basis left as its row blocks (``basis`` None; the blocks second, or ())."""
     n = v0.shape[0]
     dtype = v0.dtype
     m = num_steps
     full = reortho == "full"
     tol = _BREAKDOWN_ULPS * jnp.finfo(dtype).eps
     zero = jnp.zeros((), dtype)
+    size, nblocks = _block_rows(m)
 
     norm0 = jnp.linalg.norm(v0)
     q0 = v0 / jnp.where(norm0 > 0, norm0, 1).astype(dtype)
@@ -228,7 +273,7 @@ def _lanczos(matvec: Matvec, v0: jax.Array, restart_vec: jax.Array, num_steps: i
     def body(j, state):
         basis, alpha, beta, q, q_prev, b_prev, anorm, breakdowns = state
         if full:
-            basis = basis.at[j].set(q)
+            basis = _set_row(basis, j, q)
         w = matvec(q)
         anorm = jnp.maximum(anorm, jnp.linalg.norm(w))
         a = jnp.vdot(q, w)
@@ -258,7 +303,7 @@ def _lanczos(matvec: Matvec, v0: jax.Array, restart_vec: jax.Array, num_steps: i
             breakdowns + broke.astype(jnp.int32),
         )
 
-    basis0 = jnp.zeros((m, n) if full else (0,), dtype)
+    basis0 = tuple(jnp.zeros((size, n), dtype) for _ in range(nblocks)) if full else ()
     init = (
         basis0,
         jnp.zeros((m,), dtype),
@@ -270,7 +315,7 @@ def _lanczos(matvec: Matvec, v0: jax.Array, restart_vec: jax.Array, num_steps: i
         jnp.zeros((), jnp.int32),
     )
     basis, alpha, beta, _, _, _, _, breakdowns = jax.lax.fori_loop(0, m, body, init)
-    return LanczosResult(alpha, beta[: m - 1], beta[m - 1], basis if full else None, breakdowns)
+    return LanczosResult(alpha, beta[: m - 1], beta[m - 1], None, breakdowns), basis
 
 
 def lanczos(

@@ -77,6 +77,7 @@ __all__ = [
     "tile_width",
     "init_params",
     "sign_words",
+    "fold_in",
     "standard_normal",
     "erfinv32",
     "sign_blocks",
@@ -129,6 +130,18 @@ class Distribution:
 
     def check_dim(self, d: int) -> None:
         """Raise ValueError if this law cannot make vectors of dimension d."""
+
+    def runtime_form(self, dtype) -> tuple[Distribution, tuple[np.ndarray, ...]]:
+        """``(template, arrays)``: a hashable law that fixes a compiled program, and the arrays that complete
+        it at run time (``template.bind(arrays)`` inside the program is this law). Laws whose parameters
+        only scale the coordinates (``PowerLaw``'s exponent, ``Init``'s layer table) pass them as arrays, so
+        that one compiled stream serves every exponent or network of one depth with the same numbers; the
+        others are their own template and take no arrays."""
+        return self, ()
+
+    def bind(self, arrays: tuple) -> Distribution:
+        """This template completed by the (possibly traced) ``arrays`` of ``runtime_form``."""
+        return self
 
 
 @dataclasses.dataclass(frozen=True)
@@ -257,14 +270,54 @@ class PowerLaw(Distribution):
         return standard_normal(key, shape, dtype)
 
     def scale(self, index, dtype):
-        j = index.astype(dtype) + 1
-        return j ** jnp.asarray(-self.a / 2, dtype)
+        return _power_scale(index, jnp.asarray(-self.a / 2, dtype), dtype)
 
     raw_moment = Gaussian.raw_moment
     abs_diff_moment = Gaussian.abs_diff_moment
 
     def scale_power_sum(self, d, s):
         return harmonic(d, self.a * s)
+
+    def runtime_form(self, dtype):
+        return _PowerLawTemplate(), (np.asarray(-self.a / 2, dtype),)
+
+
+def _power_scale(index, exponent, dtype):
+    """(index + 1) ** exponent in ``dtype``: the power law's standard deviations.
+
+    XLA rewrites ``x ** -1`` with a constant exponent as ``1 / x``, which rounds differently from ``pow``
+    (16 of 18,000 coordinates at a = 2): written out here, a run-time exponent (``runtime_form``) gives the
+    numbers of the exponent compiled in, for every a (tests/test_distances.py)."""
+    j = index.astype(dtype) + 1
+    return jnp.where(exponent == -1, 1 / j, j**exponent)
+
+
+@dataclasses.dataclass(frozen=True)
+class _PowerLawTemplate(Distribution):
+    """``PowerLaw`` with its exponent -a/2 a run-time array (``runtime_form``)."""
+
+    name: ClassVar[str] = "powerlaw"
+    iid: ClassVar[bool] = False
+
+    def bind(self, arrays):
+        exponent = arrays[0]
+        return _BoundScale(lambda index, dtype: _power_scale(index, exponent, dtype))
+
+
+class _BoundScale(Distribution):
+    """Gaussian coordinates times ``scale_fn(index, dtype)``: a template bound to its run-time arrays."""
+
+    name: ClassVar[str] = "bound"
+    iid: ClassVar[bool] = False
+
+    def __init__(self, scale_fn):
+        object.__setattr__(self, "_scale_fn", scale_fn)
+
+    def draw(self, key, shape, dtype):
+        return standard_normal(key, shape, dtype)
+
+    def scale(self, index, dtype):
+        return self._scale_fn(index, dtype)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -306,18 +359,61 @@ class Init(Distribution):
     def draw(self, key, shape, dtype):
         return standard_normal(key, shape, dtype)
 
-    def scale(self, index, dtype):
+    def _table(self, dtype):
+        """(ends of the coordinate blocks, std of each block and 0 past the end) as numpy arrays."""
         sizes, stds = zip(*self.layers())
-        ends = np.cumsum(sizes)
-        block = jnp.searchsorted(jnp.asarray(ends), index, side="right")
-        table = jnp.asarray(stds + (0.0,), dtype)  # index >= dim (padding) gets 0
-        return table[block]
+        return np.cumsum(sizes), np.asarray(stds + (0.0,), dtype)  # index >= dim (padding) gets 0
+
+    def scale(self, index, dtype):
+        ends, table = self._table(dtype)
+        return _table_scale(index, jnp.asarray(ends), jnp.asarray(table), dtype)
+
+    def runtime_form(self, dtype):
+        ends, table = self._table(dtype)
+        return _InitTemplate(blocks=len(ends)), (ends, table)
 
     raw_moment = Gaussian.raw_moment
     abs_diff_moment = Gaussian.abs_diff_moment
 
     def scale_power_sum(self, d, s):
         return float(sum(size * std ** (2 * s) for size, std in self.layers() if std > 0))
+
+
+def _table_scale(index, ends, table, dtype):
+    """``table[b]`` for the block b of each coordinate ``index`` (blocks end at ``ends``)."""
+    return table.astype(dtype)[jnp.searchsorted(ends, index, side="right")]
+
+
+@dataclasses.dataclass(frozen=True)
+class _InitTemplate(Distribution):
+    """``Init`` with its table of block ends and standard deviations run-time arrays (``runtime_form``):
+    one template per number of blocks (2 per layer)."""
+
+    name: ClassVar[str] = "init"
+    iid: ClassVar[bool] = False
+    blocks: int = 0
+
+    def bind(self, arrays):
+        ends, table = arrays
+        return _BoundScale(lambda index, dtype: _table_scale(index, ends, table, dtype))
+
+
+def fold_in(key: jax.Array, data) -> jax.Array:
+    """``jax.random.fold_in(key, data)``, bit for bit, for a typed key and a 32-bit integer ``data``.
+
+    Threefry keys: the new key is the block ``threefry2x32(key, (0, data))``, written with the unrolled
+    ``threefry2x32`` (plain uint32 operations that fuse with their neighbours): JAX lowers its primitive
+    on CPU as a rolled loop, which costs about 0.35 CPU-s to compile per call site against 0.18 here, and
+    the stream kernels fold a key in at every point and tile (tests/test_distances.py checks the keys).
+    Keys of another PRNG implementation: ``jax.random.fold_in``.
+    """
+    impl = str(jax.random.key_impl(key))
+    if impl != "threefry2x32":
+        return jax.random.fold_in(key, data)
+    k1, k2 = jax.random.key_data(key)
+    data = jnp.asarray(data).astype(jnp.uint32)
+    y0, y1 = threefry2x32(k1, k2, jnp.zeros_like(data), data)
+    return jax.random.wrap_key_data(jnp.stack([y0, y1], axis=-1), impl=impl)
 
 
 def sign_words(key: jax.Array, n_words: int) -> jax.Array:
@@ -551,7 +647,7 @@ def sample_tiles(point_keys: jax.Array, dist: Distribution, tiles: jax.Array, d,
     d_rem = d % TILE
 
     def one_tile(t):
-        x = jax.vmap(lambda k: dist.draw(jax.random.fold_in(k, t), (width,), dtype))(point_keys)
+        x = jax.vmap(lambda k: dist.draw(fold_in(k, t), (width,), dtype))(point_keys)
         valid = jnp.where(t < d_full, TILE, jnp.where(t == d_full, d_rem, 0))
         mask = offs < valid
         if not dist.iid:
@@ -579,7 +675,8 @@ def sample(key, dist: Distribution, n: int, d: int, *, dtype=jnp.float32) -> jax
     if int(n) < 1 or int(d) < 1:
         raise ValueError(f"sample: n and d must be >= 1, got n={n}, d={d}")
     dist.check_dim(int(d))
-    return _sample(as_key(key), dist, int(n), int(d), dtype)
+    template, law_args = dist.runtime_form(dtype)
+    return _sample(as_key(key), law_args, template, int(n), int(d), dtype)
 
 
 #: XLA CPU options of the stream kernels' own top-level programs (``kernel_jit``): prefer 512-bit
@@ -625,9 +722,10 @@ class kernel_jit:
         return self.tuned if on_cpu and core.trace_state_clean() else self.plain
 
 
-@functools.partial(kernel_jit, static_argnums=(1, 2, 3, 4))
-def _sample(key, dist, n, d, dtype):
-    point_keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(n, dtype=jnp.uint32))
+@functools.partial(kernel_jit, static_argnums=(2, 3, 4, 5))
+def _sample(key, law_args, template, n, d, dtype):
+    dist = template.bind(law_args)
+    point_keys = jax.vmap(lambda i: fold_in(key, i))(jnp.arange(n, dtype=jnp.uint32))
     n_tiles, width = -(-d // TILE), tile_width(d)
     x = sample_tiles(point_keys, dist, jnp.arange(n_tiles, dtype=jnp.int32), d, dtype, width)
     return jnp.moveaxis(x, 0, 1).reshape(n, n_tiles * width)[:, :d]

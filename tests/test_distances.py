@@ -94,16 +94,26 @@ def _dot_instructions(n, d, chunk):
     return sorted(found)
 
 
-def test_gram_is_one_fixed_shape_dot_for_every_chunk():
+@pytest.mark.parametrize("prefix", [False, True])
+def test_gram_is_one_fixed_shape_dot_for_every_chunk(prefix, monkeypatch):
     """The cause of chunk-dependent Gram sums on some CPUs was a dot whose shape changed with the chunk
     (a batched dot over the chunk's tiles, summed in an ISA- and cache-dependent order). The compiled
     program must hold only fixed-shape dots (n, w) x (n, w) contracted over the tile, the same instructions
     with the same operand layouts for every chunk size (XLA neither batches nor merges them): one of
-    width TILE in the loop over tiles, and one per width of TILE and the narrower GRAM_PREFIX_WIDTHS in
-    the single-tile branch (the width chosen from d alone)."""
+    width TILE in the loop over tiles, and (from GRAM_PREFIX_MIN_POINTS points on, lowered here to 10 with
+    ``prefix``) one per width of TILE and the narrower GRAM_PREFIX_WIDTHS in the single-tile branch (the
+    width chosen from d alone)."""
+    from sim import distances
     from sim.distances import GRAM_PREFIX_WIDTHS
 
     n, d = 10, 9 * TILE + 123
+    if not prefix:
+        assert n < distances.GRAM_PREFIX_MIN_POINTS
+        (dot,) = _dot_instructions(n, d, TILE)
+        assert f"= f32[{n},{TILE}]{{1,0}} parameter(0) ROOT = f32[{n},{n}]{{1,0}} dot(, )" in dot, dot
+        assert _dot_instructions(n, d, 4 * TILE) == [dot]
+        return
+    monkeypatch.setattr(distances, "GRAM_PREFIX_MIN_POINTS", n)
     dots = {k: _dot_instructions(n, d, k * TILE) for k in CHUNK_TILES}
     assert len(dots[1]) == len(GRAM_PREFIX_WIDTHS) + 2, dots[1]
     for w in (*GRAM_PREFIX_WIDTHS, TILE):
@@ -116,15 +126,23 @@ def test_gram_is_one_fixed_shape_dot_for_every_chunk():
 
 # 600 points: slow (~25 s, one more 600-point program), run by .ci/run as a claim test
 @pytest.mark.parametrize("n", [10, pytest.param(600, marks=pytest.mark.slow)])
-def test_short_tiles_give_the_full_tiles_gram_bit_for_bit(n):
+def test_short_tiles_give_the_full_tiles_gram_bit_for_bit(n, monkeypatch):
     """A tile with few valid coordinates (d < TILE, or the last tile) is drawn and multiplied at the
-    narrowest of GRAM_PREFIX_WIDTHS that holds them: its coordinates are a prefix of the full tile's and
-    the rest are zeros, so the Gram sums equal those of full (n, TILE) tiles bit for bit (on this
-    machine: the scope of every bit-identity promise here, see sim.distances)."""
+    narrowest of GRAM_PREFIX_WIDTHS that holds them (from GRAM_PREFIX_MIN_POINTS points on, lowered here to
+    10): its coordinates are a prefix of the full tile's and the rest are zeros, so the Gram sums equal
+    those of full (n, TILE) tiles bit for bit (on this machine: the scope of every bit-identity promise
+    here, see sim.distances), and those of the program without short tiles."""
+    from sim import distances
     from sim._util import acc_dtype
     from sim.distances import _gram_tile, _program
 
     law = StudentT(df=5.0)
+    if n < distances.GRAM_PREFIX_MIN_POINTS:  # the same sums without the short tiles
+        run, args, _, _ = _program(KEY, law, n, 100, ["euclidean"], None, jnp.float32, None, None)
+        without = np.asarray(run(*args)[0])
+        monkeypatch.setattr(distances, "GRAM_PREFIX_MIN_POINTS", n)
+        run, args, _, _ = _program(KEY, law, n, 100, ["euclidean"], None, jnp.float32, None, None)
+        assert np.array_equal(np.asarray(run(*args)[0]), without)
     keys = jax.vmap(lambda i: jax.random.fold_in(KEY, i))(jnp.arange(n, dtype=jnp.uint32))
     full = jax.jit(
         lambda t, d: _gram_tile(sample_tiles(keys, law, t[None], d, jnp.float32, TILE)[0]).astype(acc_dtype())
@@ -174,6 +192,43 @@ def test_four_by_four_symmetric_blocks_give_the_two_by_two_sums():
     x = sample_tiles(keys, StudentT(df=5.0), jnp.arange(1, dtype=jnp.int32), TILE + 300, jnp.float32, TILE)[0]
     four, two = (np.asarray(jax.jit(_gram_tile, static_argnums=1)(x, q)) for q in (4, 2))
     assert four.shape == (n, n) and np.array_equal(four, two) and np.array_equal(four, four.T)
+
+
+def test_fold_in_is_jax_fold_in_bit_for_bit():
+    """``sim.vectors.fold_in`` (the unrolled Threefry, cheaper to compile) gives jax.random.fold_in's keys,
+    for scalar and vmapped keys, int32 and uint32 data up to 2**32 - 1; rbg keys fall back to JAX's."""
+    from sim.vectors import fold_in
+
+    data = np.asarray([0, 1, 7, 2**31 - 1, 2**31 + 5, 2**32 - 1], np.uint64).astype(np.uint32)
+    keys = jax.vmap(lambda i: jax.random.fold_in(KEY, i))(jnp.arange(4, dtype=jnp.uint32))
+    for v in data:
+        got = jax.jit(lambda k, v: jax.vmap(lambda kk: fold_in(kk, v))(k))(keys, v)  # noqa: B023
+        want = jax.vmap(lambda kk: jax.random.fold_in(kk, v))(keys)  # noqa: B023
+        assert np.array_equal(jax.random.key_data(got), jax.random.key_data(want)), v
+    t = jnp.int32(2**31 - 3)
+    assert np.array_equal(jax.random.key_data(fold_in(KEY, t)), jax.random.key_data(jax.random.fold_in(KEY, t)))
+    rbg = jax.random.key(3, impl="rbg")
+    assert np.array_equal(jax.random.key_data(fold_in(rbg, 5)), jax.random.key_data(jax.random.fold_in(rbg, 5)))
+
+
+def test_scale_parameters_are_run_time_arguments():
+    """A power law's exponent and an MLP's layer table are arguments of the compiled kernels
+    (``Distribution.runtime_form``): one distance program serves every exponent, one every MLP of one
+    depth, and the coordinates are those of the law with its parameters compiled in, bit for bit."""
+    from sim.distances import _program
+    from sim.vectors import kernel_jit
+
+    def prog(law, d):
+        return _program(KEY, law, 12, d, ["euclidean"], None, jnp.float32, None, None)[0]
+
+    assert prog(PowerLaw(a=0.5), 5000) is prog(PowerLaw(a=2.0), 7000)
+    assert prog(Init(widths=(20, 30, 5)), 785) is prog(Init(widths=(9, 4, 3)), 55)
+    keys = jax.vmap(lambda i: jax.random.fold_in(KEY, i))(jnp.arange(3, dtype=jnp.uint32))
+    for law, d in ((PowerLaw(a=0.5), 5000), (PowerLaw(a=1.0), 5000), (PowerLaw(a=2.0), 5000), (Init((20, 30, 5)), 785)):
+        tiles = jnp.arange(-(-d // TILE), dtype=jnp.int32)
+        static = kernel_jit(lambda k: sample_tiles(k, law, tiles, d, jnp.float32), platform="cpu")(keys)  # noqa: B023
+        want = np.moveaxis(np.asarray(static), 0, 1).reshape(3, -1)[:, :d]
+        assert np.array_equal(np.asarray(sample(KEY, law, 3, d)), want), law.label()
 
 
 def test_vectors_are_nested_in_d_and_n():

@@ -152,14 +152,20 @@ def _seed_keys(key, seeds: int):
 def init_params(problem: Problem, key, seeds: int):
     """Initial parameters of ``seeds`` seeds (leading axis S): the linear model starts at 0; MLP seed s
     from ``fold_in(fold_in(key, s), 0)``."""
-    dt = jnp.dtype(problem.dtype)
     if problem.model is None:
-        return jnp.zeros((seeds, problem.d_in, problem.d_out), dt)
+        return _linear_zeros(problem, int(seeds))
     # one compiled single-seed init, called per seed: the same bits as vmapping ``model.init`` over the seeds,
     # but the vmapped form (eager or jitted) spent ~5-6 CPU-s compiling its batched Threefry/erf_inv draws,
     # most of the batch MLP's first call beyond the training program's ~2.5 CPU-s of tracing and compiling
     one = _model_init(problem)
     return jax.tree.map(lambda *a: jnp.stack(a), *[one(key, s) for s in range(int(seeds))])
+
+
+@functools.lru_cache(maxsize=16)
+def _linear_zeros(problem: Problem, seeds: int):
+    # made once per (problem, seeds) and shared (arrays are immutable): an eager jnp.zeros costs ~80 us a call,
+    # a quarter of a whole small-batch run_to_target call
+    return jnp.zeros((seeds, problem.d_in, problem.d_out), jnp.dtype(problem.dtype))
 
 
 @functools.cache
@@ -328,15 +334,19 @@ def _pairwise_last(a):
 STREAM_BLOCK = 8
 
 
-def _stream_packed(raw, base, rows: int, m: int, n: int):
-    """``stream_halves`` packed: complex64 (rows, m, ceil(n / 2)), real the even Gaussians, imaginary the odd.
+def _stream_flat(raw, base, rows: int, m: int, n: int):
+    """``stream_halves`` packed and flat: complex64 of length ``rows * m * ceil(n / 2)`` rounded up to a multiple of
+    16, block ``(r * m + i) * nb + c`` (nb = ceil(n / 2)) the Gaussians 2c (real) and 2c + 1 (imaginary) of sample
+    ``base + 8 r + i``; the padding's values are not part of the stream.
 
     Made as the standalone generator (``sim.vectors.standard_normal``) makes them: one elementwise loop over
-    the flattened blocks, padded to a multiple of 16 (the 512-bit vector width in float32; the padding's
-    values are dropped), hashing every block once for both its Gaussians and computed apart (``_stored``).
-    ``stream_normals`` on a (rows, m) index array inside a training step runs at half that rate: XLA fuses
-    the generator into each of its consumers, so it hashes every block twice or more, runs (..., 101)-shaped
-    loops with scalar remainders, and splits erfinv32 over several loops that recompute its polynomials."""
+    the flattened blocks, padded to a multiple of 16 (the 512-bit vector width in float32), hashing every
+    block once for both its Gaussians and computed apart (``_stored``). ``stream_normals`` on a (rows, m)
+    index array inside a training step runs at half that rate: XLA fuses the generator into each of its
+    consumers, so it hashes every block twice or more, runs (..., 101)-shaped loops with scalar remainders,
+    and splits erfinv32 over several loops that recompute its polynomials. The sample offsets of the blocks
+    do not depend on ``base`` (XLA computes them once, outside the loops); ``base`` is added inside the
+    generator's loop, so a draw is one kernel."""
     from sim.vectors import normals_from_words, threefry2x32
 
     nb = -(-n // 2)
@@ -344,13 +354,25 @@ def _stream_packed(raw, base, rows: int, m: int, n: int):
     f = jnp.arange(-(-size // 16) * 16, dtype=jnp.uint32)
     blk = f // jnp.uint32(nb)
     c = f - blk * jnp.uint32(nb)
-    idx = base.astype(jnp.uint32) + jnp.uint32(MAX_LEAVES) * (blk // jnp.uint32(m)) + blk % jnp.uint32(m)
+    off = jnp.uint32(MAX_LEAVES) * (blk // jnp.uint32(m)) + blk % jnp.uint32(m)
 
     def draw():
-        x0, x1 = threefry2x32(raw[0], raw[1], idx, c)
+        x0, x1 = threefry2x32(raw[0], raw[1], base.astype(jnp.uint32) + off, c)
         return jax.lax.complex(normals_from_words(x1), normals_from_words(x0))
 
-    return _stored(base >= 0, draw)[:size].reshape(rows, m, nb)
+    return _stored(base >= 0, draw)
+
+
+def _unflat(z, rows: int, m: int, n: int):
+    """``_stream_flat``'s blocks as (rows, m, ceil(n / 2))."""
+    nb = -(-n // 2)
+    return z[: rows * m * nb].reshape(rows, m, nb)
+
+
+def _stream_packed(raw, base, rows: int, m: int, n: int):
+    """``stream_halves`` packed: complex64 (rows, m, ceil(n / 2)), real the even Gaussians, imaginary the odd
+    (``_stream_flat``)."""
+    return _unflat(_stream_flat(raw, base, rows, m, n), rows, m, n)
 
 
 def stream_halves(raw, base, rows: int, m: int, n: int):
@@ -358,33 +380,35 @@ def stream_halves(raw, base, rows: int, m: int, n: int):
     an int32 scalar >= 0) as its even and odd coordinates: float32 ``(ze, zo)`` of shape (rows, m, ceil(n / 2)),
     ``ze[..., c]`` Gaussian 2c (the low half of Threefry block c), ``zo[..., c]`` Gaussian 2c + 1 (the high half;
     for odd n its last column is one Gaussian past the draw), bit for bit the values of ``stream_normals``,
-    at the rate of ``sim.vectors.standard_normal`` inside a training loop (``_stream_packed``)."""
+    at the rate of ``sim.vectors.standard_normal`` inside a training loop (``_stream_flat``)."""
     z = _stream_packed(raw, base, rows, m, n)
     return jnp.real(z), jnp.imag(z)
 
 
 def _stream_draw(raw, base, rows: int, m: int, d: int, sl, dw):
-    """The Gaussians of samples ``base + 8 r + i`` (``_stream_packed``, n = d + 1: complex64 (rows, m, nb),
-    real the even coordinates, imaginary the odd ones) and the products that ``_stream_slot_sums``'s dot
-    products start from: ``(z, pe, po)``, ``pe``, ``po`` the even and odd coordinates of ``x * dw`` (``x = z[:d]
-    sl`` in the dtype of ``sl``), zero-padded to half of ``_pairwise_last``'s power of two each, and stored
-    (``_stored``), as XLA stores them in the straightforward program wherever it pads: fused into the first
-    adds of the dot product, the CPU compiler would contract a multiply and an add into one fused
-    multiply-add (other roundings, other bits)."""
+    """The Gaussians of samples ``base + 8 r + i`` (``_stream_flat``, n = d + 1, flat and padded) and the
+    products that ``_stream_slot_sums``'s dot products start from: ``(zf, pr)``, ``pr`` (2, rows, m, half) the
+    even (``pr[0]``) and odd (``pr[1]``) coordinates of ``x * dw`` (``x = z[:d] sl`` in the dtype of ``sl``), each
+    zero-padded to half of ``_pairwise_last``'s power of two, and stored (``_stored``), as XLA stores them in
+    the straightforward program wherever it pads: fused into the first adds of the dot product, the CPU
+    compiler would contract a multiply and an add into one fused multiply-add (other roundings, other bits).
+    The products of both halves are one stacked array (one kernel), made from the flat draw (its slicing
+    fused into that kernel, not a copy of its own)."""
     ne, no = (d + 1) // 2, d // 2
     half = (1 << (d - 1).bit_length()) // 2
-    z = _stream_packed(raw, base, rows, m, d + 1)
+    zf = _stream_flat(raw, base, rows, m, d + 1)
     dt = sl.dtype
 
     def pad(a):
         return jnp.concatenate([a, jnp.zeros(a.shape[:-1] + (half - a.shape[-1],), a.dtype)], axis=-1)
 
     def products():
+        z = _unflat(zf, rows, m, d + 1)
         pe = jnp.real(z)[..., :ne].astype(dt) * sl[None, None, 0::2] * dw[None, None, 0::2]
         po = jnp.imag(z)[..., :no].astype(dt) * sl[None, None, 1::2] * dw[None, None, 1::2]
-        return (pad(pe), pad(po)) if d > 1 else (pe, po)
+        return jnp.stack([pad(pe), pad(po)]) if d > 1 else jnp.stack([pe, jnp.zeros_like(pe)])
 
-    return (z,) + _stored(base >= 0, products)
+    return zf, _stored(base >= 0, products)
 
 
 def _stored(pred, fn):
@@ -397,7 +421,29 @@ def _stored(pred, fn):
     return jax.lax.cond(pred, fn, skip)
 
 
-def _stream_slot_sums(problem: Problem, arrays: Arrays, p, kt, bint, own):
+def _stream_invariants(arrays: Arrays):
+    """What ``_stream_slot_sums`` takes from the data alone: ``sqrt(lambda)``, its even and odd coordinates
+    stacked (2, ceil(d / 2)) (the odd row zero-padded) and ``sqrt(noise)``. Computed once before the step loop
+    (``_run_fn``): inside it XLA recomputed the two strided slices at every step, two kernels a step."""
+    lam, _, noise = arrays
+    sl = jnp.sqrt(lam)
+    ne, no = (lam.shape[0] + 1) // 2, lam.shape[0] // 2
+    odd = jnp.concatenate([sl[1::2], jnp.zeros((ne - no,), sl.dtype)])
+    return sl, jnp.stack([sl[0::2], odd]), jnp.sqrt(noise)
+
+
+def _stream_schedule(bint, own):
+    """The loop bounds of ``_stream_slot_sums`` for batch size ``bint`` and this device's slots ``own``: the first
+    slot, whole blocks, whole rows, the first sample of the partial row and how many of its samples are this
+    device's. They depend on B alone: computed once before the step loop (``_run_fn``), not in every step."""
+    m = own.shape[0]
+    base0 = own[0]  # the slots of a device are consecutive: own = own[0] + arange(m)
+    n_rows = bint // MAX_LEAVES
+    start = n_rows * MAX_LEAVES
+    return base0, bint // (MAX_LEAVES * STREAM_BLOCK), n_rows, start, jnp.clip(bint - start - base0, 0, m)
+
+
+def _stream_slot_sums(problem: Problem, arrays: Arrays, p, kt, bint, own, inv=None, sched=None):
     """Summed gradients of one seed's slots ``own`` (m,) for a stream (linear model): slot s adds its samples
     j = s, s + 8, s + 16, ... < B one after the other, in sample order. The samples are drawn a block of
     ``STREAM_BLOCK`` rows (8 samples a row) at a time while whole blocks remain, then a row at a time, then
@@ -418,54 +464,51 @@ def _stream_slot_sums(problem: Problem, arrays: Arrays, p, kt, bint, own):
     d = problem.d_in
     if d & (d - 1) == 0:
         return _stream_slot_sums_unpadded(problem, arrays, p, kt, bint, own)
-    lam, w, noise = arrays
+    _, w, _ = arrays
     m = own.shape[0]
     dt = jnp.dtype(problem.dtype)
     ne, no = (d + 1) // 2, d // 2  # even and odd coordinates of x
-    sl, dw, sn = jnp.sqrt(lam), p[:, 0] - w, jnp.sqrt(noise)
-    sle, slo = sl[None, None, 0::2], sl[None, None, 1::2]
+    sl, sl2, sn = _stream_invariants(arrays) if inv is None else inv
+    dw = p[:, 0] - w
 
-    def grads(base, rows: int, mm: int):  # samples base + 8 r + i -> per-sample gradients, halves (rows, mm, ne|no)
-        z, a, po = _stream_draw(kt, base, rows, mm, d, sl, dw)
-        ze, zo = jnp.real(z).astype(dt), jnp.imag(z).astype(dt)
+    def grads(base, rows: int, mm: int):  # samples base + 8 r + i -> per-sample gradients (rows, mm, 2, ne)
+        zf, pr = _stream_draw(kt, base, rows, mm, d, sl, dw)
+        z = _unflat(zf, rows, mm, d + 1)
+        a = pr[0]
         if d > 1:  # _pairwise_last's tree; its first level adds the even and odd coordinates
-            a = a + po
+            a = a + pr[1]
             while a.shape[-1] > 1:
                 a = a[..., 0::2] + a[..., 1::2]
-        r = a[..., 0] - sn * (zo[..., no] if d % 2 else ze[..., ne])
-        return ze[..., :ne] * sle * r[..., None], zo[..., :no] * slo * r[..., None]
+        r = a[..., 0] - sn * (jnp.imag(z)[..., no] if d % 2 else jnp.real(z)[..., ne]).astype(dt)
+        # even coordinates in row 0, odd in row 1 (for odd d its last entry is the label noise, times 0)
+        # (a select, not a stack: XLA fuses it into the accumulation instead of storing the stacked block)
+        row = jax.lax.broadcasted_iota(jnp.int32, (1, 1, 2, ne), 2)
+        x = jnp.where(row == 0, jnp.real(z)[..., None, :ne], jnp.imag(z)[..., None, :ne]).astype(dt)
+        return x * sl2[None, None] * r[..., None, None]
 
-    base0 = own[0]  # the slots of a device are consecutive: own = own[0] + arange(m)
+    base0, n_blocks, n_rows, start, n_last = _stream_schedule(bint, own) if sched is None else sched
 
     def block(q, acc):
-        ge, go = grads(MAX_LEAVES * q * STREAM_BLOCK + base0, STREAM_BLOCK, m)
-        ae, ao = acc
+        g = grads(MAX_LEAVES * q * STREAM_BLOCK + base0, STREAM_BLOCK, m)
         for i in range(STREAM_BLOCK):
-            ae, ao = ae + ge[i], ao + go[i]
-        return ae, ao
+            acc = acc + g[i]
+        return acc
 
-    n_blocks = bint // (MAX_LEAVES * STREAM_BLOCK)
-    acc = jax.lax.fori_loop(0, n_blocks, block, (jnp.zeros((m, ne), dt), jnp.zeros((m, no), dt)))
-    n_rows = bint // MAX_LEAVES
-
-    def row(q, acc):
-        ge, go = grads(MAX_LEAVES * q + base0, 1, m)
-        return acc[0] + ge[0], acc[1] + go[0]
-
-    acc = jax.lax.fori_loop(n_blocks * STREAM_BLOCK, n_rows, row, acc)
+    # one accumulator for both halves (even coordinates in row 0, odd in row 1): one kernel per update
+    acc = jax.lax.fori_loop(0, n_blocks, block, jnp.zeros((m, 2, ne), dt))
+    acc = jax.lax.fori_loop(
+        n_blocks * STREAM_BLOCK, n_rows, lambda q, a: a + grads(MAX_LEAVES * q + base0, 1, m)[0], acc
+    )
     # the last, partial row: its samples one at a time (drawing the whole row would waste up to 7 of 8
     # samples a step at small B: 24% of the draws of a sweep over B = 1 .. 4096)
-    start = n_rows * MAX_LEAVES
 
     def one(c):
-        i, (ae, ao) = c
-        ge, go = grads(start + base0 + i, 1, 1)
-        return i + 1, (ae.at[i].add(ge[0, 0]), ao.at[i].add(go[0, 0]))
+        i, a = c
+        return i + 1, a.at[i].add(grads(start + base0 + i, 1, 1)[0, 0])
 
-    _, (ae, ao) = jax.lax.while_loop(lambda c: (c[0] < m) & (start + base0 + c[0] < bint), one, (jnp.int32(0), acc))
+    _, acc = jax.lax.while_loop(lambda c: c[0] < n_last, one, (jnp.int32(0), acc))
     # interleave the halves back: coordinate 2k from the even half, 2k + 1 from the odd one
-    ao = jnp.concatenate([ao, jnp.zeros((m, ne - no), dt)], axis=-1)
-    return jnp.stack([ae, ao], axis=-1).reshape(m, 2 * ne)[:, :d]
+    return jnp.swapaxes(acc, 1, 2).reshape(m, 2 * ne)[:, :d]
 
 
 def _stream_slot_sums_unpadded(problem: Problem, arrays: Arrays, p, kt, bint, own):
@@ -545,12 +588,14 @@ def _run_fn(problem: Problem, capacity: int, every: int, group: int, optimal: bo
         dev = jax.lax.axis_index(AXIS).astype(jnp.int32)
         # B arrives at run time, behind a barrier: XLA sees the same opaque divisor on every device count
         bsize, bint = jax.lax.optimization_barrier((bsize, bint))
+        own = dev * m + jnp.arange(m, dtype=jnp.int32)  # this device's slots
+        if problem.kind == "stream":  # what the slot sums take from the data and from B: once, not every step
+            inv, sched = _stream_invariants(arrays), _stream_schedule(bint, own)
 
         def seed_grad(p, kb, t):
             kt = fold_in_raw(kb, t)
-            own = dev * m + jnp.arange(m, dtype=jnp.int32)  # this device's slots
             if problem.kind == "stream":
-                sums = _stream_slot_sums(problem, arrays, p, kt, bint, own)[..., None]
+                sums = _stream_slot_sums(problem, arrays, p, kt, bint, own, inv, sched)[..., None]
             else:
                 sums = jax.lax.map(lambda s: _pool_slot_sum(problem, arrays, p, kt, bint, s, group), own)
             return _tree_pairwise_sum(sums)
