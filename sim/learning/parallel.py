@@ -621,7 +621,8 @@ def _run_fn(problem: Problem, capacity: int, every: int, group: int, optimal: bo
         def body(c):
             i, p, st, buf, ck, _ = c
             g = jax.vmap(seed_grad, in_axes=(0, 0, None))(p, keys, t0 + i.astype(jnp.uint32))
-            g = jax.tree.map(lambda a: ordered_reduce(a, AXIS) / bsize, g)
+            # one device: its sum is the total (ordered_reduce's tree of one value), without the all-gather
+            g = jax.tree.map(lambda a: (a if k == 1 else ordered_reduce(a, AXIS)) / bsize, g)
             if optimal:
                 eta = jax.vmap(lambda q: optimal_lr(arrays, q, bsize))(p)
             else:
