@@ -631,8 +631,8 @@ def _run_fn(problem: Problem, capacity: int, every: int, group: int, optimal: bo
             loss = jax.vmap(lambda q: true_loss(problem, arrays, q))(p)
             buf = jax.lax.dynamic_update_slice(buf, loss[:, None].astype(buf.dtype), (jnp.int32(0), i))
             i = i + 1
-            row = jnp.where(i % every == 0, i // every, n_ck)
-            ck = jax.tree.map(lambda a, q: a.at[row].set(q), ck, p)
+            row = jnp.where(i % every == 0, i // every, n_ck)  # in range: a plain update, no .at[] bounds check
+            ck = jax.tree.map(lambda a, q: jax.lax.dynamic_update_index_in_dim(a, q, row, 0), ck, p)
             return i, p, st, buf, ck, jnp.mean(loss / l0) <= target
 
         def cond(c):
