@@ -334,7 +334,7 @@ def _pairwise_last(a):
 STREAM_BLOCK = 8
 
 
-def _stream_flat(raw, base, rows: int, m: int, n: int):
+def _stream_flat(raw, base, rows: int, m: int, n: int, live=None):
     """``stream_halves`` packed and flat: complex64 of length ``rows * m * ceil(n / 2)`` rounded up to a multiple of
     16, block ``(r * m + i) * nb + c`` (nb = ceil(n / 2)) the Gaussians 2c (real) and 2c + 1 (imaginary) of sample
     ``base + 8 r + i``; the padding's values are not part of the stream.
@@ -346,7 +346,8 @@ def _stream_flat(raw, base, rows: int, m: int, n: int):
     consumers, so it hashes every block twice or more, runs (..., 101)-shaped loops with scalar remainders,
     and splits erfinv32 over several loops that recompute its polynomials. The sample offsets of the blocks
     do not depend on ``base`` (XLA computes them once, outside the loops); ``base`` is added inside the
-    generator's loop, so a draw is one kernel."""
+    generator's loop, so a draw is one kernel. ``live``: the conditional's predicate, true at run time
+    (default ``base >= 0``; the training loops pass one computed once, outside the loops)."""
     from sim.vectors import normals_from_words, threefry2x32
 
     nb = -(-n // 2)
@@ -360,7 +361,7 @@ def _stream_flat(raw, base, rows: int, m: int, n: int):
         x0, x1 = threefry2x32(raw[0], raw[1], base.astype(jnp.uint32) + off, c)
         return jax.lax.complex(normals_from_words(x1), normals_from_words(x0))
 
-    return _stored(base >= 0, draw)
+    return _stored(base >= 0 if live is None else live, draw)
 
 
 def _unflat(z, rows: int, m: int, n: int):
@@ -385,7 +386,7 @@ def stream_halves(raw, base, rows: int, m: int, n: int):
     return jnp.real(z), jnp.imag(z)
 
 
-def _stream_draw(raw, base, rows: int, m: int, d: int, sl, dw):
+def _stream_draw(raw, base, rows: int, m: int, d: int, sl, dw, live=None):
     """The Gaussians of samples ``base + 8 r + i`` (``_stream_flat``, n = d + 1, flat and padded) and the
     products that ``_stream_slot_sums``'s dot products start from: ``(zf, pr)``, ``pr`` (2, rows, m, half) the
     even (``pr[0]``) and odd (``pr[1]``) coordinates of ``x * dw`` (``x = z[:d] sl`` in the dtype of ``sl``), each
@@ -396,7 +397,8 @@ def _stream_draw(raw, base, rows: int, m: int, d: int, sl, dw):
     fused into that kernel, not a copy of its own)."""
     ne, no = (d + 1) // 2, d // 2
     half = (1 << (d - 1).bit_length()) // 2
-    zf = _stream_flat(raw, base, rows, m, d + 1)
+    live = base >= 0 if live is None else live
+    zf = _stream_flat(raw, base, rows, m, d + 1, live)
     dt = sl.dtype
 
     def pad(a):
@@ -408,7 +410,7 @@ def _stream_draw(raw, base, rows: int, m: int, d: int, sl, dw):
         po = jnp.imag(z)[..., :no].astype(dt) * sl[None, None, 1::2] * dw[None, None, 1::2]
         return jnp.stack([pad(pe), pad(po)]) if d > 1 else jnp.stack([pe, jnp.zeros_like(pe)])
 
-    return zf, _stored(base >= 0, products)
+    return zf, _stored(live, products)
 
 
 def _stored(pred, fn):
@@ -435,12 +437,14 @@ def _stream_invariants(arrays: Arrays):
 def _stream_schedule(bint, own):
     """The loop bounds of ``_stream_slot_sums`` for batch size ``bint`` and this device's slots ``own``: the first
     slot, whole blocks, whole rows, the first sample of the partial row and how many of its samples are this
-    device's. They depend on B alone: computed once before the step loop (``_run_fn``), not in every step."""
+    device's; then the draws' predicate (true) and the slot numbers 0 .. m - 1. They depend on B alone:
+    computed once before the step loop (``_run_fn``), not in every step."""
     m = own.shape[0]
     base0 = own[0]  # the slots of a device are consecutive: own = own[0] + arange(m)
     n_rows = bint // MAX_LEAVES
     start = n_rows * MAX_LEAVES
-    return base0, bint // (MAX_LEAVES * STREAM_BLOCK), n_rows, start, jnp.clip(bint - start - base0, 0, m)
+    n_last = jnp.clip(bint - start - base0, 0, m)
+    return base0, bint // (MAX_LEAVES * STREAM_BLOCK), n_rows, start, n_last, bint > 0, jnp.arange(m, dtype=jnp.int32)
 
 
 def _stream_slot_sums(problem: Problem, arrays: Arrays, p, kt, bint, own, inv=None, sched=None):
@@ -472,7 +476,10 @@ def _stream_slot_sums(problem: Problem, arrays: Arrays, p, kt, bint, own, inv=No
     dw = p[:, 0] - w
 
     def grads(base, rows: int, mm: int):  # samples base + 8 r + i -> per-sample gradients (rows, mm, 2, ne)
-        zf, pr = _stream_draw(kt, base, rows, mm, d, sl, dw)
+        zf, pr = _stream_draw(kt, base, rows, mm, d, sl, dw, live)
+        return gsum(zf, pr, rows, mm, 1.0)
+
+    def gsum(zf, pr, rows: int, mm: int, weight):  # the gradients x sl (r weight) of a draw
         z = _unflat(zf, rows, mm, d + 1)
         a = pr[0]
         if d > 1:  # _pairwise_last's tree; its first level adds the even and odd coordinates
@@ -484,9 +491,9 @@ def _stream_slot_sums(problem: Problem, arrays: Arrays, p, kt, bint, own, inv=No
         # (a select, not a stack: XLA fuses it into the accumulation instead of storing the stacked block)
         row = jax.lax.broadcasted_iota(jnp.int32, (1, 1, 2, ne), 2)
         x = jnp.where(row == 0, jnp.real(z)[..., None, :ne], jnp.imag(z)[..., None, :ne]).astype(dt)
-        return x * sl2[None, None] * r[..., None, None]
+        return x * sl2[None, None] * (r[..., None, None] * weight)
 
-    base0, n_blocks, n_rows, start, n_last = _stream_schedule(bint, own) if sched is None else sched
+    base0, n_blocks, n_rows, start, n_last, live, slots = _stream_schedule(bint, own) if sched is None else sched
 
     def block(q, acc):
         g = grads(MAX_LEAVES * q * STREAM_BLOCK + base0, STREAM_BLOCK, m)
@@ -502,9 +509,12 @@ def _stream_slot_sums(problem: Problem, arrays: Arrays, p, kt, bint, own, inv=No
     # the last, partial row: its samples one at a time (drawing the whole row would waste up to 7 of 8
     # samples a step at small B: 24% of the draws of a sweep over B = 1 .. 4096)
 
-    def one(c):
+    def one(c):  # the sample of slot i
         i, a = c
-        return i + 1, a.at[i].add(grads(start + base0 + i, 1, 1)[0, 0])
+        # its gradient x sl r added to slot i alone, with r times 1 there and times 0 elsewhere: the same
+        # fused multiply-add of the same values in slot i, a + 0 elsewhere (a is never -0), and no scatter
+        zf, pr = _stream_draw(kt, start + base0 + i, 1, 1, d, sl, dw, live)
+        return i + 1, a + gsum(zf, pr, 1, 1, (slots == i).astype(dt)[None, :, None, None])[0]
 
     _, acc = jax.lax.while_loop(lambda c: c[0] < n_last, one, (jnp.int32(0), acc))
     # interleave the halves back: coordinate 2k from the even half, 2k + 1 from the odd one
@@ -577,6 +587,8 @@ def _pool_slot_sum(problem: Problem, arrays: Arrays, p, kt, bint, s, group: int)
 
 @functools.cache
 def _run_fn(problem: Problem, capacity: int, every: int, group: int, optimal: bool, mesh):
+    from sim.vectors import threefry2x32
+
     k = mesh.devices.size
     m = MAX_LEAVES // k  # slots per device
     n_ck = capacity // every + 1  # checkpoints 0, every, ..., plus one scratch row at index n_ck
@@ -593,10 +605,11 @@ def _run_fn(problem: Problem, capacity: int, every: int, group: int, optimal: bo
             inv, sched = _stream_invariants(arrays), _stream_schedule(bint, own)
 
         def seed_grad(p, kb, t):
-            kt = fold_in_raw(kb, t)
-            if problem.kind == "stream":
+            if problem.kind == "stream":  # the two key words apart: no stacking kernel, no copies of the pair
+                kt = threefry2x32(kb[0], kb[1], jnp.zeros_like(t), t)
                 sums = _stream_slot_sums(problem, arrays, p, kt, bint, own, inv, sched)[..., None]
             else:
+                kt = fold_in_raw(kb, t)
                 sums = jax.lax.map(lambda s: _pool_slot_sum(problem, arrays, p, kt, bint, s, group), own)
             return _tree_pairwise_sum(sums)
 
@@ -608,7 +621,8 @@ def _run_fn(problem: Problem, capacity: int, every: int, group: int, optimal: bo
         def body(c):
             i, p, st, buf, ck, _ = c
             g = jax.vmap(seed_grad, in_axes=(0, 0, None))(p, keys, t0 + i.astype(jnp.uint32))
-            g = jax.tree.map(lambda a: ordered_reduce(a, AXIS) / bsize, g)
+            # one device: its sum is the total (ordered_reduce's tree of one value), without the all-gather
+            g = jax.tree.map(lambda a: (a if k == 1 else ordered_reduce(a, AXIS)) / bsize, g)
             if optimal:
                 eta = jax.vmap(lambda q: optimal_lr(arrays, q, bsize))(p)
             else:
@@ -617,8 +631,8 @@ def _run_fn(problem: Problem, capacity: int, every: int, group: int, optimal: bo
             loss = jax.vmap(lambda q: true_loss(problem, arrays, q))(p)
             buf = jax.lax.dynamic_update_slice(buf, loss[:, None].astype(buf.dtype), (jnp.int32(0), i))
             i = i + 1
-            row = jnp.where(i % every == 0, i // every, n_ck)
-            ck = jax.tree.map(lambda a, q: a.at[row].set(q), ck, p)
+            row = jnp.where(i % every == 0, i // every, n_ck)  # in range: a plain update, no .at[] bounds check
+            ck = jax.tree.map(lambda a, q: jax.lax.dynamic_update_index_in_dim(a, q, row, 0), ck, p)
             return i, p, st, buf, ck, jnp.mean(loss / l0) <= target
 
         def cond(c):
