@@ -107,6 +107,7 @@ import numpy as np
 
 from sim._util import as_key
 from sim.landscapes import Landscape
+from sim.vectors import fold_in
 
 __all__ = [
     "NewtonState",
@@ -446,7 +447,7 @@ def starts(key, landscape: Landscape, params, n_starts: int) -> jax.Array:
 
 @functools.partial(jax.jit, static_argnums=(1, 3))
 def _starts(key, landscape, params, n_starts):
-    keys = jax.vmap(lambda s: jax.random.fold_in(key, s))(jnp.arange(n_starts, dtype=jnp.uint32))
+    keys = jax.vmap(lambda s: fold_in(key, s))(jnp.arange(n_starts, dtype=jnp.uint32))
     return jax.vmap(lambda k: landscape.start(k, params))(keys)
 
 

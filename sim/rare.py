@@ -76,6 +76,7 @@ import numpy as np
 from jax.scipy.special import ndtri
 
 from sim._util import as_key, float_dtype
+from sim.vectors import fold_in, split
 
 __all__ = [
     "TIResult",
@@ -213,7 +214,7 @@ def tridiagonal_goe(key, n: int, *, batch_shape=(), dtype=jnp.float32) -> tuple[
 
 
 def _one_tridiagonal(key, n, dtype):
-    ka, kc = jax.random.split(key)
+    ka, kc = split(key, 2)
     a = jnp.sqrt(jnp.asarray(2.0, dtype)) * jax.random.normal(ka, (n,), dtype)
     dof = jnp.arange(n - 1, 0, -1).astype(dtype)
     c = 2.0 * jax.random.gamma(kc, dof / 2, (n - 1,), dtype)
@@ -223,7 +224,7 @@ def _one_tridiagonal(key, n, dtype):
 @functools.partial(jax.jit, static_argnums=(1, 2, 3))
 def _tridiagonal_goe(key, n, batch_shape, dtype):
     size = math.prod(batch_shape)
-    keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(size, dtype=jnp.uint32))
+    keys = jax.vmap(lambda i: fold_in(key, i))(jnp.arange(size, dtype=jnp.uint32))
     a, c = jax.vmap(lambda k: _one_tridiagonal(k, n, dtype))(keys)
     return a.reshape(batch_shape + (n,)), c.reshape(batch_shape + (n - 1,))
 
@@ -366,7 +367,7 @@ def _gibbs_sweep(key, state, s, n):
     # Metropolis–Hastings proposals and acceptance draws only need float32 (their rounding, ~6e-8
     # relative, changes the proposal law by that much, far below the statistical error); the exactly
     # sampled truncated normal keeps a uniform of the chain's dtype (its far tail needs u below 2^-24).
-    ku, kn, ka, kg = jax.random.split(key, 4)
+    ku, kn, ka, kg = split(key, 4)
     lo = max(1e-300, float(jnp.finfo(dtype).tiny))  # smallest uniform: log and ndtri stay finite
     u_x = jax.random.uniform(ku, (m,), dtype, minval=lo)
     f32 = jnp.float32
@@ -434,7 +435,7 @@ def _global_moves(key, x, c, s, n):
     f32 = jnp.float32
     act_x, act_c, _ = _masks(n, x.shape[0], dtype)
     nf = n.astype(dtype)
-    k1, k2, k3, k4 = jax.random.split(key, 4)
+    k1, k2, k3, k4 = split(key, 4)
     tiny = float(jnp.finfo(f32).tiny)
     logr = ((0.5 / nf.astype(f32)) * jax.random.normal(k1, (), f32)).astype(dtype)
     r = jnp.exp(logr)
@@ -466,12 +467,12 @@ def _run_chains(key, nodes, n, m, chains, burn, sweeps):
     dtype = nodes.dtype
 
     def one_chain(node_idx, chain_idx, s):
-        k = jax.random.fold_in(jax.random.fold_in(key, node_idx), chain_idx)
+        k = fold_in(fold_in(key, node_idx), chain_idx)
         act_x = jnp.arange(m) < n
 
         def sweep(carry, t):
             st, tot, acc_tot = carry
-            st, acc = _gibbs_sweep(jax.random.fold_in(k, t), st, s, n)
+            st, acc = _gibbs_sweep(fold_in(k, t), st, s, n)
             keep = (t >= burn).astype(dtype)
             tr = jnp.sum(jnp.where(act_x, st[0] - s, 0.0))
             return (st, tot + keep * tr, acc_tot + keep * acc), None

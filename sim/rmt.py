@@ -56,7 +56,7 @@ from jax.sharding import PartitionSpec
 
 from sim._util import as_key, float_dtype
 from sim.devices import make_mesh, replicated
-from sim.vectors import standard_normal
+from sim.vectors import fold_in, standard_normal
 
 __all__ = [
     "ENSEMBLES",
@@ -197,7 +197,7 @@ class Ensemble:
 
 def _from_indices(ens: Ensemble, key, idx, n, normalized, shift, dtype):
     """Matrices with sample indices ``idx`` (uint32): fold_in(key, i) each; then /scale and + shift I."""
-    h = jax.vmap(lambda i: ens.one(jax.random.fold_in(key, i), n, dtype))(idx)
+    h = jax.vmap(lambda i: ens.one(fold_in(key, i), n, dtype))(idx)
     if normalized:
         h = h * jnp.asarray(1 / ens.scale(n), dtype)
     if shift is not None:
@@ -634,7 +634,7 @@ def _padded_from_indices(ens, key, idx, n, m, inv_scale, shift, dtype):
     flat = jnp.where(inside, r[:, None] * n + r[None, :], 0)
 
     def one(i):
-        k = jax.random.fold_in(key, i)
+        k = fold_in(key, i)
         if ens.name == "goe":
             a = _goe_normals(k, m * m, dtype)[flat]
             return (a + a.T) * jnp.asarray(1 / math.sqrt(2), dtype)

@@ -211,6 +211,18 @@ def test_fold_in_is_jax_fold_in_bit_for_bit():
     assert np.array_equal(jax.random.key_data(fold_in(rbg, 5)), jax.random.key_data(jax.random.fold_in(rbg, 5)))
 
 
+def test_split_is_jax_split_bit_for_bit():
+    """``sim.vectors.split`` (the unrolled Threefry) gives jax.random.split's keys, scalar and vmapped."""
+    from sim.vectors import split
+
+    keys = jax.vmap(lambda i: jax.random.fold_in(KEY, i))(jnp.arange(3, dtype=jnp.uint32))
+    for num in (1, 2, 4, 7):
+        got = jax.jit(jax.vmap(lambda k: split(k, num)))(keys)  # noqa: B023
+        want = jax.vmap(lambda k: jax.random.split(k, num))(keys)  # noqa: B023
+        assert np.array_equal(jax.random.key_data(got), jax.random.key_data(want)), num
+    assert np.array_equal(jax.random.key_data(split(KEY, 2)), jax.random.key_data(jax.random.split(KEY)))
+
+
 def test_scale_parameters_are_run_time_arguments():
     """A power law's exponent and an MLP's layer table are arguments of the compiled kernels
     (``Distribution.runtime_form``): one distance program serves every exponent, one every MLP of one
