@@ -60,7 +60,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from sim.hvp import hessian_matvec, num_params
+from sim.hvp import hessian_matvec, mlp_hessian_matvec, num_params
 from sim.lanczos import Quadrature, extreme_eigenvalues, fraction_below, slq, spectral_density
 from sim.models import mlp_init, mlp_widths, mse_loss, teacher_task, width_for_params
 
@@ -115,6 +115,40 @@ def hdsim_hvp_time(params, task, reps):
         jax.block_until_ready(c(params, task, v))
         best = min(best, time.perf_counter() - t)
     return best / reps
+
+
+def hvp_block_times(params, task, reps, batch):
+    """(wall, CPU) seconds per HVP of the autodiff product (``hessian_matvec``, linearised gradient) and of
+    the hand-written ``mlp_hessian_matvec``, on one vector and on ``batch`` vectors under vmap: ``reps``
+    chained products in one fori_loop, best of 3 (compile excluded)."""
+    n = num_params(params)
+    out = {}
+    for name in ("autodiff", "mlp"):
+        for b in (1, batch):
+
+            def g(params, task, v, name=name, b=b):
+                if name == "mlp":
+                    mv = mlp_hessian_matvec(params, task.x, task.y)
+                else:
+                    mv = hessian_matvec(lambda p: mse_loss(p, task), params)
+                f = mv if b == 1 else jax.vmap(mv)
+
+                def body(_, x):
+                    y = f(x)
+                    return y / jnp.linalg.norm(y)
+
+                return jax.lax.fori_loop(0, reps, body, v)
+
+            v = jnp.ones((n,) if b == 1 else (b, n), jnp.float32) / math.sqrt(n)
+            c = jax.jit(g).lower(params, task, v).compile()
+            jax.block_until_ready(c(params, task, v))
+            best = (math.inf, math.inf)
+            for _ in range(3):
+                t, p = time.perf_counter(), time.process_time()
+                jax.block_until_ready(c(params, task, v))
+                best = min(best, (time.perf_counter() - t, time.process_time() - p))
+            out[name, b] = (best[0] / (reps * b), best[1] / (reps * b))
+    return out
 
 
 def exact_eigenvalues(params, task):
@@ -305,6 +339,13 @@ def big(args):
     params, task = build(widths, args.samples, args.seed, jnp.float32)
     n = num_params(params)
     rss0 = peak_rss_mb()
+    times = hvp_block_times(params, task, 10, args.batch_size)
+    print(f"load {os.getloadavg()[0]:.2f}; ms per HVP (wall / CPU), 10 chained products, best of 3:")
+    for (name, b), (wall, cpu) in times.items():
+        print(f"  {name:8s} {'1 vector' if b == 1 else f'vmap {b}':8s} {wall * 1e3:7.1f} / {cpu * 1e3:7.1f}")
+    for b in (1, args.batch_size):
+        a, m = times["autodiff", b], times["mlp", b]
+        print(f"  autodiff / mlp ({b} vector{'s' if b > 1 else ''}): wall {a[0] / m[0]:.2f}x, CPU {a[1] / m[1]:.2f}x")
     print(
         f"MLP widths {widths}: N = {n:,} parameters, {args.samples} samples; {args.probes} probes x "
         f"{args.steps} steps, batch {args.batch_size}, float32, full reorthogonalisation"

@@ -25,7 +25,11 @@ deflated values lie a distance ``eta`` outside the bulk interval, the shift is t
 ``P H P`` (``P = I - V V^T``) from a projected probe bounds the spectrum of ``B``: ``[theta_min - beta_m,
 theta_max + beta_m]`` (``beta_m`` the final residual norm), widened by ``margin`` of its width. ``B``
 is mapped to ``[-1, 1]`` by ``x = (lambda - c) / h``; the directions in ``V`` are sent to ``c`` (the
-operator is ``(P H P + c V^T V - c) / h``) so that rounding never excites anything outside [-1, 1].
+operator is ``(P H P + c V^T V - c) / h``) so that rounding never excites anything outside [-1, 1]:
+each new Chebyshev vector is projected as a whole, once per step, with ``V`` rounded to the product
+dtype (the products are no more accurate than that; in float32 this halves the bytes of ``V`` read per
+step, at n = 10^6 the largest cost after the products), so rounding leaves only a V-component of that
+size, which the next projection removes and never lets accumulate.
 If an eigenvalue of ``B`` still fell outside, Chebyshev moments would grow past ``mu_0``:
 ``Moments.interval_ok`` checks ``|mu_j| <= mu_0 (1 + 1e-6)`` for every probe and ``counts`` refuses
 to report a count when it fails.

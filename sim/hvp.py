@@ -43,7 +43,15 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-__all__ = ["hvp", "gnvp", "hessian_matvec", "gauss_newton_matvec", "landscape_hessian_matvec", "num_params"]
+__all__ = [
+    "hvp",
+    "gnvp",
+    "hessian_matvec",
+    "mlp_hessian_matvec",
+    "gauss_newton_matvec",
+    "landscape_hessian_matvec",
+    "num_params",
+]
 
 PyTree = Any
 Matvec = Callable[[jax.Array], jax.Array]
@@ -134,6 +142,79 @@ def hessian_matvec(loss: Callable[[PyTree], jax.Array], params: PyTree) -> Matve
 
     def matvec(v: jax.Array) -> jax.Array:
         return lin(v.astype(flat.dtype))
+
+    return matvec
+
+
+def mlp_hessian_matvec(params: PyTree, x: jax.Array, y: jax.Array) -> Matvec:
+    """The Hessian of ``sim.models.mse_loss(params, Task(x, y))`` (tanh MLP of ``sim.models.mlp_apply``) as a
+    matvec on flat vectors, by the hand-written R-operator (Pearlmutter 1994).
+
+    The same operator as ``hessian_matvec(lambda p: mse_loss(p, Task(x, y)), params)`` (tested to float
+    rounding), cheaper: the forward pass, the back-propagated errors and their tanh factors are computed
+    once, and each product is exactly the six GEMMs per layer of the tangent passes (two forward, four
+    backward), in layouts that need no transposed copies, plus O(m width) elementwise work. Under ``vmap``
+    over vectors the products with the weights become single wide GEMMs. With ``L(p) = (1/2m) sum |f - y|^2``,
+    ``z_l = h_{l-1} W_l + b_l``, ``h_l = tanh z_l`` (``f = z_L``), errors ``g_L = (f - y) / m``,
+    ``g_{l-1} = (g_l W_l^T) * (1 - h_{l-1}^2)``, the product with ``(dW, db)`` is
+
+        R z_l = R h_{l-1} W_l + h_{l-1} dW_l + db_l,   R h_l = (1 - h_l^2) R z_l,   R g_L = R z_L / m,
+        R gW_l = h_{l-1}^T R g_l + R h_{l-1}^T g_l,   R gb_l = sum_rows R g_l,
+        R g_{l-1} = (R g_l W_l^T + g_l dW_l^T) (1 - h_{l-1}^2) - 2 (g_l W_l^T) h_{l-1} R h_{l-1}.
+
+    Args:
+        params: ``sim.models.mlp_init`` parameters, a list of ``(W (fan_in, fan_out), b (fan_out,))``, one dtype.
+        x: (m, d_in) inputs. y: (m, d_out) targets.
+
+    Returns:
+        ``matvec(v)``: ``(n,) -> (n,)`` in the ``ravel_pytree(params)`` layout; vectors are cast to the
+        parameter dtype.
+    """
+    _check_float_tree("mlp_hessian_matvec", params)
+    if jnp.ndim(x) != 2 or jnp.ndim(y) != 2 or jnp.shape(x)[0] != jnp.shape(y)[0]:
+        raise ValueError(f"mlp_hessian_matvec: need x (m, d_in) and y (m, d_out), got {jnp.shape(x)}, {jnp.shape(y)}")
+    flat, unravel = ravel_pytree(params)
+    dt = flat.dtype
+    ws = [jnp.asarray(w) for w, _ in params]
+    bs = [jnp.asarray(b) for _, b in params]
+    num = len(ws)
+    m = jnp.shape(x)[0]
+    hs = [jnp.asarray(x, dt)]  # h_0 = x, h_1 .. h_{L-1}
+    for w, b in zip(ws[:-1], bs[:-1]):
+        hs.append(jnp.tanh(hs[-1] @ w + b[None, :]))
+    f = hs[-1] @ ws[-1] + bs[-1][None, :]
+    d = {l: 1.0 - hs[l] * hs[l] for l in range(1, num)}  # tanh' at each hidden layer
+    g: dict[int, jax.Array] = {}  # g[l]: error at z_l
+    e: dict[int, jax.Array] = {}  # e[l] = -2 (g_{l+1} W_{l+1}^T) h_l, the curvature of tanh times the error
+    g[num] = (f - jnp.asarray(y, dt)) / m
+    for l in range(num - 1, 0, -1):
+        gh = g[l + 1] @ ws[l].T
+        g[l] = gh * d[l]
+        e[l] = -2.0 * gh * hs[l]
+
+    def matvec(v: jax.Array) -> jax.Array:
+        tang = unravel(v.astype(dt))
+        rh: dict[int, jax.Array] = {}  # R h_l, l >= 1
+        rg = jnp.zeros((), dt)
+        for l in range(1, num + 1):
+            dw, db = tang[l - 1]
+            rz = hs[l - 1] @ dw + db[None, :]
+            if l > 1:
+                rz = rz + rh[l - 1] @ ws[l - 1]
+            if l < num:
+                rh[l] = d[l] * rz
+            else:
+                rg = rz / m
+        out: list[Any] = [None] * num
+        for l in range(num, 0, -1):
+            dw, _ = tang[l - 1]
+            rgw = hs[l - 1].T @ rg
+            if l > 1:
+                rgw = rgw + rh[l - 1].T @ g[l]
+            out[l - 1] = (rgw, jnp.sum(rg, axis=0))
+            if l > 1:
+                rg = (rg @ ws[l - 1].T + g[l] @ dw.T) * d[l - 1] + e[l - 1] * rh[l - 1]
+        return ravel_pytree([tuple(o) for o in out])[0]
 
     return matvec
 
