@@ -57,7 +57,6 @@ def test_mlp_matvec_blocks_match_per_vector_and_autodiff_float32():
     scale = np.abs(ref).max()
     np.testing.assert_allclose(block, single, rtol=0, atol=1e-5 * scale)  # float32 rounding only
     np.testing.assert_allclose(block, ref, rtol=0, atol=1e-5 * scale)
-    assert np.abs(block - ref).max() > 0 or np.array_equal(block, ref)
 
 
 def test_mlp_matvec_casts_vectors_and_validates():
