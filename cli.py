@@ -563,7 +563,7 @@ def figures(
     quick: Annotated[
         bool,
         typer.Option(
-            help="Reduced sizes: a smoke run of every entry (measured 152 s wall, 211 CPU-s on 2 idle cores with an "
+            help="Reduced sizes: a smoke run of every entry (measured 123 s wall, 166 CPU-s on 2 idle cores with an "
             "empty compilation cache; mostly compilation)."
         ),
     ] = False,
