@@ -172,6 +172,8 @@ def ordered_reduce_blocks(x: jax.Array, axis_name: str, combine: Callable = jnp.
     (``cyclic_blocks``); combine every device's roots in block order in a fixed pairwise tree (padded with
     zeros to a power of two), the same on every device. With one round this is ``ordered_reduce``.
     ``combine(a, 0)`` must return ``a`` exactly (sums; max of non-negative values)."""
+    if jax.lax.axis_size(axis_name) == 1:  # one device holds every block, already in block order
+        return _tree(x, combine)
     g = jax.lax.all_gather(x, axis_name)  # (n_dev, rounds, ...)
     g = jnp.swapaxes(g, 0, 1).reshape((-1,) + x.shape[1:])  # block order: r * n_dev + k
     return _tree(g, combine)
@@ -195,8 +197,11 @@ def ordered_reduce(x: jax.Array, axis_name: str, combine: Callable = jnp.add) ->
 
     Unlike ``psum`` (whose order is up to the backend) the result is bit-identical to the tree a
     single device computes over the same aligned blocks. ``combine(a, 0)`` must return ``a`` exactly
-    (sums; max of non-negative values).
+    (sums; max of non-negative values). On one device the tree of one value is ``x`` itself, returned
+    without the all-gather (a copy per call inside training loops).
     """
+    if jax.lax.axis_size(axis_name) == 1:
+        return x
     return _tree(jax.lax.all_gather(x, axis_name), combine)  # (n_dev, ...)
 
 

@@ -322,3 +322,14 @@ def test_large_batch_crossings_match_theory_with_1024_seeds():
         th = E.theory_steps(B, d, 1 / F)
         assert abs(frac - th) < 4 * se and abs(frac / th - 1) < 0.01, (B, frac, se, th)
         assert se < 0.003 * th  # resolution: a 1% bias would be > 3 SE
+
+
+def test_fold_in_words_and_raw_are_jax_fold_in():
+    """The unrolled fold-in the training loop keys its steps with is ``jax.random.fold_in``, bit for bit."""
+    key = jax.random.key(11)
+    raw = jax.random.key_data(key)
+    t = jnp.array([0, 1, 7, 2**31 + 5, 2**32 - 1], jnp.uint32)
+    want = np.stack([np.asarray(jax.random.key_data(jax.random.fold_in(key, s))) for s in t])
+    y0, y1 = P.fold_in_words(raw, t)
+    assert np.array_equal(np.stack([np.asarray(y0), np.asarray(y1)], axis=-1), want)
+    assert np.array_equal(np.asarray(P.fold_in_raw(raw, t)), want)

@@ -17,7 +17,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sim.devices import block_size, cyclic_blocks, parse_coordinator
+from sim.devices import (
+    AXIS,
+    block_size,
+    cyclic_blocks,
+    make_mesh,
+    ordered_reduce,
+    ordered_reduce_blocks,
+    parse_coordinator,
+)
 from sim.distances import default_chunk, pairwise_distances, pairwise_matrices
 from sim.vectors import TILE, Gaussian, Rademacher, sample, sign_words
 from tests.processes import ROOT, TIMEOUT, fresh_env, run_on_devices, run_two_processes_and_one
@@ -242,3 +250,20 @@ def test_block_size_and_coordinator_parsing():
     for bad in ("host", ":80", "h:0", "h:70000", "h:x"):
         with pytest.raises(ValueError, match="HOST:PORT"):
             parse_coordinator(bad)
+
+
+def test_ordered_reduce_on_one_device_is_the_value_without_an_all_gather():
+    """One device: the tree of one value is the value itself, so no all-gather is compiled (the training
+    loop reduces every step); the blocked form sums the rounds in the same tree as ever."""
+    mesh = make_mesh(1)
+    x = jnp.arange(12.0, dtype=jnp.float32).reshape(3, 4) / 7
+
+    def run(fn):
+        f = jax.jit(jax.shard_map(fn, mesh=mesh, in_specs=jax.P(), out_specs=jax.P()))
+        return f(x), f.lower(x).as_text()
+
+    y, text = run(lambda a: ordered_reduce(a, AXIS))
+    assert np.array_equal(np.asarray(y), np.asarray(x)) and "all_gather" not in text and "all-gather" not in text
+    y, text = run(lambda a: ordered_reduce_blocks(a, AXIS))
+    # rounds 0, 1, 2 padded to 4 with zeros: (x0 + x1) + (x2 + 0)
+    assert np.array_equal(np.asarray(y), np.asarray((x[0] + x[1]) + x[2])) and "all_gather" not in text

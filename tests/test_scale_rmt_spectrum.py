@@ -129,6 +129,7 @@ def test_eigenvalue_counts_bit_identical_for_1_8_devices(eight_devices, one_devi
         assert np.array_equal(eight_devices[f"eig_{d}"], ref), d
 
 
+@pytest.mark.slow  # its 8-device process (28 s) is shared with the slow tests above; a claim test in .ci/run
 def test_slq_bit_identical_for_1_2_8_devices(eight_devices, one_device):
     ref = np.concatenate([x.reshape(-1).astype(np.float64) for x in one_device["slq_goe"](None)])
     for d in (1, 2, 8):

@@ -67,6 +67,7 @@ __all__ = [
     "run_to_target",
     "RunResult",
     "fold_in_raw",
+    "fold_in_words",
     "stream_normals",
     "stream_halves",
     "seed_keys",
@@ -184,14 +185,19 @@ def sample(problem: Problem, arrays: Arrays, key, start, count: int):
     return _sample_raw(problem, arrays, raw, jnp.asarray(start, jnp.uint32) + jnp.arange(count, dtype=jnp.uint32))
 
 
-def fold_in_raw(raw, data):
-    """``jax.random.key_data(jax.random.fold_in(wrap_key_data(raw), data))`` for threefry keys, in the
-    unrolled, fusible ``sim.vectors.threefry2x32``; ``data`` uint32 of any shape: result ``data.shape + (2,)``."""
+def fold_in_words(raw, data):
+    """``fold_in_raw`` with the two key words apart: a pair of uint32 arrays of ``data``'s shape (no stacking
+    kernel, no copies of the pair where the words are consumed at once)."""
     from sim.vectors import threefry2x32
 
     data = jnp.asarray(data, jnp.uint32)
-    y0, y1 = threefry2x32(raw[0], raw[1], jnp.zeros_like(data), data)
-    return jnp.stack([y0, y1], axis=-1)
+    return threefry2x32(raw[0], raw[1], jnp.zeros_like(data), data)
+
+
+def fold_in_raw(raw, data):
+    """``jax.random.key_data(jax.random.fold_in(wrap_key_data(raw), data))`` for threefry keys, in the
+    unrolled, fusible ``sim.vectors.threefry2x32``; ``data`` uint32 of any shape: result ``data.shape + (2,)``."""
+    return jnp.stack(fold_in_words(raw, data), axis=-1)
 
 
 def stream_normals(raw, idx, n: int):
@@ -587,8 +593,6 @@ def _pool_slot_sum(problem: Problem, arrays: Arrays, p, kt, bint, s, group: int)
 
 @functools.cache
 def _run_fn(problem: Problem, capacity: int, every: int, group: int, optimal: bool, mesh):
-    from sim.vectors import threefry2x32
-
     k = mesh.devices.size
     m = MAX_LEAVES // k  # slots per device
     n_ck = capacity // every + 1  # checkpoints 0, every, ..., plus one scratch row at index n_ck
@@ -606,7 +610,7 @@ def _run_fn(problem: Problem, capacity: int, every: int, group: int, optimal: bo
 
         def seed_grad(p, kb, t):
             if problem.kind == "stream":  # the two key words apart: no stacking kernel, no copies of the pair
-                kt = threefry2x32(kb[0], kb[1], jnp.zeros_like(t), t)
+                kt = fold_in_words(kb, t)
                 sums = _stream_slot_sums(problem, arrays, p, kt, bint, own, inv, sched)[..., None]
             else:
                 kt = fold_in_raw(kb, t)
@@ -621,8 +625,7 @@ def _run_fn(problem: Problem, capacity: int, every: int, group: int, optimal: bo
         def body(c):
             i, p, st, buf, ck, _ = c
             g = jax.vmap(seed_grad, in_axes=(0, 0, None))(p, keys, t0 + i.astype(jnp.uint32))
-            # one device: its sum is the total (ordered_reduce's tree of one value), without the all-gather
-            g = jax.tree.map(lambda a: (a if k == 1 else ordered_reduce(a, AXIS)) / bsize, g)
+            g = jax.tree.map(lambda a: ordered_reduce(a, AXIS) / bsize, g)
             if optimal:
                 eta = jax.vmap(lambda q: optimal_lr(arrays, q, bsize))(p)
             else:
