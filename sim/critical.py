@@ -129,6 +129,7 @@ __all__ = [
     "subnet_active",
     "find_critical_points",
     "minimise",
+    "compile_search",
     "starts",
 ]
 
@@ -619,6 +620,42 @@ def find_critical_points(
     Returns:
         ``CriticalPoints`` with one entry per start (converged or not).
     """
+    return _find(
+        *_find_args(
+            key,
+            landscape,
+            params,
+            n_starts,
+            max_steps=max_steps,
+            rtol=rtol,
+            zero_tol=zero_tol,
+            dedup_tol=dedup_tol,
+            max_step=max_step,
+            patience=patience,
+            slots=slots,
+            method=method,
+            escapes=escapes,
+        )
+    )
+
+
+def _find_args(
+    key,
+    landscape: Landscape,
+    params,
+    n_starts: int,
+    *,
+    max_steps: int = 100,
+    rtol: float = 1e-8,
+    zero_tol: float = 1e-6,
+    dedup_tol: float = 1e-6,
+    max_step: float = 0.5,
+    patience: int = 10,
+    slots: int | None = None,
+    method: str = "lm",
+    escapes: int = DEFAULT_ESCAPES,
+):
+    """``find_critical_points``' arguments checked and normalised: the arguments of ``_find``."""
     _check(
         "find_critical_points",
         landscape,
@@ -638,7 +675,7 @@ def find_critical_points(
     if method == "subnet" and not hasattr(landscape, "unit_mask"):
         raise ValueError(f"find_critical_points: method 'subnet' needs an MLP landscape, got {landscape.name!r}")
     slots = DEFAULT_SLOTS if slots is None else int(slots)
-    return _find(
+    return (
         as_key(key),
         landscape,
         params,
@@ -738,13 +775,45 @@ def minimise(
     Returns:
         ``CriticalPoints`` with one entry per start.
     """
+    return _minimise(
+        *_minimise_args(
+            key,
+            landscape,
+            params,
+            n_starts,
+            descent_steps=descent_steps,
+            descent_rtol=descent_rtol,
+            max_steps=max_steps,
+            rtol=rtol,
+            zero_tol=zero_tol,
+            dedup_tol=dedup_tol,
+            patience=patience,
+        )
+    )
+
+
+def _minimise_args(
+    key,
+    landscape: Landscape,
+    params,
+    n_starts: int,
+    *,
+    descent_steps: int = 20000,
+    descent_rtol: float = 1e-5,
+    max_steps: int = 100,
+    rtol: float = 1e-8,
+    zero_tol: float = 1e-6,
+    dedup_tol: float = 1e-6,
+    patience: int = 10,
+):
+    """``minimise``' arguments checked and normalised: the arguments of ``_minimise``."""
     _check(
         "minimise", landscape, n_starts, descent_rtol=descent_rtol, rtol=rtol, zero_tol=zero_tol, dedup_tol=dedup_tol
     )
     for name, v in (("descent_steps", descent_steps), ("max_steps", max_steps), ("patience", patience)):
         if isinstance(v, bool) or int(v) != v or v < 1:
             raise ValueError(f"minimise: {name} must be an integer >= 1, got {v!r}")
-    return _minimise(
+    return (
         as_key(key),
         landscape,
         params,
@@ -757,6 +826,20 @@ def minimise(
         float(dedup_tol),
         int(patience),
     )
+
+
+def compile_search(kind: str, key, landscape: Landscape, params, n_starts: int, **options):
+    """Compile, without running, the program that ``find_critical_points`` (``kind`` "find") or
+    ``minimise`` ("minimise") runs for these arguments (the same options, checked the same way).
+
+    A later call with arguments of the same shapes, options and device reuses the compiled program:
+    so a caller can compile the programs of several sizes side by side in threads (XLA compiles with
+    the GIL released) and run them later. The program and its results are those of the call itself."""
+    if kind == "find":
+        return _find.lower(*_find_args(key, landscape, params, n_starts, **options)).compile()
+    if kind == "minimise":
+        return _minimise.lower(*_minimise_args(key, landscape, params, n_starts, **options)).compile()
+    raise ValueError(f"compile_search: kind must be 'find' or 'minimise', got {kind!r}")
 
 
 @functools.partial(jax.jit, static_argnums=(1, 3, 4, 5, 6, 7, 8, 9, 10))

@@ -536,3 +536,22 @@ def test_digits_critical_points_are_critical_and_their_index_is_exact(digits_poi
         assert int(np.sum(ev < -cut)) == cp.index[s] and int(np.sum(np.abs(ev) <= cut)) == cp.n_zero[s]
     # the others are reported as not converged, with |grad| above the tolerance
     assert np.all(cp.grad_norm[~cp.converged] > cp.gtol) and np.all(cp.index[~cp.converged] == -1)
+
+
+def test_compile_search_is_the_program_a_call_runs(caplog):
+    """``compile_search`` (what the experiment's compile-ahead threads call) compiles the very program
+    that a later ``find_critical_points`` call with the same arguments runs: the call compiles nothing
+    (a second compilation would cost the time it was meant to save) and returns the same bits."""
+    import logging
+
+    land = L.GRF()
+    params = land.sample(jax.random.key(0), 4)
+    compiled = C.compile_search("find", jax.random.key(3), land, params, 12, slots=5)
+    with jax.log_compiles(True), caplog.at_level(logging.DEBUG):
+        cp = C.find_critical_points(jax.random.key(3), land, params, 12, slots=5)
+        jax.block_until_ready(cp)
+    assert not [r for r in caplog.records if "Finished XLA compilation of jit(_find)" in r.getMessage()]
+    for u, v in zip(cp, compiled(jax.random.key(3), params)):
+        np.testing.assert_array_equal(np.asarray(u), np.asarray(v))
+    with pytest.raises(ValueError, match="kind must be"):
+        C.compile_search("bfgs", jax.random.key(3), land, params, 12)

@@ -41,7 +41,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import jax
@@ -64,7 +66,7 @@ from sim.experiments.base import (
 from sim.fit import spearman  # re-exported: it used to live here
 from sim.theory import landscapes as theory
 
-__all__ = ["CriticalConfig", "run", "spearman", "memory_estimate", "check_memory"]
+__all__ = ["CriticalConfig", "run", "prepare", "spearman", "memory_estimate", "check_memory"]
 
 # finder budget by landscape (MLP critical points converge slowly: flat directions): (max_steps, patience)
 _FINDER_DEFAULTS = {"grf": (100, 10), "pspin": (100, 10), "mlp": (300, 50)}
@@ -266,40 +268,40 @@ def _rows(name, dim, size, instance, cp: critical.CriticalPoints, tdim, method) 
     return out
 
 
-def _compute(config: CriticalConfig, land, size: int, inst: int, budget, root):
-    """The searches of instance ``inst`` of ``size`` from the master key ``root``: (finder, descent or None)."""
+def _search_calls(config: CriticalConfig, land, size: int, inst: int, budget, root):
+    """The searches of instance ``inst`` of ``size`` from the master key ``root``: a list of
+    (kind, args, options) for ``sim.critical`` (kind "find": ``find_critical_points``, "minimise")."""
     max_steps, patience = budget
     k = jax.random.fold_in(jax.random.fold_in(root, size), inst)
     params = land.sample(jax.random.fold_in(k, 0), size)
     k_starts = jax.random.fold_in(k, 1)
-    cp = critical.find_critical_points(
-        k_starts,
-        land,
-        params,
-        config.starts,
-        max_steps=max_steps,
-        patience=patience,
-        rtol=config.rtol,
-        zero_tol=config.zero_tol,
-        dedup_tol=config.dedup_tol,
-        method=str(config.method),
-        slots=config.slots,
-    )
-    dp = None
-    if config.descent:
-        dp = critical.minimise(
-            k_starts,
-            land,
-            params,
-            config.starts,
-            descent_steps=config.descent_steps,
-            max_steps=max_steps,
-            patience=patience,
-            rtol=config.rtol,
-            zero_tol=config.zero_tol,
-            dedup_tol=config.dedup_tol,
+    tols = {"rtol": config.rtol, "zero_tol": config.zero_tol, "dedup_tol": config.dedup_tol}
+    calls = [
+        (
+            "find",
+            (k_starts, land, params, config.starts),
+            dict(max_steps=max_steps, patience=patience, method=str(config.method), slots=config.slots, **tols),
         )
-    return cp, dp
+    ]
+    if config.descent:
+        calls.append(
+            (
+                "minimise",
+                (k_starts, land, params, config.starts),
+                dict(descent_steps=config.descent_steps, max_steps=max_steps, patience=patience, **tols),
+            )
+        )
+    return calls
+
+
+def _compute(config: CriticalConfig, land, size: int, inst: int, budget, root):
+    """The searches of instance ``inst`` of ``size`` from the master key ``root``: (finder, descent or None)."""
+    calls = _search_calls(config, land, size, inst, budget, root)
+    out = [
+        (critical.find_critical_points if kind == "find" else critical.minimise)(*args, **options)
+        for kind, args, options in calls
+    ]
+    return out[0], (out[1] if config.descent else None)
 
 
 def _dispatch(config: CriticalConfig, land, size: int, inst: int, device, budget):
@@ -308,6 +310,74 @@ def _dispatch(config: CriticalConfig, land, size: int, inst: int, device, budget
     with jax.default_device(device):
         root = jax.device_put(jax.random.key(int(config.seed)), device)
         return _compute(config, land, size, inst, budget, root)
+
+
+def _compile_size(config: CriticalConfig, land, size: int, device, budget) -> None:
+    """Compile (not run) the programs of ``size`` on ``device``: the instances of a size share them."""
+    with jax.default_device(device):
+        root = jax.device_put(jax.random.key(int(config.seed)), device)
+        for kind, args, options in _search_calls(config, land, size, 0, budget, root):
+            critical.compile_search(kind, *args, **options)
+
+
+#: compilations started by ``prepare``: (config, size, device id) -> Future
+_COMPILING: dict[tuple, Future] = {}
+_COMPILER: list[ThreadPoolExecutor] = []
+_LOCK = threading.Lock()
+
+
+def _compiler() -> ThreadPoolExecutor:
+    """The threads that compile in the background, one per usable core (created on first use)."""
+    if not _COMPILER:
+        _COMPILER.append(ThreadPoolExecutor(_usable_cores(), thread_name_prefix="hdsim-critical-compile"))
+    return _COMPILER[0]
+
+
+def _items(config: CriticalConfig, devices) -> list[tuple[int, Any]]:
+    """(size, device) of every item that this process runs, in the order it runs them (see ``_results``)."""
+    me = jax.process_index()
+    out = []
+    for j, (size, _) in enumerate((size, inst) for size in config.dims for inst in range(config.instances)):
+        device = devices[j % len(devices)]
+        if device.process_index == me and (size, device) not in out:
+            out.append((size, device))
+    return out
+
+
+def prepare(config: CriticalConfig) -> None:
+    """Start compiling the programs that ``run(config)`` needs (per size and device: the finder and, with
+    descent, the descent; ``sim.critical.compile_search``) in background threads, one per core, and
+    return at once; ``run`` calls it too and waits for a size's programs before running that size.
+
+    Compilation (XLA, single-threaded per program, with the GIL released) is most of the cost of this
+    experiment at the gallery's sizes (about 6-10 CPU-s per program against 0.1-2 CPU-s of search), so
+    compiling the sizes side by side, and beside the searches of the sizes already compiled, uses
+    every core. Calling ``prepare`` for several configurations before running them lets their
+    compilations overlap too. The programs are the ones a plain call compiles: results are unchanged,
+    bit for bit. A configuration whose programs are being compiled or done is not compiled again."""
+    land = config.make_landscape()
+    budget = config.finder_budget()
+    devices = get_devices(config.devices, platform=config.platform)
+    with _LOCK:
+        for size, device in _items(config, devices):
+            key = (config, size, device.id)
+            if key not in _COMPILING:
+                _COMPILING[key] = _compiler().submit(_compile_size, config, land, size, device, budget)
+
+
+def _compiled(config: CriticalConfig, size: int, device) -> None:
+    """Wait until ``prepare``'s compilation of ``size`` on ``device`` is done (raises what it raised)."""
+    with _LOCK:
+        future = _COMPILING.get((config, size, device.id))
+    if future is not None:
+        future.result()
+
+
+def _usable_cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
 
 
 def _cpu_pool_size() -> int:
@@ -367,6 +437,7 @@ def _results(config: CriticalConfig, land, devices, budget):
             i = mine.index(j)
             for a in mine[i : i + ahead]:
                 if a not in flight:
+                    _compiled(config, items[a][0], devices[a % len(devices)])
                     flight[a] = _dispatch(config, land, *items[a], devices[a % len(devices)], budget)
             cp, dp = flight.pop(j)
             result = (jax.device_get(cp), (jax.device_get(dp) if dp is not None else None))
@@ -382,6 +453,7 @@ def run(config: CriticalConfig, *, progress: Progress | None = None) -> Result:
     budget = config.finder_budget()
     max_steps, patience = budget
     devices = get_devices(config.devices, platform=config.platform)
+    prepare(config)
     results = _results(config, land, devices, budget)
     rows, descent_rows, summary, spectrum = [], [], [], []
     timings = {}

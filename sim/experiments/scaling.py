@@ -29,7 +29,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import jax
@@ -281,9 +283,32 @@ def _seeds_program(key: tuple):
     return jax.jit(lambda ks, data, ridge, scale: jax.lax.map(lambda k: one(k, data, ridge, scale), ks))
 
 
-def _run_seeds(config: ScalingConfig, p: int, method: str):
+def _seed_keys(config: ScalingConfig):
     root = jax.random.key(config.seed)
-    keys = jax.vmap(lambda s: jax.random.fold_in(root, s))(jnp.arange(config.seeds))
+    return jax.vmap(lambda s: jax.random.fold_in(root, s))(jnp.arange(config.seeds))
+
+
+def _precompile(config: ScalingConfig, ps, method: str) -> dict:
+    """Start compiling the programs of feature counts ``ps`` side by side, one thread per core (XLA
+    compiles with the GIL released; compilation is most of a sweep over P on CPU): -> {p: Future}. The
+    jitted functions and arguments are made here, so a later ``_run_seeds`` reuses each compiled program."""
+    keys = _seed_keys(config)
+    jobs = {}
+    for p in dict.fromkeys(ps):
+        program = _seeds_program(_program_key(config, p, method))
+        jobs[p] = functools.partial(program.lower(keys, *_curve_args(config, p)).compile)
+    try:
+        cores = max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        cores = os.cpu_count() or 1
+    pool = ThreadPoolExecutor(cores, thread_name_prefix="hdsim-scaling-compile")
+    futures = {p: pool.submit(job) for p, job in jobs.items()}
+    pool.shutdown(wait=False)
+    return futures
+
+
+def _run_seeds(config: ScalingConfig, p: int, method: str):
+    keys = _seed_keys(config)
     out = _seeds_program(_program_key(config, p, method))(keys, *_curve_args(config, p))
     return [np.asarray(v, np.float64) for v in jax.device_get(out)]
 
@@ -355,8 +380,11 @@ def run(config: ScalingConfig, progress: Progress = no_progress) -> Result:
         config.params if config.learner == "features" or (config.learner == "linear" and config.synthetic) else (None,)
     )
     per_p = {}
+    compiled = _precompile(config, [p or 0 for p in sweep], "cholesky") if len(sweep) > 1 else {}
     for p, p_show in zip(sweep, params_used if len(params_used) == len(sweep) else [params_used[0]] * len(sweep)):
         method = "cholesky"
+        if (p or 0) in compiled:
+            compiled[p or 0].result()
         test, excess, train = _run_seeds(config, p or 0, method)
         if not (np.all(np.isfinite(test)) and np.all(np.isfinite(train))):
             method = "svd"  # a singular Gram matrix (rank-deficient features): one SVD per size instead

@@ -32,7 +32,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import jax
@@ -216,6 +218,13 @@ def _take(tree, i):
     return jax.tree.map(lambda a: a[i], tree)
 
 
+def _usable_cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
 def run(config: TrainConfig, progress: Progress = no_progress) -> Result:
     """Train and measure (see the module docstring). ``progress(1)`` after each width."""
     from sim.fit import fit_power_law
@@ -234,21 +243,27 @@ def run(config: TrainConfig, progress: Progress = no_progress) -> Result:
     notes: list[str] = []
     seconds = {"train": 0.0, "measure": 0.0}
     S = config.seeds
-    for width in sorted(set(int(w) for w in config.widths)):
-        model = T.Model(d_in, width, config.depth, d_out, config.param, config.activation)
+    widths = sorted(set(int(w) for w in config.widths))
+    models = {w: T.Model(d_in, w, config.depth, d_out, config.param, config.activation) for w in widths}
+    options = dict(
+        optimizer=config.optimizer,
+        lr=config.lr,
+        steps=config.steps,
+        seeds=S,
+        batch_size=config.batch_size,
+        checkpoints=config.checkpoints,
+        dtype=dtype,
+    )
+    # each width's training program is compiled ahead, side by side in one thread per core (compilation is
+    # most of a gallery sweep's cost); a width waits for its own program, which ``train`` then reuses
+    compiler = ThreadPoolExecutor(_usable_cores(), thread_name_prefix="hdsim-train-compile")
+    compiled = {w: compiler.submit(T.compile_train, k_train, data, models[w], **options) for w in widths}
+    compiler.shutdown(wait=False)
+    for width in widths:
+        model = models[width]
+        compiled[width].result()
         t0 = time.perf_counter()
-        run_ = T.train(
-            k_train,
-            data,
-            model,
-            optimizer=config.optimizer,
-            lr=config.lr,
-            steps=config.steps,
-            seeds=S,
-            batch_size=config.batch_size,
-            checkpoints=config.checkpoints,
-            dtype=dtype,
-        )
+        run_ = T.train(k_train, data, model, **options)
         jax.block_until_ready(run_.params)
         seconds["train"] += time.perf_counter() - t0
         t0 = time.perf_counter()

@@ -36,7 +36,17 @@ import optax
 from sim._util import as_key
 from sim.learning import mlp
 
-__all__ = ["OPTIMIZERS", "Model", "make_optimizer", "make_step", "TrainRun", "train", "evaluate", "hyper_loss"]
+__all__ = [
+    "OPTIMIZERS",
+    "Model",
+    "make_optimizer",
+    "make_step",
+    "TrainRun",
+    "train",
+    "compile_train",
+    "evaluate",
+    "hyper_loss",
+]
 
 OPTIMIZERS = ("gd", "sgd", "adam")
 
@@ -246,6 +256,29 @@ def train(
             (and at ``steps`` if C does not divide it).
         dtype: parameter dtype.
     """
+    fn, x, y, mult, lr_ = _program(
+        data,
+        model,
+        optimizer=optimizer,
+        lr=lr,
+        steps=steps,
+        seeds=seeds,
+        batch_size=batch_size,
+        checkpoints=checkpoints,
+        dtype=dtype,
+    )
+    key = as_key(key)
+    # one seed at a time (dispatched asynchronously, no host synchronisation between seeds): each
+    # seed's activations stay in cache, where the vmapped ensemble streamed S times as much memory per
+    # step and ran at a third of the speed on CPU (benchmarks/bench_train.py, "profile")
+    p0, p, losses, ckpt = _stack_trees([fn(key, s, x, y, mult, lr_) for s in range(seeds)])
+    seg = steps // checkpoints
+    marks = tuple(j * seg for j in range(checkpoints + 1)) + ((steps,) if steps != seg * checkpoints else ())
+    return TrainRun(p0, p, losses, ckpt, marks)
+
+
+def _program(data, model: Model, *, optimizer, lr, steps, seeds, batch_size, checkpoints, dtype):
+    """``train``'s arguments checked: (its program with the static options bound, x, y, multipliers, rate)."""
     for name, v, least in (("steps", steps, 1), ("seeds", seeds, 1), ("checkpoints", checkpoints, 1)):
         if isinstance(v, bool) or not isinstance(v, int) or v < least:
             raise ValueError(f"train: {name} must be an integer >= {least}, got {v!r}")
@@ -272,14 +305,38 @@ def train(
         dtype=jnp.dtype(dtype),
     )
     mult, lr_ = _hyper(model, lr, dtype)
-    key = as_key(key)
-    # one seed at a time (dispatched asynchronously, no host synchronisation between seeds): each
-    # seed's activations stay in cache, where the vmapped ensemble streamed S times as much memory per
-    # step and ran at a third of the speed on CPU (benchmarks/bench_train.py, "profile")
-    p0, p, losses, ckpt = _stack_trees([fn(key, s, x, y, mult, lr_) for s in range(seeds)])
-    seg = steps // checkpoints
-    marks = tuple(j * seg for j in range(checkpoints + 1)) + ((steps,) if steps != seg * checkpoints else ())
-    return TrainRun(p0, p, losses, ckpt, marks)
+    return fn, x, y, mult, lr_
+
+
+def compile_train(
+    key,
+    data,
+    model: Model,
+    *,
+    optimizer: str = "gd",
+    lr: float = 0.1,
+    steps: int = 1000,
+    seeds: int = 1,
+    batch_size: int | None = None,
+    checkpoints: int = 1,
+    dtype=jnp.float32,
+) -> None:
+    """Compile, without running, the program that ``train`` runs with these arguments (one per
+    architecture and schedule, see ``train``): a later ``train`` call with the same arguments reuses it,
+    so a caller can compile several architectures side by side in threads (XLA compiles with the GIL
+    released). The program and its results are those of ``train`` itself."""
+    fn, x, y, mult, lr_ = _program(
+        data,
+        model,
+        optimizer=optimizer,
+        lr=lr,
+        steps=steps,
+        seeds=seeds,
+        batch_size=batch_size,
+        checkpoints=checkpoints,
+        dtype=dtype,
+    )
+    fn.func.lower(as_key(key), 0, x, y, mult, lr_, **fn.keywords).compile()
 
 
 @jax.jit
