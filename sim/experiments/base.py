@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-from collections.abc import Callable, Iterable
+import os
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 Progress = Callable[[int], None]
@@ -127,3 +129,23 @@ def check_devices(devices, platform, platforms) -> None:
     check_int("devices", devices, 1, optional=True)
     if platform is not None and platform not in platforms:
         raise ConfigError(f"platform must be None or one of {', '.join(platforms)}, got {platform!r}")
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity on Linux, else ``os.cpu_count()``)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def compile_ahead(jobs: Mapping[Any, Callable[[], Any]], name: str) -> dict[Any, Future]:
+    """Start ``jobs`` (each compiles, without running, a program that a later call reuses) side by side,
+    one thread per usable core, and return at once: {job key: Future}. XLA compiles with the GIL
+    released, and compilation is most of a gallery sweep's cost on CPU, so a sweep compiles its sizes in
+    parallel and runs each one as soon as its ``Future`` is done; the programs, hence the results, are
+    those of the plain calls."""
+    pool = ThreadPoolExecutor(usable_cores(), thread_name_prefix=f"hdsim-{name}-compile")
+    futures = {k: pool.submit(job) for k, job in jobs.items()}
+    pool.shutdown(wait=False)
+    return futures

@@ -62,6 +62,7 @@ from sim.experiments.base import (
     check_number,
     checking,
     no_progress,
+    usable_cores,
 )
 from sim.fit import spearman  # re-exported: it used to live here
 from sim.theory import landscapes as theory
@@ -329,7 +330,7 @@ _LOCK = threading.Lock()
 def _compiler() -> ThreadPoolExecutor:
     """The threads that compile in the background, one per usable core (created on first use)."""
     if not _COMPILER:
-        _COMPILER.append(ThreadPoolExecutor(_usable_cores(), thread_name_prefix="hdsim-critical-compile"))
+        _COMPILER.append(ThreadPoolExecutor(usable_cores(), thread_name_prefix="hdsim-critical-compile"))
     return _COMPILER[0]
 
 
@@ -373,22 +374,12 @@ def _compiled(config: CriticalConfig, size: int, device) -> None:
         future.result()
 
 
-def _usable_cores() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
-
-
 def _cpu_pool_size() -> int:
     """Threads of XLA's CPU intra-op pool: ``NPROC`` if set (XLA reads it), else the usable cores."""
     try:
         return max(1, int(os.environ["NPROC"]))
     except (KeyError, ValueError):
-        try:
-            return len(os.sched_getaffinity(0))
-        except AttributeError:  # pragma: no cover - not Linux
-            return os.cpu_count() or 1
+        return usable_cores()
 
 
 def _in_flight(devices) -> int:

@@ -29,16 +29,14 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sim.experiments.base import Progress, Result, check_choice, no_progress
+from sim.experiments.base import Progress, Result, check_choice, compile_ahead, no_progress
 
 __all__ = ["ScalingConfig", "run", "COLUMNS", "LEARNERS", "DATA", "theory_exponent"]
 
@@ -297,14 +295,7 @@ def _precompile(config: ScalingConfig, ps, method: str) -> dict:
     for p in dict.fromkeys(ps):
         program = _seeds_program(_program_key(config, p, method))
         jobs[p] = functools.partial(program.lower(keys, *_curve_args(config, p)).compile)
-    try:
-        cores = max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        cores = os.cpu_count() or 1
-    pool = ThreadPoolExecutor(cores, thread_name_prefix="hdsim-scaling-compile")
-    futures = {p: pool.submit(job) for p, job in jobs.items()}
-    pool.shutdown(wait=False)
-    return futures
+    return compile_ahead(jobs, "scaling")
 
 
 def _run_seeds(config: ScalingConfig, p: int, method: str):

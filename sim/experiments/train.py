@@ -32,16 +32,23 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sim.experiments.base import Progress, Result, carried, check_choice, check_int, check_number, no_progress
+from sim.experiments.base import (
+    Progress,
+    Result,
+    carried,
+    check_choice,
+    check_int,
+    check_number,
+    compile_ahead,
+    no_progress,
+)
 
 __all__ = ["TrainConfig", "run", "COLUMNS", "DATA", "theory_exponent", "TEACHER_WIDTHS"]
 
@@ -218,13 +225,6 @@ def _take(tree, i):
     return jax.tree.map(lambda a: a[i], tree)
 
 
-def _usable_cores() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
-
-
 def run(config: TrainConfig, progress: Progress = no_progress) -> Result:
     """Train and measure (see the module docstring). ``progress(1)`` after each width."""
     from sim.fit import fit_power_law
@@ -256,9 +256,9 @@ def run(config: TrainConfig, progress: Progress = no_progress) -> Result:
     )
     # each width's training program is compiled ahead, side by side in one thread per core (compilation is
     # most of a gallery sweep's cost); a width waits for its own program, which ``train`` then reuses
-    compiler = ThreadPoolExecutor(_usable_cores(), thread_name_prefix="hdsim-train-compile")
-    compiled = {w: compiler.submit(T.compile_train, k_train, data, models[w], **options) for w in widths}
-    compiler.shutdown(wait=False)
+    compiled = compile_ahead(
+        {w: functools.partial(T.compile_train, k_train, data, models[w], **options) for w in widths}, "train"
+    )
     for width in widths:
         model = models[width]
         compiled[width].result()
