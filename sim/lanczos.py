@@ -9,9 +9,12 @@ jits (build the matvec inside the jitted function), nothing syncs with the host 
 ``beta``) of an orthonormal Krylov basis ``Q`` (m x n), and the final residual norm ``beta_m``
 (``A Q^T = Q^T T + beta_m q_{m+1} e_m^T``).
 
-* ``reortho="full"`` (default): every new vector is orthogonalised against all previous ones, twice
-  ("twice is enough"; Gram–Schmidt in blocks of 16 basis vectors, reading only the blocks filled so
-  far). Memory O(m n), time O(m^2 n) on top of the m matvecs — memory-bound: at n = 10^6, m = 80 the
+* ``reortho="full"`` (default): every new vector is orthogonalised against all previous ones by
+  classical Gram–Schmidt in blocks of 16 basis vectors, reading only the blocks filled so far; a
+  second pass ("twice is enough") runs only where the first lost digits, ``||w1|| < ||w0|| / sqrt 2``
+  (Daniel, Gragg, Kaufman & Stewart 1976), or on a restart vector: in Lanczos the first pass removes
+  only rounding-size components, so the second is rarely needed (never, in the MLP Hessians of the
+  spectrum experiments). Memory O(m n), time O(m^2 n) on top of the m matvecs — memory-bound: at n = 10^6, m = 80 the
   re-orthogonalisation costs about as much as a Hessian-vector product of a 256-sample MLP. The right
   choice up to m of a few hundred. Without it, rounding makes Lanczos lose orthogonality
   and repeat converged Ritz values ("ghosts").
