@@ -9,9 +9,12 @@ jits (build the matvec inside the jitted function), nothing syncs with the host 
 ``beta``) of an orthonormal Krylov basis ``Q`` (m x n), and the final residual norm ``beta_m``
 (``A Q^T = Q^T T + beta_m q_{m+1} e_m^T``).
 
-* ``reortho="full"`` (default): every new vector is orthogonalised against all previous ones, twice
-  ("twice is enough"; Gram–Schmidt in blocks of 16 basis vectors, reading only the blocks filled so
-  far). Memory O(m n), time O(m^2 n) on top of the m matvecs — memory-bound: at n = 10^6, m = 80 the
+* ``reortho="full"`` (default): every new vector is orthogonalised against all previous ones by
+  classical Gram–Schmidt in blocks of 16 basis vectors, reading only the blocks filled so far; a
+  second pass ("twice is enough") runs only where the first lost digits, ``||w1|| < ||w0|| / sqrt 2``
+  (Daniel, Gragg, Kaufman & Stewart 1976), or on a restart vector: in Lanczos the first pass removes
+  only rounding-size components, so the second is rarely needed (never, in the MLP Hessians of the
+  spectrum experiments). Memory O(m n), time O(m^2 n) on top of the m matvecs — memory-bound: at n = 10^6, m = 80 the
   re-orthogonalisation costs about as much as a Hessian-vector product of a 256-sample MLP. The right
   choice up to m of a few hundred. Without it, rounding makes Lanczos lose orthogonality
   and repeat converged Ritz values ("ghosts").
@@ -112,6 +115,10 @@ FRACTION_METHODS = ("interpolate", "step")
 _BREAKDOWN_ULPS = 100.0
 # Rows per block of the re-orthogonalisation sweep (only blocks up to the current step are read).
 _REORTHO_BLOCK = 16
+# The second Gram-Schmidt pass runs when the first left less than this fraction of the norm.
+_SECOND_PASS = 1.0 / math.sqrt(2.0)
+# vmap axis name of the probe lanes in ``_sharded_map``.
+_LANES = "lanes"
 # Fixed key for restart vectors when the caller gives none (as jax.scipy.linalg.eigh_tridiagonal).
 _DEFAULT_RESTART_SEED = 0x5EED
 
@@ -191,6 +198,15 @@ def _check_reortho(fn: str, reortho) -> str:
     if reortho not in REORTHO:
         raise ValueError(f"{fn}: reortho must be one of {', '.join(REORTHO)}, got {reortho!r}")
     return reortho
+
+
+def _any_lane(flag: jax.Array) -> jax.Array:
+    """``flag`` or-ed over the lanes of ``_sharded_map``'s vmap (``_LANES``) when inside it, so that a
+    ``lax.cond`` on it stays a branch instead of becoming a select that runs both sides; else ``flag``."""
+    try:
+        return jax.lax.psum(flag.astype(jnp.int32), _LANES) > 0
+    except NameError:  # not under that vmap: one lane (or a caller's own vmap: the cond runs both sides)
+        return flag
 
 
 def _block_rows(m: int) -> tuple[int, int]:
@@ -279,6 +295,7 @@ def _lanczos_blocks(matvec: Matvec, v0: jax.Array, restart_vec: jax.Array, num_s
         a = jnp.vdot(q, w)
         w = w - a * q - b_prev * q_prev
         if full:
+            w0_norm = jnp.linalg.norm(w)
             w, cj = _orthogonalise(basis, w, j)
             a = a + cj
         b = jnp.linalg.norm(w)
@@ -286,7 +303,16 @@ def _lanczos_blocks(matvec: Matvec, v0: jax.Array, restart_vec: jax.Array, num_s
         # Restart from a fresh vector: a different cyclic shift of one random vector at every step.
         w = jnp.where(broke, jnp.roll(restart_vec, j + 1), w)
         if full:
-            w, _ = _orthogonalise(basis, w, j)
+            # Second pass only where the first lost digits (Kahan-Parlett / DGKS: ||w1|| < ||w0|| / sqrt 2)
+            # or on a restart vector; otherwise it would remove only rounding-size components. The pass
+            # reads the whole basis twice, so skipping it halves the memory-bound cost of most steps.
+            need = broke | (b < _SECOND_PASS * w0_norm)
+            w = jax.lax.cond(
+                _any_lane(need),
+                lambda w: jnp.where(need, _orthogonalise(basis, w, j)[0], w),
+                lambda w: w,
+                w,
+            )
         else:
             w = w - jnp.vdot(q, w) * q - jnp.vdot(q_prev, w) * q_prev
         b = jnp.linalg.norm(w)
@@ -491,13 +517,13 @@ def _sharded_map(one: Callable, mesh, num: int, bs: int):
             first = (b0 + jnp.arange(per, dtype=jnp.uint32)) * jnp.uint32(bs)  # first index of each batch
             idx = first[:, None] + jnp.arange(bs, dtype=jnp.uint32)[None, :]  # (per, bs)
             if bs > 1:
-                _, ys = jax.lax.scan(lambda _, x: ((), jax.vmap(one)(x)), (), idx)
+                _, ys = jax.lax.scan(lambda _, x: ((), jax.vmap(one, axis_name=_LANES)(x)), (), idx)
             else:
                 _, ys = jax.lax.scan(lambda _, x: ((), jax.tree_util.tree_map(lambda y: y[None], one(x[0]))), (), idx)
             ys = jax.tree_util.tree_map(lambda y: jax.lax.all_gather(y, axis, tiled=True), ys)  # (D * per, bs, ...)
             parts.append(jax.tree_util.tree_map(lambda y: y.reshape((-1,) + y.shape[2:])[: full * bs], ys))
         if rem:  # the last partial batch: one vmap of rem lanes, as jax.lax.map(batch_size=bs) runs it
-            parts.append(jax.vmap(one)(jnp.arange(full * bs, num, dtype=jnp.uint32)))
+            parts.append(jax.vmap(one, axis_name=_LANES)(jnp.arange(full * bs, num, dtype=jnp.uint32)))
         if len(parts) == 1:
             return parts[0]
         return jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a, b]), *parts)
